@@ -1,0 +1,390 @@
+//! The configuration file format: what users write, as serde types. Unknown fields are rejected and
+//! every field has a documented default (docs/configuration.md). [`crate::validate`] checks what serde
+//! cannot: references between sections and options that exclude each other.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::values::{
+    Authority, ByteSize, Cidr, Duration, HeaderName, HeaderValue, HostPattern, Method, Pattern, StatusCode, UrlPath,
+};
+
+/// A whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub log: Log,
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Upstream>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Worker threads; 0 means one per CPU core, 1 runs a single-threaded runtime.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
+    pub drain_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    pub request_id: RequestId,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            workers: 0,
+            drain_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            request_id: RequestId::default(),
+        }
+    }
+}
+
+/// How each request gets its id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestId {
+    /// The header carrying the id, to the upstream and back to the client.
+    pub header: HeaderName,
+    /// Keep an id the client sent (when it is a sane token) instead of generating one.
+    pub keep_incoming: bool,
+    /// Also set the id on the response to the client.
+    pub in_response: bool,
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId {
+            header: HeaderName(http::HeaderName::from_static("x-request-id")),
+            keep_incoming: true,
+            in_response: true,
+        }
+    }
+}
+
+/// Where and how weir logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `weir_proxy=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: LogFormat::Text, level: "info".to_string() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable in a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A socket weir accepts client connections on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    #[serde(default = "default_protocols")]
+    pub protocols: Vec<Protocol>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client must send a whole request head within this time (against slowloris).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this time.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers).
+    #[serde(default = "default_max_head_size")]
+    pub max_head_size: ByteSize,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "default_max_uri_length")]
+    pub max_uri_length: ByteSize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1 (and 1.0).
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+fn default_protocols() -> Vec<Protocol> {
+    vec![Protocol::Http1, Protocol::H2c]
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_head_size() -> ByteSize {
+    ByteSize(16 * 1024)
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_uri_length() -> ByteSize {
+    ByteSize(8 * 1024)
+}
+
+/// A named group of endpoints that routes send traffic to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    #[serde(default)]
+    pub pool: Pool,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// An endpoint: `host:port`, or `{ address: host:port, weight: 3 }`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: Authority,
+    pub weight: u32,
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            address: Authority,
+            #[serde(default = "default_weight")]
+            weight: u32,
+        }
+        struct EndpointVisitor;
+        impl<'de> Visitor<'de> for EndpointVisitor {
+            type Value = Endpoint;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address like \"10.0.0.1:8080\" or { address: ..., weight: ... }")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Endpoint, E> {
+                let address = text.parse().map_err(E::custom)?;
+                Ok(Endpoint { address, weight: default_weight() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Endpoint, A::Error> {
+                let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Endpoint { address: long.address, weight: long.weight })
+            }
+        }
+        deserializer.deserialize_any(EndpointVisitor)
+    }
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Keep-alive connections to each endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// Idle connections kept per endpoint.
+    pub max_idle: usize,
+    /// An idle connection unused for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool { max_idle: 128, idle_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Which requests a route takes, and what it does with them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Listeners this route serves; empty means all.
+    #[serde(default)]
+    pub listeners: Vec<String>,
+    #[serde(rename = "match", default)]
+    pub matches: Match,
+    /// Proxy to this upstream...
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// ...or answer directly.
+    #[serde(default)]
+    pub direct_response: Option<DirectResponse>,
+    #[serde(default)]
+    pub rewrite: Rewrite,
+    #[serde(default)]
+    pub request_headers: HeaderRewrite,
+    #[serde(default)]
+    pub response_headers: HeaderRewrite,
+    /// How long to wait for the upstream's response headers.
+    #[serde(default = "default_route_timeout")]
+    pub timeout: Duration,
+    /// Largest request body; larger ones are refused with 413.
+    #[serde(default)]
+    pub max_body_size: Option<ByteSize>,
+}
+
+fn default_route_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// Conditions a request must meet, all of them, for the route to take it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Match {
+    #[serde(deserialize_with = "one_or_many")]
+    pub host: Vec<HostPattern>,
+    pub path: Option<UrlPath>,
+    pub path_prefix: Option<UrlPath>,
+    /// Segments, `{name}` parameters and a final `{*rest}`: `/users/{id}/posts`.
+    pub path_template: Option<String>,
+    pub path_regex: Option<Pattern>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub method: Vec<Method>,
+    pub headers: Vec<ValueMatch<HeaderName>>,
+    pub query: Vec<ValueMatch<String>>,
+}
+
+/// A condition on one header or query parameter: exactly one of `exact`, `regex`, `present`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMatch<N> {
+    pub name: N,
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub regex: Option<Pattern>,
+    #[serde(default)]
+    pub present: Option<bool>,
+}
+
+/// A response weir makes itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponse {
+    pub status: StatusCode,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: HeaderList,
+}
+
+/// Changes to the request before it goes upstream. At most one path rewrite.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rewrite {
+    /// Replace the whole path.
+    pub path: Option<UrlPath>,
+    /// Replace the part matched by `match.path_prefix` with this.
+    pub replace_prefix: Option<UrlPath>,
+    /// Remove the part matched by `match.path_prefix`.
+    pub strip_prefix: bool,
+    /// Replace every match of a pattern; `$1` or `${name}` refer to groups.
+    pub path_regex: Option<RegexRewrite>,
+    /// Send this `Host` upstream instead of the client's.
+    pub host: Option<HeaderValue>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexRewrite {
+    pub pattern: Pattern,
+    pub replacement: String,
+}
+
+/// Header edits: `add` appends, `set` replaces, `remove` deletes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderRewrite {
+    pub add: HeaderList,
+    pub set: HeaderList,
+    pub remove: Vec<HeaderName>,
+}
+
+/// Headers written as a map, kept in file order.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderList(pub Vec<(HeaderName, HeaderValue)>);
+
+impl<'de> Deserialize<'de> for HeaderList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = HeaderList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of header names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderList, A::Error> {
+                let mut list = Vec::new();
+                while let Some(entry) = map.next_entry::<HeaderName, HeaderValue>()? {
+                    list.push(entry);
+                }
+                Ok(HeaderList(list))
+            }
+        }
+        deserializer.deserialize_map(ListVisitor)
+    }
+}
+
+/// Reads either one value written as a string or a list of them.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + FromStr,
+    T::Err: fmt::Display,
+{
+    struct OneOrMany<T>(PhantomData<T>);
+    impl<'de, T> Visitor<'de> for OneOrMany<T>
+    where
+        T: Deserialize<'de> + FromStr,
+        T::Err: fmt::Display,
+    {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<T>, E> {
+            text.parse().map(|one| vec![one]).map_err(E::custom)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut many = Vec::new();
+            while let Some(one) = seq.next_element()? {
+                many.push(one);
+            }
+            Ok(many)
+        }
+    }
+    deserializer.deserialize_any(OneOrMany(PhantomData))
+}

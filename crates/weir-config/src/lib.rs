@@ -1,0 +1,16 @@
+//! weir's configuration: the file format users write (YAML or TOML), the typed values inside it, and
+//! the validation that turns a parsed file into a [`Config`] the data plane can compile without checks.
+//!
+//! Loading happens once per start or reload, never on the request path.
+
+mod error;
+mod file;
+mod load;
+mod locate;
+mod validate;
+pub mod values;
+
+pub use error::{ConfigError, Problem};
+pub use file::*;
+pub use load::{load_file, parse_str, Format};
+pub use validate::Config;

@@ -1,0 +1,232 @@
+//! Checks serde cannot make: names that must be unique or must exist, options that exclude each other
+//! and bounds on limits. A file that passes becomes a [`Config`].
+
+use std::collections::HashSet;
+
+use crate::error::Problem;
+use crate::file::{ConfigFile, Listener, Route, Upstream, ValueMatch};
+use crate::locate::locate;
+
+/// A configuration that passed validation: every reference resolves and every option is coherent.
+#[derive(Debug, Clone)]
+pub struct Config {
+    file: ConfigFile,
+}
+
+impl Config {
+    pub fn file(&self) -> &ConfigFile {
+        &self.file
+    }
+}
+
+impl std::ops::Deref for Config {
+    type Target = ConfigFile;
+    fn deref(&self) -> &ConfigFile {
+        &self.file
+    }
+}
+
+/// Collects problems with their place in the source text.
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, field: String, message: String) {
+        self.problems.push(Problem::new(field, message));
+    }
+
+    fn fail_at(&mut self, field: String, key: &str, value: &str, message: String) {
+        let mut problem = Problem::new(field, message);
+        problem.line = locate(self.text, key, value);
+        self.problems.push(problem);
+    }
+}
+
+pub(crate) fn validate(file: ConfigFile, text: &str) -> Result<Config, Vec<Problem>> {
+    let mut checker = Checker { text, problems: Vec::new() };
+    check_server(&mut checker, &file);
+    check_listeners(&mut checker, &file.listeners);
+    for (name, upstream) in &file.upstreams {
+        check_upstream(&mut checker, name, upstream);
+    }
+    let mut route_names = HashSet::new();
+    for (index, route) in file.routes.iter().enumerate() {
+        let field = route_field(index, route);
+        if let Some(name) = &route.name
+            && !route_names.insert(name.as_str())
+        {
+            checker.fail_at(format!("{field}.name"), "name", name, format!("route name {name:?} is used twice"));
+        }
+        check_route(&mut checker, &file, &field, route);
+    }
+    if checker.problems.is_empty() { Ok(Config { file }) } else { Err(checker.problems) }
+}
+
+fn route_field(index: usize, route: &Route) -> String {
+    match &route.name {
+        Some(name) => format!("routes[{index}] ({name})"),
+        None => format!("routes[{index}]"),
+    }
+}
+
+fn check_server(checker: &mut Checker, file: &ConfigFile) {
+    if file.server.workers > 1024 {
+        checker.fail("server.workers".into(), "at most 1024 workers; 0 means one per CPU core".into());
+    }
+}
+
+fn check_listeners(checker: &mut Checker, listeners: &[Listener]) {
+    if listeners.is_empty() {
+        checker.fail("listeners".into(), "at least one listener is needed".into());
+    }
+    let mut names = HashSet::new();
+    let mut addresses = HashSet::new();
+    for (index, listener) in listeners.iter().enumerate() {
+        let field = format!("listeners[{index}]");
+        if !names.insert(listener.name.as_str()) {
+            checker.fail_at(format!("{field}.name"), "name", &listener.name, format!("listener name {:?} is used twice", listener.name));
+        }
+        if !addresses.insert(listener.address) {
+            checker.fail(format!("{field}.address"), format!("address {} is used by two listeners", listener.address));
+        }
+        check_listener_limits(checker, &field, listener);
+    }
+}
+
+fn check_listener_limits(checker: &mut Checker, field: &str, listener: &Listener) {
+    if listener.protocols.is_empty() {
+        checker.fail(format!("{field}.protocols"), "name at least one of http1, h2c".into());
+    }
+    let head = listener.max_head_size.0;
+    if !(1024..=1024 * 1024).contains(&head) {
+        checker.fail(format!("{field}.max_head_size"), "must be between 1KiB and 1MiB".into());
+    }
+    if !(1..=1000).contains(&listener.max_headers) {
+        checker.fail(format!("{field}.max_headers"), "must be between 1 and 1000".into());
+    }
+    if listener.max_uri_length.0 == 0 || listener.max_uri_length.0 > head {
+        checker.fail(format!("{field}.max_uri_length"), "must be above 0 and at most max_head_size".into());
+    }
+    if listener.max_connections == 0 {
+        checker.fail(format!("{field}.max_connections"), "must be at least 1".into());
+    }
+}
+
+fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
+    let field = format!("upstreams.{name}");
+    let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid_name {
+        checker.fail(field.clone(), "upstream names use letters, digits, '-', '_' and '.'".into());
+    }
+    if upstream.endpoints.is_empty() {
+        checker.fail(format!("{field}.endpoints"), "at least one endpoint is needed".into());
+    }
+    for (index, endpoint) in upstream.endpoints.iter().enumerate() {
+        if !(1..=10_000).contains(&endpoint.weight) {
+            checker.fail(format!("{field}.endpoints[{index}].weight"), "must be between 1 and 10000".into());
+        }
+    }
+}
+
+fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {
+    check_action(checker, file, field, route);
+    for listener in &route.listeners {
+        if !file.listeners.iter().any(|l| &l.name == listener) {
+            let known: Vec<_> = file.listeners.iter().map(|l| l.name.as_str()).collect();
+            checker.fail_at(
+                format!("{field}.listeners"),
+                "",
+                listener,
+                format!("no listener named {listener:?}; listeners are: {}", known.join(", ")),
+            );
+        }
+    }
+    check_match(checker, field, route);
+    check_rewrite(checker, field, route);
+}
+
+fn check_action(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {
+    match (&route.upstream, &route.direct_response) {
+        (Some(_), Some(_)) => checker.fail(field.into(), "set either upstream or direct_response, not both".into()),
+        (None, None) => checker.fail(field.into(), "set upstream (to proxy) or direct_response (to answer)".into()),
+        (Some(upstream), None) if !file.upstreams.contains_key(upstream) => {
+            let known: Vec<_> = file.upstreams.keys().map(String::as_str).collect();
+            let hint = if known.is_empty() { "none is defined".to_string() } else { format!("defined: {}", known.join(", ")) };
+            checker.fail_at(format!("{field}.upstream"), "upstream", upstream, format!("no upstream named {upstream:?} ({hint})"));
+        }
+        _ => {}
+    }
+}
+
+fn check_match(checker: &mut Checker, field: &str, route: &Route) {
+    let m = &route.matches;
+    let path_kinds = [m.path.is_some(), m.path_prefix.is_some(), m.path_template.is_some(), m.path_regex.is_some()];
+    if path_kinds.iter().filter(|set| **set).count() > 1 {
+        checker.fail(format!("{field}.match"), "use at most one of path, path_prefix, path_template, path_regex".into());
+    }
+    if let Some(template) = &m.path_template
+        && let Err(message) = check_template(template)
+    {
+        checker.fail_at(format!("{field}.match.path_template"), "path_template", template, message);
+    }
+    for (index, header) in m.headers.iter().enumerate() {
+        check_value_match(checker, &format!("{field}.match.headers[{index}]"), header);
+    }
+    for (index, query) in m.query.iter().enumerate() {
+        check_value_match(checker, &format!("{field}.match.query[{index}]"), query);
+    }
+}
+
+fn check_value_match<N>(checker: &mut Checker, field: &str, condition: &ValueMatch<N>) {
+    let set = [condition.exact.is_some(), condition.regex.is_some(), condition.present.is_some()];
+    if set.iter().filter(|s| **s).count() != 1 {
+        checker.fail(field.into(), "set exactly one of exact, regex, present".into());
+    }
+}
+
+/// A template is `/`-separated segments, each literal, `{name}`, or (last only) `{*name}`.
+fn check_template(template: &str) -> Result<(), String> {
+    let invalid = |why: &str| Err(format!("invalid path template {template:?}: {why}"));
+    let Some(rest) = template.strip_prefix('/') else { return invalid("it must start with '/'") };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let mut names = HashSet::new();
+    for (index, segment) in segments.iter().enumerate() {
+        let Some(inner) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+            if segment.contains(['{', '}']) || !segment.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
+                return invalid("a segment is either literal text or a whole {parameter}");
+            }
+            continue;
+        };
+        let (catch_all, name) = match inner.strip_prefix('*') {
+            Some(name) => (true, name),
+            None => (false, inner),
+        };
+        if catch_all && index + 1 != segments.len() {
+            return invalid("{*name} may only be the last segment");
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return invalid("parameter names use letters, digits and '_'");
+        }
+        if !names.insert(name) {
+            return invalid("a parameter name is used twice");
+        }
+    }
+    Ok(())
+}
+
+fn check_rewrite(checker: &mut Checker, field: &str, route: &Route) {
+    let rewrite = &route.rewrite;
+    let kinds = [rewrite.path.is_some(), rewrite.replace_prefix.is_some(), rewrite.strip_prefix, rewrite.path_regex.is_some()];
+    if kinds.iter().filter(|set| **set).count() > 1 {
+        checker.fail(format!("{field}.rewrite"), "use at most one of path, replace_prefix, strip_prefix, path_regex".into());
+    }
+    if (rewrite.replace_prefix.is_some() || rewrite.strip_prefix) && route.matches.path_prefix.is_none() {
+        checker.fail(format!("{field}.rewrite"), "replace_prefix and strip_prefix need match.path_prefix".into());
+    }
+    let rewrites = kinds.iter().any(|k| *k) || rewrite.host.is_some();
+    if route.direct_response.is_some() && (rewrites || !route.request_headers.add.0.is_empty() || !route.request_headers.set.0.is_empty()) {
+        checker.fail(format!("{field}.rewrite"), "a direct_response route sends nothing upstream, so it cannot rewrite the request".into());
+    }
+}

@@ -1,0 +1,123 @@
+//! Loading configuration text: good files parse, bad ones name the line, field and what is valid.
+
+use weir_config::values::HostPattern;
+use weir_config::{parse_str, Format, Problem};
+
+const GOOD: &str = r#"
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+upstreams:
+  users:
+    endpoints:
+      - 127.0.0.1:9001
+      - { address: "localhost:9002", weight: 3 }
+routes:
+  - name: users
+    match: { host: "*.example.com", path_prefix: /users, method: [get, POST] }
+    upstream: users
+    timeout: 250ms
+    max_body_size: 1MiB
+  - match: { path: /hello }
+    direct_response: { status: 200, body: "hi\n", headers: { content-type: text/plain } }
+"#;
+
+fn problems(text: &str, format: Format) -> Vec<Problem> {
+    match parse_str(text, format, "test.yaml") {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+#[test]
+fn good_yaml_parses_with_defaults() {
+    let config = parse_str(GOOD, Format::Yaml, "good.yaml").unwrap();
+    assert_eq!(config.listeners[0].max_headers, 100);
+    let route = &config.routes[0];
+    assert_eq!(route.timeout.0, std::time::Duration::from_millis(250));
+    assert_eq!(route.max_body_size.unwrap().0, 1 << 20);
+    assert_eq!(route.matches.host, vec![HostPattern::Suffix(".example.com".into())]);
+    assert_eq!(route.matches.method.len(), 2);
+    assert_eq!(config.upstreams["users"].endpoints[1].weight, 3);
+    assert_eq!(config.upstreams["users"].endpoints[1].address.host, "localhost");
+}
+
+#[test]
+fn good_toml_parses() {
+    let text = r#"
+[[listeners]]
+name = "public"
+address = "127.0.0.1:8080"
+
+[upstreams.users]
+endpoints = ["127.0.0.1:9001"]
+
+[[routes]]
+upstream = "users"
+match = { path_prefix = "/" }
+"#;
+    let config = parse_str(text, Format::Toml, "good.toml").unwrap();
+    assert_eq!(config.routes.len(), 1);
+}
+
+#[test]
+fn unknown_field_names_line_field_and_valid_names() {
+    let text = GOOD.replace("    timeout: 250ms", "    tiemout: 250ms");
+    let problems = problems(&text, Format::Yaml);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert_eq!(p.line.map(|l| l.0), Some(14), "{p}");
+    assert!(p.field.starts_with("routes[0]"), "{p}");
+    assert!(p.message.contains("tiemout") && p.message.contains("timeout"), "{p}");
+}
+
+#[test]
+fn bad_duration_names_line_and_format() {
+    let text = GOOD.replace("timeout: 250ms", "timeout: 250 parsecs");
+    let p = &problems(&text, Format::Yaml)[0];
+    assert_eq!(p.line.map(|l| l.0), Some(14), "{p}");
+    assert_eq!(p.field, "routes[0].timeout");
+    assert!(!p.message.contains("at line"), "{p}");
+    assert!(p.message.contains("250ms"), "{p}");
+}
+
+#[test]
+fn toml_error_has_line_and_field() {
+    let text = "[[listeners]]\nname = \"a\"\naddress = \"nonsense\"\n";
+    let p = &problems(text, Format::Toml)[0];
+    assert_eq!(p.line.map(|l| l.0), Some(3), "{p}");
+    assert_eq!(p.field, "listeners[0].address");
+}
+
+#[test]
+fn unknown_upstream_is_located_and_lists_choices() {
+    let text = GOOD.replace("upstream: users", "upstream: usres");
+    let p = &problems(&text, Format::Yaml)[0];
+    assert_eq!(p.line.map(|l| l.0), Some(13), "{p}");
+    assert!(p.message.contains("usres") && p.message.contains("defined: users"), "{p}");
+}
+
+#[test]
+fn semantic_checks_catch_conflicts() {
+    let cases = [
+        ("path_prefix: /users,", "path: /a, path_prefix: /b,", "at most one of path"),
+        ("    upstream: users\n    timeout", "    upstream: users\n    direct_response: { status: 200 }\n    timeout", "not both"),
+        ("path_prefix: /users,", "path_template: \"/users/{*rest}/x\",", "last segment"),
+        ("    max_body_size: 1MiB", "    max_body_size: 1MiB\n    rewrite: { path: /x, strip_prefix: true }", "at most one of path"),
+        ("status: 200", "status: 999", "100 to 599"),
+        ("address: 127.0.0.1:8080", "address: 127.0.0.1:8080\n    max_headers: 0", "between 1 and 1000"),
+    ];
+    for (from, to, expected) in cases {
+        let text = GOOD.replace(from, to);
+        assert_ne!(text, GOOD, "case {from:?} did not apply");
+        let problems = problems(&text, Format::Yaml);
+        assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{expected:?} not in {problems:?}");
+    }
+}
+
+#[test]
+fn error_display_names_file_and_line() {
+    let text = GOOD.replace("upstream: users", "upstream: usres");
+    let rendered = parse_str(&text, Format::Yaml, "gw.yaml").unwrap_err().to_string();
+    assert!(rendered.starts_with("gw.yaml:13:"), "{rendered}");
+}
