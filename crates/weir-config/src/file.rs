@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::values::{
     Authority, ByteSize, Cidr, Duration, HeaderName, HeaderValue, HostPattern, Method, Pattern, StatusCode, UrlPath,

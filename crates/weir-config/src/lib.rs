@@ -12,5 +12,5 @@ pub mod values;
 
 pub use error::{ConfigError, Problem};
 pub use file::*;
-pub use load::{load_file, parse_str, Format};
+pub use load::{Format, load_file, parse_str};
 pub use validate::Config;

@@ -30,7 +30,8 @@ impl Format {
 /// Reads, parses and validates a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let format = Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat { path: path.to_path_buf() })?;
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     parse_str(&text, format, &path.display().to_string())
 }
 
@@ -64,8 +65,7 @@ fn parse_yaml(text: &str) -> Result<ConfigFile, Problem> {
 
 fn parse_toml(text: &str) -> Result<ConfigFile, Problem> {
     let deserializer = toml::de::Deserializer::parse(text).map_err(|e| toml_problem(text, &e, String::new()))?;
-    serde_path_to_error::deserialize(deserializer)
-        .map_err(|e| toml_problem(text, e.inner(), field_path(e.path())))
+    serde_path_to_error::deserialize(deserializer).map_err(|e| toml_problem(text, e.inner(), field_path(e.path())))
 }
 
 fn toml_problem(text: &str, error: &toml::de::Error, field: String) -> Problem {

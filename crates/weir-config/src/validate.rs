@@ -86,9 +86,14 @@ fn check_listeners(checker: &mut Checker, listeners: &[Listener]) {
     for (index, listener) in listeners.iter().enumerate() {
         let field = format!("listeners[{index}]");
         if !names.insert(listener.name.as_str()) {
-            checker.fail_at(format!("{field}.name"), "name", &listener.name, format!("listener name {:?} is used twice", listener.name));
+            checker.fail_at(
+                format!("{field}.name"),
+                "name",
+                &listener.name,
+                format!("listener name {:?} is used twice", listener.name),
+            );
         }
-        if !addresses.insert(listener.address) {
+        if listener.address.port() != 0 && !addresses.insert(listener.address) {
             checker.fail(format!("{field}.address"), format!("address {} is used by two listeners", listener.address));
         }
         check_listener_limits(checker, &field, listener);
@@ -116,7 +121,8 @@ fn check_listener_limits(checker: &mut Checker, field: &str, listener: &Listener
 
 fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     let field = format!("upstreams.{name}");
-    let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let valid_name =
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !valid_name {
         checker.fail(field.clone(), "upstream names use letters, digits, '-', '_' and '.'".into());
     }
@@ -153,8 +159,14 @@ fn check_action(checker: &mut Checker, file: &ConfigFile, field: &str, route: &R
         (None, None) => checker.fail(field.into(), "set upstream (to proxy) or direct_response (to answer)".into()),
         (Some(upstream), None) if !file.upstreams.contains_key(upstream) => {
             let known: Vec<_> = file.upstreams.keys().map(String::as_str).collect();
-            let hint = if known.is_empty() { "none is defined".to_string() } else { format!("defined: {}", known.join(", ")) };
-            checker.fail_at(format!("{field}.upstream"), "upstream", upstream, format!("no upstream named {upstream:?} ({hint})"));
+            let hint =
+                if known.is_empty() { "none is defined".to_string() } else { format!("defined: {}", known.join(", ")) };
+            checker.fail_at(
+                format!("{field}.upstream"),
+                "upstream",
+                upstream,
+                format!("no upstream named {upstream:?} ({hint})"),
+            );
         }
         _ => {}
     }
@@ -164,7 +176,8 @@ fn check_match(checker: &mut Checker, field: &str, route: &Route) {
     let m = &route.matches;
     let path_kinds = [m.path.is_some(), m.path_prefix.is_some(), m.path_template.is_some(), m.path_regex.is_some()];
     if path_kinds.iter().filter(|set| **set).count() > 1 {
-        checker.fail(format!("{field}.match"), "use at most one of path, path_prefix, path_template, path_regex".into());
+        checker
+            .fail(format!("{field}.match"), "use at most one of path, path_prefix, path_template, path_regex".into());
     }
     if let Some(template) = &m.path_template
         && let Err(message) = check_template(template)
@@ -194,7 +207,8 @@ fn check_template(template: &str) -> Result<(), String> {
     let mut names = HashSet::new();
     for (index, segment) in segments.iter().enumerate() {
         let Some(inner) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
-            if segment.contains(['{', '}']) || !segment.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
+            if segment.contains(['{', '}']) || !segment.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+            {
                 return invalid("a segment is either literal text or a whole {parameter}");
             }
             continue;
@@ -218,15 +232,24 @@ fn check_template(template: &str) -> Result<(), String> {
 
 fn check_rewrite(checker: &mut Checker, field: &str, route: &Route) {
     let rewrite = &route.rewrite;
-    let kinds = [rewrite.path.is_some(), rewrite.replace_prefix.is_some(), rewrite.strip_prefix, rewrite.path_regex.is_some()];
+    let kinds =
+        [rewrite.path.is_some(), rewrite.replace_prefix.is_some(), rewrite.strip_prefix, rewrite.path_regex.is_some()];
     if kinds.iter().filter(|set| **set).count() > 1 {
-        checker.fail(format!("{field}.rewrite"), "use at most one of path, replace_prefix, strip_prefix, path_regex".into());
+        checker.fail(
+            format!("{field}.rewrite"),
+            "use at most one of path, replace_prefix, strip_prefix, path_regex".into(),
+        );
     }
     if (rewrite.replace_prefix.is_some() || rewrite.strip_prefix) && route.matches.path_prefix.is_none() {
         checker.fail(format!("{field}.rewrite"), "replace_prefix and strip_prefix need match.path_prefix".into());
     }
     let rewrites = kinds.iter().any(|k| *k) || rewrite.host.is_some();
-    if route.direct_response.is_some() && (rewrites || !route.request_headers.add.0.is_empty() || !route.request_headers.set.0.is_empty()) {
-        checker.fail(format!("{field}.rewrite"), "a direct_response route sends nothing upstream, so it cannot rewrite the request".into());
+    if route.direct_response.is_some()
+        && (rewrites || !route.request_headers.add.0.is_empty() || !route.request_headers.set.0.is_empty())
+    {
+        checker.fail(
+            format!("{field}.rewrite"),
+            "a direct_response route sends nothing upstream, so it cannot rewrite the request".into(),
+        );
     }
 }

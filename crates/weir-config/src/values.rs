@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
-use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
 
 /// Reads a value from its string form, with an error naming what would be valid.
 macro_rules! deserialize_from_str {
@@ -186,7 +186,9 @@ impl Cidr {
             v4 => v4,
         };
         match (self.network, addr) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(net.to_bits().into(), ip.to_bits().into(), 32, self.prefix_len),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_eq(net.to_bits().into(), ip.to_bits().into(), 32, self.prefix_len)
+            }
             (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(net.to_bits(), ip.to_bits(), 128, self.prefix_len),
             _ => false,
         }
@@ -233,9 +235,8 @@ impl FromStr for HostPattern {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let host = text.trim().to_ascii_lowercase();
-        let valid_name = |s: &str| {
-            !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        };
+        let valid_name =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         if host == "*" {
             Ok(HostPattern::Any)
         } else if let Some(rest) = host.strip_prefix("*.") {
@@ -247,7 +248,9 @@ impl FromStr for HostPattern {
         } else if valid_name(&host) {
             Ok(HostPattern::Exact(host))
         } else {
-            Err(format!("invalid host {text:?}: use a name like \"api.example.com\", \"*.example.com\" or \"*\" (no port)"))
+            Err(format!(
+                "invalid host {text:?}: use a name like \"api.example.com\", \"*.example.com\" or \"*\" (no port)"
+            ))
         }
     }
 }
@@ -279,7 +282,8 @@ pub struct Authority {
 impl FromStr for Authority {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let invalid = || format!("invalid address {text:?}: write host:port, like \"10.0.0.1:8080\" or \"localhost:9000\"");
+        let invalid =
+            || format!("invalid address {text:?}: write host:port, like \"10.0.0.1:8080\" or \"localhost:9000\"");
         if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
             return Ok(Authority { host: addr.ip().to_string(), port: addr.port() });
         }

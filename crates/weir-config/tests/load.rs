@@ -1,7 +1,7 @@
 //! Loading configuration text: good files parse, bad ones name the line, field and what is valid.
 
 use weir_config::values::HostPattern;
-use weir_config::{parse_str, Format, Problem};
+use weir_config::{Format, Problem, parse_str};
 
 const GOOD: &str = r#"
 listeners:
@@ -101,9 +101,17 @@ fn unknown_upstream_is_located_and_lists_choices() {
 fn semantic_checks_catch_conflicts() {
     let cases = [
         ("path_prefix: /users,", "path: /a, path_prefix: /b,", "at most one of path"),
-        ("    upstream: users\n    timeout", "    upstream: users\n    direct_response: { status: 200 }\n    timeout", "not both"),
+        (
+            "    upstream: users\n    timeout",
+            "    upstream: users\n    direct_response: { status: 200 }\n    timeout",
+            "not both",
+        ),
         ("path_prefix: /users,", "path_template: \"/users/{*rest}/x\",", "last segment"),
-        ("    max_body_size: 1MiB", "    max_body_size: 1MiB\n    rewrite: { path: /x, strip_prefix: true }", "at most one of path"),
+        (
+            "    max_body_size: 1MiB",
+            "    max_body_size: 1MiB\n    rewrite: { path: /x, strip_prefix: true }",
+            "at most one of path",
+        ),
         ("status: 200", "status: 999", "100 to 599"),
         ("address: 127.0.0.1:8080", "address: 127.0.0.1:8080\n    max_headers: 0", "between 1 and 1000"),
     ];

@@ -1,1 +1,20 @@
-pub fn x(){}
+//! weir's data plane: listeners and connections, the framing guard in front of the HTTP/1 parser,
+//! route matching, forwarding to upstreams, and the one place refusals become responses.
+//!
+//! A request's way: [`server`] accepts and serves a connection -> [`framing`] validates HTTP/1
+//! framing -> hyper parses -> [`handler::serve_request`] loads the [`Snapshot`], matches a route
+//! ([`router`]) and runs its action -> [`refusal`] answers for anything refused.
+
+pub mod body;
+pub mod forward;
+pub mod framing;
+pub mod handler;
+pub mod refusal;
+pub mod route;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+
+pub use refusal::Refusal;
+pub use server::{Drained, Gateway, ServeError, Server};
+pub use snapshot::{Snapshot, SnapshotError};

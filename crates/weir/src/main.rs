@@ -1,1 +1,17 @@
-fn main(){}
+//! The `weir` command: `run` serves a configuration, `validate` checks one.
+
+mod cli;
+mod logging;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Run(args) => run::run(&args),
+        cli::Command::Validate(args) => run::validate(&args),
+    }
+}

@@ -1,0 +1,108 @@
+//! The two body types on the proxy path: a client's request body on its way upstream, held to the
+//! route's size limit while it streams; and the response body weir sends, either streamed from the
+//! upstream or made by weir. Concrete enums rather than boxed trait objects: no allocation per body.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use weir_upstream::PooledBody;
+
+/// A request body streamed upstream, failing once it passes its size limit.
+pub struct RequestBody {
+    inner: Incoming,
+    remaining: u64,
+    limit: u64,
+}
+
+/// Why a request body could not be sent on.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    #[error("request body is larger than the route's limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("reading the request body from the client: {0}")]
+    Read(#[source] hyper::Error),
+}
+
+impl RequestBody {
+    /// `limit` of `u64::MAX` means no limit.
+    pub fn new(inner: Incoming, limit: u64) -> Self {
+        RequestBody { inner, remaining: limit, limit }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(RequestBodyError::Read(error)))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len() as u64;
+            if len > self.remaining {
+                return Poll::Ready(Some(Err(RequestBodyError::TooLarge { limit: self.limit })));
+            }
+            self.remaining -= len;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body of a response weir sends to a client.
+pub enum ResponseBody {
+    /// Made by weir: at most one chunk, known length.
+    Full(Option<Bytes>),
+    /// Streamed from the upstream.
+    Upstream(PooledBody<RequestBody>),
+}
+
+impl ResponseBody {
+    pub fn full(bytes: Bytes) -> Self {
+        if bytes.is_empty() { ResponseBody::Full(None) } else { ResponseBody::Full(Some(bytes)) }
+    }
+
+    pub fn empty() -> Self {
+        ResponseBody::Full(None)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(bytes) => bytes.is_none(),
+            ResponseBody::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Upstream(body) => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Header work on the way through: removing hop-by-hop headers, telling the upstream who the client
+//! is (`X-Forwarded-*`, `Forwarded`), and giving each request an id.
+
+use std::cell::Cell;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{CONNECTION, FORWARDED, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use weir_config::values::Cidr;
+
+use crate::snapshot::RequestIdSettings;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Who is at the other end of a client connection, worked out once per connection.
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The peer is a trusted proxy, so its forwarding headers are believed.
+    pub trusted: bool,
+    ip: HeaderValue,
+    forwarded_for: String,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, trusted_proxies: &[Cidr]) -> Self {
+        let ip = addr.ip().to_canonical();
+        let forwarded_for = match ip {
+            IpAddr::V4(v4) => format!("for={v4}"),
+            IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        };
+        Peer {
+            addr,
+            trusted: trusted_proxies.iter().any(|net| net.contains(ip)),
+            ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
+            forwarded_for,
+        }
+    }
+}
+
+/// Removes hop-by-hop headers: the fixed set and any named in `Connection`. `TE: trailers` stays,
+/// since it is end-to-end in meaning (gRPC needs it). `Host` and `Content-Length` are never removed
+/// because a client listed them: that would change the request's target or framing.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| *name != http::header::HOST && *name != http::header::CONTENT_LENGTH)
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [&CONNECTION, &KEEP_ALIVE, &PROXY_CONNECTION, &TRANSFER_ENCODING, &UPGRADE] {
+        headers.remove(name);
+    }
+    let keeps_trailers = headers.get(TE).is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    headers.remove(TE);
+    if keeps_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. A trusted peer's values are extended; an
+/// untrusted peer's are replaced, so a client cannot forge its address.
+pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>) {
+    let xff = match joined(headers, &X_FORWARDED_FOR).filter(|_| peer.trusted) {
+        Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", peer.ip.to_str().unwrap_or_default())).ok(),
+        None => Some(peer.ip.clone()),
+    };
+    if let Some(xff) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), xff);
+    }
+    if !(peer.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if let Some(host) = host
+        && !(peer.trusted && headers.contains_key(&X_FORWARDED_HOST))
+    {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    let mut element = format!("{};proto=http", peer.forwarded_for);
+    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    let forwarded = match joined(headers, &FORWARDED).filter(|_| peer.trusted) {
+        Some(chain) => format!("{chain}, {element}"),
+        None => element,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        headers.insert(FORWARDED, value);
+    }
+}
+
+/// All values of a header joined with `, `, if there are any.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    Some(values.fold(first.to_string(), |mut all, v| {
+        all.push_str(", ");
+        all.push_str(v);
+        all
+    }))
+}
+
+/// The request's id: the client's when allowed and sane, a new random one otherwise.
+pub fn request_id(headers: &HeaderMap, settings: &RequestIdSettings) -> HeaderValue {
+    if settings.keep_incoming
+        && let Some(incoming) = headers.get(&settings.header)
+        && is_sane_id(incoming.as_bytes())
+    {
+        return incoming.clone();
+    }
+    new_request_id()
+}
+
+fn is_sane_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+thread_local! {
+    static RNG_STATE: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1);
+}
+
+/// 128 random bits as 32 hex digits, from a per-thread generator seeded by the OS.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    let words = [next_random(), next_random()];
+    for (i, byte) in words.iter().flat_map(|w| w.to_be_bytes()).enumerate() {
+        out[i * 2] = HEX[usize::from(byte >> 4)];
+        out[i * 2 + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_bytes(&out).expect("hex digits are a valid header value")
+}
+
+/// splitmix64: fast, well mixed; ids need to be unique, not secret.
+fn next_random() -> u64 {
+    RNG_STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(addr: &str, trusted: &[&str]) -> Peer {
+        let nets: Vec<Cidr> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        Peer::new(addr.parse().unwrap(), &nets)
+    }
+
+    #[test]
+    fn connection_listed_headers_go_but_host_and_length_stay() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("x-secret, host, content-length, keep-alive"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("host", HeaderValue::from_static("a"));
+        headers.insert("content-length", HeaderValue::from_static("3"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut headers);
+        let mut names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, vec!["content-length", "host", "te"]);
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_forge_forwarding() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        headers.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        add_forwarding_headers(&mut headers, &peer("192.0.2.7:5000", &[]), Some(&HeaderValue::from_static("a.com")));
+        assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[&X_FORWARDED_HOST], "a.com");
+        assert_eq!(headers[FORWARDED], "for=192.0.2.7;proto=http;host=\"a.com\"");
+    }
+
+    #[test]
+    fn trusted_peer_chain_is_extended() {
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        add_forwarding_headers(&mut headers, &peer("[::ffff:10.1.2.3]:80", &["10.0.0.0/8"]), None);
+        assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.1, 10.0.0.2, 10.1.2.3");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+        assert_eq!(headers[FORWARDED], "for=10.1.2.3;proto=http");
+    }
+
+    #[test]
+    fn ipv6_peer_is_quoted_in_forwarded() {
+        let mut headers = HeaderMap::new();
+        add_forwarding_headers(&mut headers, &peer("[2001:db8::1]:80", &[]), None);
+        assert_eq!(headers[FORWARDED], "for=\"[2001:db8::1]\";proto=http");
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_unique_when_made() {
+        let settings = RequestIdSettings {
+            header: HeaderName::from_static("x-request-id"),
+            keep_incoming: true,
+            in_response: true,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers, &settings), "abc-123");
+        headers.insert("x-request-id", HeaderValue::from_static("has space"));
+        let made = request_id(&headers, &settings);
+        assert_eq!(made.len(), 32);
+        assert_ne!(made, new_request_id());
+    }
+}

@@ -1,0 +1,223 @@
+//! One request's way through weir. [`serve_request`] reads top to bottom as the request path:
+//! refusals raised by the connection, the snapshot, the request id, route matching, then the route's
+//! action (a direct response, or forwarding to an upstream), then response edits.
+
+use std::borrow::Cow;
+
+use http::header::{CONTENT_LENGTH, HOST};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use weir_upstream::{Cluster, UpstreamError};
+
+use crate::body::{RequestBody, RequestBodyError, ResponseBody};
+use crate::forward::{self, Peer};
+use crate::framing::{BodyFramingError, Violation};
+use crate::refusal::Refusal;
+use crate::route::{Action, DirectResponse, Route};
+use crate::server::Gateway;
+use crate::snapshot::Snapshot;
+
+/// What a request needs to know about the connection it came on.
+pub struct ConnContext {
+    /// Index of the listener in the snapshot's listener order.
+    pub listener: usize,
+    pub peer: Peer,
+    pub max_uri_length: usize,
+}
+
+/// Serves one request. `violation` is what the connection's framing guard refused, if anything.
+pub async fn serve_request(
+    gateway: &Gateway,
+    conn: &ConnContext,
+    violation: Option<Violation>,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    if let Some(violation) = violation {
+        return refuse(Refusal::from(violation), conn);
+    }
+    let snapshot = gateway.snapshot();
+    let id = forward::request_id(request.headers(), &snapshot.request_id);
+    let mut response = match route_request(&snapshot, conn, request, &id).await {
+        Ok(response) => response,
+        Err(refusal) => refuse(refusal, conn),
+    };
+    if snapshot.request_id.in_response {
+        response.headers_mut().insert(snapshot.request_id.header.clone(), id);
+    }
+    response
+}
+
+fn refuse(refusal: Refusal, conn: &ConnContext) -> Response<ResponseBody> {
+    tracing::debug!(reason = refusal.reason(), peer = %conn.peer.addr, "request refused");
+    refusal.into_response()
+}
+
+async fn route_request(
+    snapshot: &Snapshot,
+    conn: &ConnContext,
+    request: Request<Incoming>,
+    id: &HeaderValue,
+) -> Result<Response<ResponseBody>, Refusal> {
+    let (parts, body) = request.into_parts();
+    if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > conn.max_uri_length {
+        return Err(Refusal::UriTooLong);
+    }
+    let host = request_host(&parts);
+    let router = &snapshot.routers[conn.listener];
+    let route_id =
+        router.find(&snapshot.routes, host.as_deref().unwrap_or_default(), &parts).ok_or(Refusal::NoRoute)?;
+    let route = &snapshot.routes[route_id as usize];
+    let mut response = match &route.action {
+        Action::Direct(direct) => direct_response(direct),
+        Action::Proxy(cluster) => proxy(snapshot, route, cluster, conn, parts, body, id).await?,
+    };
+    route.response_headers.apply(response.headers_mut());
+    Ok(response)
+}
+
+fn direct_response(direct: &DirectResponse) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(direct.body.clone()));
+    *response.status_mut() = direct.status;
+    *response.headers_mut() = direct.headers.clone();
+    response
+}
+
+async fn proxy(
+    snapshot: &Snapshot,
+    route: &Route,
+    cluster: &Cluster<RequestBody>,
+    conn: &ConnContext,
+    parts: Parts,
+    body: Incoming,
+    id: &HeaderValue,
+) -> Result<Response<ResponseBody>, Refusal> {
+    if declared_length(&parts).is_some_and(|len| len > route.max_body) {
+        return Err(Refusal::BodyTooLarge);
+    }
+    let mut request = upstream_request(route, conn, parts, body)?;
+    request.headers_mut().insert(snapshot.request_id.header.clone(), id.clone());
+    let endpoint = cluster.pick();
+    let sent = tokio::time::timeout(route.timeout, endpoint.pool.send(request)).await;
+    let mut response = sent.map_err(|_| Refusal::UpstreamTimeout)?.map_err(|e| classify(&e))?;
+    forward::strip_hop_by_hop(response.headers_mut());
+    Ok(response.map(ResponseBody::Upstream))
+}
+
+/// The request as the upstream gets it: HTTP/1.1, origin-form target, hop-by-hop headers gone,
+/// forwarding headers and the request id added, the route's rewrites applied.
+fn upstream_request(
+    route: &Route,
+    conn: &ConnContext,
+    mut parts: Parts,
+    body: Incoming,
+) -> Result<Request<RequestBody>, Refusal> {
+    let client_host = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
+    let client_host = client_host.or_else(|| parts.headers.get(HOST).cloned());
+    let headers = &mut parts.headers;
+    forward::strip_hop_by_hop(headers);
+    forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
+    route.request_headers.apply(headers);
+    if let Some(host) = route.host_rewrite.as_ref().or(client_host.as_ref()) {
+        headers.insert(HOST, host.clone());
+    }
+    let path_and_query = upstream_target(route, &parts.uri)?;
+    let mut request = Request::new(RequestBody::new(body, route.max_body));
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = path_and_query;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = parts.headers;
+    Ok(request)
+}
+
+fn upstream_target(route: &Route, uri: &Uri) -> Result<Uri, Refusal> {
+    let path = uri.path();
+    let Some(new_path) = route.rewrite.apply(path) else {
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        return Uri::try_from(target).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine));
+    };
+    let target = match uri.query() {
+        Some(query) => format!("{new_path}?{query}"),
+        None => new_path,
+    };
+    Uri::try_from(target).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine))
+}
+
+/// The host a request is for, lower-case, without a port: from the target URI, else `Host`.
+fn request_host(parts: &Parts) -> Option<Cow<'_, str>> {
+    let raw = match parts.uri.host() {
+        Some(host) => host,
+        None => parts.headers.get(HOST)?.to_str().ok()?,
+    };
+    let host = strip_port(raw);
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
+}
+
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_once(']').map_or(authority, |(v6, _)| &authority[..=v6.len()]);
+    }
+    authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+}
+
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts.headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Maps a failed upstream call to the refusal the client sees.
+fn classify(error: &UpstreamError) -> Refusal {
+    match error {
+        UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => Refusal::ConnectError,
+        UpstreamError::ConnectTimeout { .. } => Refusal::ConnectTimeout,
+        UpstreamError::Exchange { source, .. } => {
+            match find_cause::<RequestBodyError>(source) {
+                Some(RequestBodyError::TooLarge { .. }) => return Refusal::BodyTooLarge,
+                Some(RequestBodyError::Read(read)) => {
+                    return find_cause::<BodyFramingError>(read)
+                        .map_or(Refusal::BodyIncomplete, |e| Refusal::from(e.0));
+                }
+                None => {}
+            }
+            if source.is_parse() || source.is_parse_status() {
+                Refusal::UpstreamProtocolError
+            } else {
+                Refusal::UpstreamReset
+            }
+        }
+    }
+}
+
+/// The first error of type `E` in `error`'s chain, looking inside I/O errors too (their `source`
+/// skips the error they carry).
+fn find_cause<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && let Some(found) = inner.downcast_ref::<E>()
+        {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("a.com:8080"), "a.com");
+        assert_eq!(strip_port("a.com"), "a.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+}

@@ -1,0 +1,135 @@
+//! Every response weir makes on its own behalf when it cannot or will not serve a request comes from
+//! [`Refusal::into_response`]: the status, a short body, and a `proxy-status` header (RFC 9209) with
+//! the RFC's error type and weir's own reason, which is also the reason logged and counted.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::framing::Violation;
+
+/// Why weir refused a request or could not get it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request's framing or syntax is unacceptable.
+    BadRequest(Violation),
+    /// The request head did not arrive in time.
+    HeadTimeout,
+    /// The request head is larger than the listener allows.
+    HeadTooLarge,
+    UriTooLong,
+    /// The request body is larger than the route allows.
+    BodyTooLarge,
+    /// The client stopped sending the request body part-way.
+    BodyIncomplete,
+    /// No route matches the request.
+    NoRoute,
+    /// No connection could be made to the upstream endpoint.
+    ConnectError,
+    ConnectTimeout,
+    /// The upstream did not send response headers within the route's timeout.
+    UpstreamTimeout,
+    /// The upstream closed or reset the connection before a whole response.
+    UpstreamReset,
+    /// The upstream's response could not be parsed.
+    UpstreamProtocolError,
+}
+
+impl Refusal {
+    /// weir's reason, the same in `proxy-status`, logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::BadRequest(_) => "bad_request",
+            Refusal::HeadTimeout => "head_timeout",
+            Refusal::HeadTooLarge => "head_too_large",
+            Refusal::UriTooLong => "uri_too_long",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyIncomplete => "body_incomplete",
+            Refusal::NoRoute => "no_route",
+            Refusal::ConnectError => "connect_error",
+            Refusal::ConnectTimeout => "connect_timeout",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::UpstreamReset => "upstream_reset",
+            Refusal::UpstreamProtocolError => "upstream_protocol_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::BadRequest(_) | Refusal::BodyIncomplete => StatusCode::BAD_REQUEST,
+            Refusal::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::NoRoute => StatusCode::NOT_FOUND,
+            Refusal::ConnectError | Refusal::UpstreamReset | Refusal::UpstreamProtocolError => StatusCode::BAD_GATEWAY,
+            Refusal::ConnectTimeout | Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The error type registered by RFC 9209 that fits best.
+    fn proxy_status_error(self) -> &'static str {
+        match self {
+            Refusal::BadRequest(_)
+            | Refusal::HeadTimeout
+            | Refusal::HeadTooLarge
+            | Refusal::UriTooLong
+            | Refusal::BodyTooLarge
+            | Refusal::BodyIncomplete => "http_request_error",
+            Refusal::NoRoute => "destination_not_found",
+            Refusal::ConnectError => "connection_refused",
+            Refusal::ConnectTimeout => "connection_timeout",
+            Refusal::UpstreamTimeout => "http_response_timeout",
+            Refusal::UpstreamReset => "http_response_incomplete",
+            Refusal::UpstreamProtocolError => "http_protocol_error",
+        }
+    }
+
+    /// Whether the client connection must close after this response (its byte stream is no longer
+    /// trustworthy).
+    fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            Refusal::BadRequest(_)
+                | Refusal::HeadTimeout
+                | Refusal::HeadTooLarge
+                | Refusal::UriTooLong
+                | Refusal::BodyTooLarge
+                | Refusal::BodyIncomplete
+        )
+    }
+
+    /// The response for this refusal.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let detail = match self {
+            Refusal::BadRequest(violation) => violation.as_str(),
+            other => other.reason(),
+        };
+        let proxy_status = format!("weir; error={}; details=\"{}\"", self.proxy_status_error(), detail);
+        let body = format!("{} {}\n", self.status().as_u16(), detail);
+        let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if let Ok(value) = HeaderValue::from_str(&proxy_status) {
+            headers.insert("proxy-status", value);
+        }
+        if self.closes_connection() {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<Violation> for Refusal {
+    fn from(violation: Violation) -> Self {
+        match violation {
+            Violation::HeadTooLarge | Violation::TooManyHeaders => Refusal::HeadTooLarge,
+            Violation::UriTooLong => Refusal::UriTooLong,
+            Violation::HeadTimeout => Refusal::HeadTimeout,
+            other => Refusal::BadRequest(other),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Listeners and connections: binding (SO_REUSEPORT), accepting up to a cap, serving HTTP/1.1 and
+//! h2c on each connection behind the framing guard, and draining on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot, watch};
+use weir_config::{Config, Listener as ListenerConfig, Protocol};
+
+use crate::forward::Peer;
+use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
+use crate::handler::{ConnContext, serve_request};
+use crate::snapshot::{Snapshot, SnapshotError};
+
+/// The state every request reads: the current snapshot, replaced whole on reload.
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+}
+
+impl Gateway {
+    pub fn new(snapshot: Snapshot) -> Self {
+        Gateway { snapshot: ArcSwap::from_pointee(snapshot) }
+    }
+
+    /// The snapshot to serve one request from, kept by the request to its end.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("listener {name}: cannot listen on {address}: {source}")]
+    Bind {
+        name: String,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A listener with its socket bound and its connection settings prepared.
+struct BoundListener {
+    index: usize,
+    name: String,
+    socket: TcpListener,
+    limits: FramingLimits,
+    max_uri_length: usize,
+    connections: Arc<Semaphore>,
+    http: auto::Builder<TokioExecutor>,
+}
+
+/// A gateway with its listeners bound, ready to run.
+pub struct Server {
+    gateway: Arc<Gateway>,
+    listeners: Vec<BoundListener>,
+    drain_timeout: Duration,
+    listeners_closed: Option<oneshot::Sender<()>>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection finished in time.
+    Clean,
+    /// The drain deadline passed with connections still open; they were closed.
+    TimedOut,
+}
+
+impl Server {
+    /// Compiles the configuration and binds every listener. Must run inside a Tokio runtime.
+    pub fn bind(config: &Config) -> Result<Server, ServeError> {
+        let gateway = Arc::new(Gateway::new(Snapshot::build(config)?));
+        let listeners = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(index, listener)| bind_listener(index, listener))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Server { gateway, listeners, drain_timeout: config.server.drain_timeout.0, listeners_closed: None })
+    }
+
+    /// Each listener's name and the address it is bound to (useful when the port was 0).
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners.iter().filter_map(|l| l.socket.local_addr().ok().map(|addr| (l.name.clone(), addr))).collect()
+    }
+
+    /// Completes once shutdown has begun and every listening socket is closed.
+    pub fn on_listeners_closed(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.listeners_closed = Some(tx);
+        rx
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting (new connections are refused), lets
+    /// in-flight requests finish within the drain timeout, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Drained {
+        let graceful = Arc::new(GracefulShutdown::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let accept_loops: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|listener| {
+                let acceptor = Acceptor { gateway: self.gateway.clone(), graceful: graceful.clone() };
+                tokio::spawn(acceptor.run(listener, stop_rx.clone()))
+            })
+            .collect();
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stop_tx.send(true);
+        for accept_loop in accept_loops {
+            let _ = accept_loop.await;
+        }
+        if let Some(closed) = self.listeners_closed {
+            let _ = closed.send(());
+        }
+        let Ok(graceful) = Arc::try_unwrap(graceful) else { return Drained::TimedOut };
+        match tokio::time::timeout(self.drain_timeout, graceful.shutdown()).await {
+            Ok(()) => Drained::Clean,
+            Err(_) => Drained::TimedOut,
+        }
+    }
+}
+
+fn bind_listener(index: usize, config: &ListenerConfig) -> Result<BoundListener, ServeError> {
+    let bind_error = |source| ServeError::Bind { name: config.name.clone(), address: config.address, source };
+    let socket = reuse_port_listener(config.address).map_err(bind_error)?;
+    Ok(BoundListener {
+        index,
+        name: config.name.clone(),
+        socket,
+        limits: FramingLimits {
+            max_head_bytes: config.max_head_size.0 as usize,
+            max_headers: config.max_headers,
+            max_uri_len: config.max_uri_length.0 as usize,
+            head_timeout: config.header_read_timeout.0,
+        },
+        max_uri_length: config.max_uri_length.0 as usize,
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        http: http_builder(config),
+    })
+}
+
+/// A listening socket others may bind too (SO_REUSEPORT), so a new process can take over.
+fn reuse_port_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn http_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // hyper's header timer runs from the moment it waits for a head, so it bounds keep-alive
+        // idleness; the framing guard bounds the head itself with header_read_timeout.
+        .header_read_timeout(config.idle_timeout.0)
+        .max_buf_size((config.max_head_size.0 as usize).max(8192) * 2)
+        .max_headers(config.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(config.max_head_size.0 as u32)
+        .max_concurrent_streams(256);
+    let http1 = config.protocols.contains(&Protocol::Http1);
+    let h2c = config.protocols.contains(&Protocol::H2c);
+    match (http1, h2c) {
+        (true, false) => builder.http1_only(),
+        (false, true) => builder.http2_only(),
+        _ => builder,
+    }
+}
+
+/// Accepts connections on one listener.
+struct Acceptor {
+    gateway: Arc<Gateway>,
+    graceful: Arc<GracefulShutdown>,
+}
+
+impl Acceptor {
+    async fn run(self, listener: BoundListener, mut stop: watch::Receiver<bool>) {
+        let listener = Arc::new(listener);
+        loop {
+            let permit = tokio::select! {
+                permit = listener.connections.clone().acquire_owned() => permit,
+                _ = stop.changed() => break,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                accepted = listener.socket.accept() => accepted,
+                _ = stop.changed() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let connection = serve_connection(self.gateway.clone(), listener.clone(), stream, peer);
+                    let watched = self.graceful.watcher().watch(connection);
+                    tokio::spawn(async move {
+                        let _ = watched.await;
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(listener = %listener.name, %error, "accept failed");
+                    // Out of file descriptors and the like: give the process a moment.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        tracing::debug!(listener = %listener.name, "listener closed");
+    }
+}
+
+/// Serves one client connection until it closes. Returns a connection future for the graceful
+/// shutdown watcher to drive.
+fn serve_connection(
+    gateway: Arc<Gateway>,
+    listener: Arc<BoundListener>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> impl hyper_util::server::graceful::GracefulConnection {
+    let _ = stream.set_nodelay(true);
+    let signal = Arc::new(ConnSignal::default());
+    let trusted = gateway.snapshot().trusted_proxies.clone();
+    let conn = Arc::new(ConnContext {
+        listener: listener.index,
+        peer: Peer::new(peer, &trusted),
+        max_uri_length: listener.max_uri_length,
+    });
+    let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));
+    let service = service_fn(move |request| {
+        // Taken when hyper hands the request over, before any later read can raise another.
+        let violation = signal.take();
+        let gateway = gateway.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(serve_request(&gateway, &conn, violation, request).await) }
+    });
+    listener.http.serve_connection(io, service).into_owned()
+}

@@ -1,0 +1,201 @@
+//! The immutable state the data plane serves from: compiled routes, per-listener routers, upstream
+//! clusters and the settings a request needs. Built from a validated [`Config`] once per load and
+//! swapped in whole; a request loads it once and keeps it to the end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::HeaderMap;
+use weir_config::values::Cidr;
+use weir_config::{Config, Endpoint as EndpointConfig, HeaderList, Route as RouteConfig, Upstream, ValueMatch};
+use weir_upstream::{Cluster, ClusterSettings, EndpointSpec, PoolSettings, resolve};
+
+use crate::body::RequestBody;
+use crate::route::{Action, DirectResponse, HeaderEdits, PathMatcher, PathRewrite, Route};
+use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
+
+/// Everything a request is served from.
+pub struct Snapshot {
+    pub routes: Vec<Route>,
+    /// One router per listener, in the configuration's listener order.
+    pub routers: Vec<Router>,
+    pub trusted_proxies: Vec<Cidr>,
+    pub request_id: RequestIdSettings,
+}
+
+/// How requests get their ids.
+pub struct RequestIdSettings {
+    pub header: http::HeaderName,
+    pub keep_incoming: bool,
+    pub in_response: bool,
+}
+
+/// Why a validated configuration could still not be put in service.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("upstream {upstream}: endpoint {endpoint}: cannot resolve: {source}")]
+    Resolve {
+        upstream: String,
+        endpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Template(#[from] TemplateConflict),
+}
+
+impl Snapshot {
+    /// Compiles a configuration. Resolves endpoint host names once, here.
+    pub fn build(config: &Config) -> Result<Snapshot, SnapshotError> {
+        let clusters = build_clusters(config)?;
+        let routes: Vec<Route> =
+            config.routes.iter().enumerate().map(|(index, route)| compile_route(index, route, &clusters)).collect();
+        let hosts: Vec<_> = config.routes.iter().map(|r| r.matches.host.clone()).collect();
+        let mut routers = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let ids: Vec<RouteId> = (0..config.routes.len() as RouteId)
+                .filter(|id| {
+                    let wanted = &config.routes[*id as usize].listeners;
+                    wanted.is_empty() || wanted.contains(&listener.name)
+                })
+                .collect();
+            routers.push(Router::build(&routes, &hosts, &ids)?);
+        }
+        let request_id = &config.server.request_id;
+        Ok(Snapshot {
+            routes,
+            routers,
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            request_id: RequestIdSettings {
+                header: request_id.header.0.clone(),
+                keep_incoming: request_id.keep_incoming,
+                in_response: request_id.in_response,
+            },
+        })
+    }
+}
+
+type Clusters = HashMap<String, Arc<Cluster<RequestBody>>>;
+
+fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
+    let mut clusters = HashMap::new();
+    for (name, upstream) in &config.upstreams {
+        let specs =
+            upstream.endpoints.iter().map(|endpoint| endpoint_spec(name, endpoint)).collect::<Result<Vec<_>, _>>()?;
+        let cluster = Cluster::new(name, &specs, cluster_settings(upstream));
+        clusters.insert(name.clone(), Arc::new(cluster));
+    }
+    Ok(clusters)
+}
+
+fn endpoint_spec(upstream: &str, endpoint: &EndpointConfig) -> Result<EndpointSpec, SnapshotError> {
+    let address = &endpoint.address;
+    let addr = resolve(&address.host, address.port).map_err(|source| SnapshotError::Resolve {
+        upstream: upstream.to_string(),
+        endpoint: address.to_string(),
+        source,
+    })?;
+    Ok(EndpointSpec { addr, weight: endpoint.weight })
+}
+
+fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
+    ClusterSettings {
+        pool: PoolSettings {
+            connect_timeout: upstream.connect_timeout.0,
+            max_idle: upstream.pool.max_idle,
+            idle_timeout: upstream.pool.idle_timeout.0,
+        },
+    }
+}
+
+fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters) -> Route {
+    let name: Arc<str> = route.name.clone().unwrap_or_else(|| format!("routes[{index}]")).into();
+    let action = match (&route.upstream, &route.direct_response) {
+        (Some(upstream), _) => Action::Proxy(clusters[upstream].clone()),
+        (None, Some(direct)) => Action::Direct(DirectResponse {
+            status: direct.status.0,
+            body: Bytes::from(direct.body.clone()),
+            headers: header_map(&direct.headers),
+        }),
+        // Validation guarantees one of the two.
+        (None, None) => unreachable!("validated route has an action"),
+    };
+    Route {
+        name,
+        path: path_matcher(route),
+        conditions: conditions(route),
+        action,
+        rewrite: path_rewrite(route),
+        host_rewrite: route.rewrite.host.as_ref().map(|h| h.0.clone()),
+        request_headers: header_edits(&route.request_headers),
+        response_headers: header_edits(&route.response_headers),
+        timeout: route.timeout.0,
+        max_body: route.max_body_size.map_or(u64::MAX, |s| s.0),
+    }
+}
+
+fn path_matcher(route: &RouteConfig) -> PathMatcher {
+    let m = &route.matches;
+    if let Some(path) = &m.path {
+        PathMatcher::Exact(path.0.as_str().into())
+    } else if let Some(template) = &m.path_template {
+        PathMatcher::Template(template.as_str().into())
+    } else if let Some(pattern) = &m.path_regex {
+        PathMatcher::Regex(pattern.0.clone())
+    } else {
+        let prefix = m.path_prefix.as_ref().map_or("/", |p| p.0.as_str());
+        PathMatcher::Prefix(prefix.into())
+    }
+}
+
+fn conditions(route: &RouteConfig) -> Conditions {
+    let m = &route.matches;
+    Conditions {
+        methods: m.method.iter().map(|method| method.0.clone()).collect(),
+        headers: m.headers.iter().map(|h| (h.name.0.clone(), value_test(h))).collect(),
+        query: m.query.iter().map(|q| (q.name.as_str().into(), value_test(q))).collect(),
+    }
+}
+
+fn value_test<N>(condition: &ValueMatch<N>) -> ValueTest {
+    match (&condition.exact, &condition.regex, condition.present) {
+        (Some(exact), _, _) => ValueTest::Exact(exact.as_str().into()),
+        (None, Some(pattern), _) => ValueTest::Regex(pattern.0.clone()),
+        (None, None, Some(false)) => ValueTest::Absent,
+        _ => ValueTest::Present,
+    }
+}
+
+fn path_rewrite(route: &RouteConfig) -> PathRewrite {
+    let rewrite = &route.rewrite;
+    let prefix_len = route.matches.path_prefix.as_ref().map_or(0, |p| p.0.len());
+    if let Some(path) = &rewrite.path {
+        PathRewrite::Replace(path.0.as_str().into())
+    } else if let Some(with) = &rewrite.replace_prefix {
+        PathRewrite::ReplacePrefix { prefix_len, with: with.0.as_str().into() }
+    } else if rewrite.strip_prefix {
+        PathRewrite::ReplacePrefix { prefix_len, with: "/".into() }
+    } else if let Some(regex) = &rewrite.path_regex {
+        PathRewrite::Regex { pattern: regex.pattern.0.clone(), replacement: regex.replacement.as_str().into() }
+    } else {
+        PathRewrite::Keep
+    }
+}
+
+fn header_map(list: &HeaderList) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(list.0.len());
+    for (name, value) in &list.0 {
+        map.append(name.0.clone(), value.0.clone());
+    }
+    map
+}
+
+fn header_edits(rewrite: &weir_config::HeaderRewrite) -> HeaderEdits {
+    let pairs = |list: &HeaderList| list.0.iter().map(|(n, v)| (n.0.clone(), v.0.clone())).collect();
+    HeaderEdits {
+        remove: rewrite.remove.iter().map(|n| n.0.clone()).collect(),
+        set: pairs(&rewrite.set),
+        add: pairs(&rewrite.add),
+    }
+}

@@ -1,0 +1,40 @@
+//! Why a call to an upstream endpoint failed, with the endpoint named.
+
+use std::net::SocketAddr;
+
+/// A failed call to an upstream endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("endpoint {addr}: connect failed: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("endpoint {addr}: connect timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("endpoint {addr}: HTTP handshake failed: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("endpoint {addr}: {source}")]
+    Exchange {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+impl UpstreamError {
+    /// The endpoint the call went to.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            UpstreamError::Connect { addr, .. }
+            | UpstreamError::ConnectTimeout { addr }
+            | UpstreamError::Handshake { addr, .. }
+            | UpstreamError::Exchange { addr, .. } => *addr,
+        }
+    }
+}

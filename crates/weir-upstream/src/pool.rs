@@ -1,0 +1,213 @@
+//! Keep-alive HTTP/1.1 connections to one endpoint. A request takes the most recently returned idle
+//! connection (warm, least likely to have been closed by the peer) or opens a new one; its response
+//! body gives the connection back when the body ends.
+//!
+//! The idle list sits behind a mutex held only for a push or a pop, never across an await.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::error::UpstreamError;
+
+/// How connections to an endpoint are made and kept.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub connect_timeout: Duration,
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+}
+
+/// The connections to one endpoint.
+pub struct EndpointPool<B> {
+    addr: SocketAddr,
+    settings: PoolSettings,
+    idle: Mutex<VecDeque<IdleConnection<B>>>,
+}
+
+struct IdleConnection<B> {
+    sender: SendRequest<B>,
+    since: Instant,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<B> EndpointPool<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    pub fn new(addr: SocketAddr, settings: PoolSettings) -> Self {
+        EndpointPool { addr, settings, idle: Mutex::new(VecDeque::new()) }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Idle connections now held.
+    pub fn idle_count(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    /// Sends a request on a pooled or new connection. A request that a reused connection could not
+    /// take (it closed while idle) is sent again on another: it was never written.
+    pub async fn send(self: &Arc<Self>, mut request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
+        loop {
+            let (mut sender, reused) = match self.take_idle() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            if let Err(source) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Exchange { addr: self.addr, source });
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response.map(|body| PooledBody::new(body, sender, self.clone()))),
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Exchange { addr: self.addr, source: failed.into_error() }),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+        let addr = self.addr;
+        let stream = tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout { addr })?
+            .map_err(|source| UpstreamError::Connect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| UpstreamError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(endpoint = %addr, %error, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<B>> {
+        let now = Instant::now();
+        let mut idle = self.lock_idle();
+        while let Some(connection) = idle.pop_back() {
+            if !connection.sender.is_closed() && now.duration_since(connection.since) < self.settings.idle_timeout {
+                return Some(connection.sender);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: SendRequest<B>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.lock_idle();
+        while idle.front().is_some_and(|c| now.duration_since(c.since) >= self.settings.idle_timeout) {
+            idle.pop_front();
+        }
+        if idle.len() < self.settings.max_idle {
+            idle.push_back(IdleConnection { sender, since: now });
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleConnection<B>>> {
+        // A panic while holding this lock cannot leave the list inconsistent: take it anyway.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An upstream response body that returns its connection to the pool when it has been read to the
+/// end. Dropped early, the connection is dropped with it (it may still hold unread bytes).
+pub struct PooledBody<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    inner: Incoming,
+    giveback: Option<(SendRequest<B>, Arc<EndpointPool<B>>)>,
+}
+
+impl<B> PooledBody<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn new(inner: Incoming, sender: SendRequest<B>, pool: Arc<EndpointPool<B>>) -> Self {
+        let mut body = PooledBody { inner, giveback: Some((sender, pool)) };
+        if body.inner.is_end_stream() {
+            body.give_back();
+        }
+        body
+    }
+
+    fn give_back(&mut self) {
+        if let Some((sender, pool)) = self.giveback.take() {
+            pool.put_idle(sender);
+        }
+    }
+}
+
+impl<B> Body for PooledBody<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
+            Poll::Ready(Some(Err(_))) => self.giveback = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for PooledBody<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
+}

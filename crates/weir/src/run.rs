@@ -1,0 +1,97 @@
+//! `weir run` and `weir validate`.
+
+use std::process::ExitCode;
+
+use weir_config::Config;
+use weir_proxy::{Drained, Server, Snapshot};
+
+use crate::cli::{RunArgs, ValidateArgs};
+use crate::logging;
+
+/// Loads the configuration, serves it, and drains on SIGTERM/SIGINT. Exit code 0 after a drain.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let config = match weir_config::load_file(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = logging::init(&config.log) {
+        eprintln!("{error}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match build_runtime(&config) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let server = match Server::bind(&config) {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (name, address) in server.local_addrs() {
+        tracing::info!(listener = %name, %address, "listening");
+    }
+    match server.run(termination_signal()).await {
+        Drained::Clean => tracing::info!("drained; exiting"),
+        Drained::TimedOut => tracing::warn!("drain timeout passed with requests in flight; exiting"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn build_runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop weir with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Checks a configuration the way `run` would, without binding anything.
+pub fn validate(args: &ValidateArgs) -> ExitCode {
+    let config = match weir_config::load_file(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match Snapshot::build(&config) {
+        Ok(_) => {
+            let (l, u, r) = (config.listeners.len(), config.upstreams.len(), config.routes.len());
+            println!("{}: ok ({l} listeners, {u} upstreams, {r} routes)", args.config.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", args.config.display());
+            ExitCode::FAILURE
+        }
+    }
+}
