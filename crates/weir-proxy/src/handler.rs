@@ -4,7 +4,9 @@
 
 use std::borrow::Cow;
 
-use http::header::{CONTENT_LENGTH, HOST};
+use std::net::SocketAddr;
+
+use http::header::{CONTENT_LENGTH, EXPECT, HOST};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -95,9 +97,9 @@ async fn proxy(
     if declared_length(&parts).is_some_and(|len| len > route.max_body) {
         return Err(Refusal::BodyTooLarge);
     }
-    let mut request = upstream_request(route, conn, parts, body)?;
-    request.headers_mut().insert(snapshot.request_id.header.clone(), id.clone());
     let endpoint = cluster.pick();
+    let mut request = upstream_request(route, conn, parts, body, endpoint.addr)?;
+    request.headers_mut().insert(snapshot.request_id.header.clone(), id.clone());
     let sent = tokio::time::timeout(route.timeout, endpoint.pool.send(request)).await;
     let mut response = sent.map_err(|_| Refusal::UpstreamTimeout)?.map_err(|e| classify(&e))?;
     forward::strip_hop_by_hop(response.headers_mut());
@@ -105,22 +107,28 @@ async fn proxy(
 }
 
 /// The request as the upstream gets it: HTTP/1.1, origin-form target, hop-by-hop headers gone,
-/// forwarding headers and the request id added, the route's rewrites applied.
+/// forwarding headers added, the route's rewrites applied. `Expect` is answered by weir itself (hyper
+/// sends `100 Continue` when the body is first read), so it is not passed on. A request without a
+/// host gets the endpoint's address as `Host`, which HTTP/1.1 requires.
 fn upstream_request(
     route: &Route,
     conn: &ConnContext,
     mut parts: Parts,
     body: Incoming,
+    endpoint: SocketAddr,
 ) -> Result<Request<RequestBody>, Refusal> {
     let client_host = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
     let client_host = client_host.or_else(|| parts.headers.get(HOST).cloned());
     let headers = &mut parts.headers;
     forward::strip_hop_by_hop(headers);
+    headers.remove(EXPECT);
     forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
     route.request_headers.apply(headers);
-    if let Some(host) = route.host_rewrite.as_ref().or(client_host.as_ref()) {
-        headers.insert(HOST, host.clone());
-    }
+    let host = match route.host_rewrite.as_ref().or(client_host.as_ref()) {
+        Some(host) => host.clone(),
+        None => HeaderValue::from_str(&endpoint.to_string()).expect("a socket address is a valid header value"),
+    };
+    headers.insert(HOST, host);
     let path_and_query = upstream_target(route, &parts.uri)?;
     let mut request = Request::new(RequestBody::new(body, route.max_body));
     *request.method_mut() = parts.method;

@@ -245,10 +245,9 @@ fn serve_connection(
 ) -> impl hyper_util::server::graceful::GracefulConnection {
     let _ = stream.set_nodelay(true);
     let signal = Arc::new(ConnSignal::default());
-    let trusted = gateway.snapshot().trusted_proxies.clone();
     let conn = Arc::new(ConnContext {
         listener: listener.index,
-        peer: Peer::new(peer, &trusted),
+        peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
         max_uri_length: listener.max_uri_length,
     });
     let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Body, Frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_test::{MockUpstream, TestGateway, h2c_request, http1_request};
 
 fn config(upstreams: &[(&str, &MockUpstream, u32)], routes: &str) -> String {
@@ -219,4 +220,32 @@ async fn streamed_response_body_is_not_buffered() {
     assert!(!body.is_end_stream());
     let rest = body.collect().await.unwrap().to_bytes();
     assert_eq!(rest.len(), 2048);
+}
+
+#[tokio::test]
+async fn expect_continue_is_answered_by_the_gateway_and_not_forwarded() {
+    let mock = MockUpstream::start("a").await;
+    let gateway = gateway_to(&mock).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr()).await.unwrap();
+    let head = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    stream.write_all(head).await.unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").await.unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&rest));
+    let received = &mock.received()[0];
+    assert_eq!(received.body, "hello");
+    assert!(!received.headers.contains_key("expect"));
+}
+
+#[tokio::test]
+async fn http10_request_without_host_gets_the_endpoint_as_host() {
+    let mock = MockUpstream::start("a").await;
+    let gateway = gateway_to(&mock).await;
+    let response = weir_test::raw_exchange(gateway.addr(), b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert!(response.text().starts_with("HTTP/1.0 200"), "{}", response.text());
+    assert_eq!(mock.received()[0].headers["host"], mock.addr().to_string());
 }
