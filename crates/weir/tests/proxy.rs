@@ -227,7 +227,8 @@ async fn expect_continue_is_answered_by_the_gateway_and_not_forwarded() {
     let mock = MockUpstream::start("a").await;
     let gateway = gateway_to(&mock).await;
     let mut stream = tokio::net::TcpStream::connect(gateway.addr()).await.unwrap();
-    let head = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    let head =
+        b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
     stream.write_all(head).await.unwrap();
     let mut interim = [0u8; 25];
     stream.read_exact(&mut interim).await.unwrap();
