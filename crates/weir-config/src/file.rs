@@ -334,6 +334,12 @@ pub struct HeaderRewrite {
     pub remove: Vec<HeaderName>,
 }
 
+impl HeaderRewrite {
+    pub fn is_empty(&self) -> bool {
+        self.add.0.is_empty() && self.set.0.is_empty() && self.remove.is_empty()
+    }
+}
+
 /// Headers written as a map, kept in file order.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderList(pub Vec<(HeaderName, HeaderValue)>);

@@ -1,7 +1,7 @@
 //! weir's configuration: the file format users write (YAML or TOML), the typed values inside it, and
 //! the validation that turns a parsed file into a [`Config`] the data plane can compile without checks.
 //!
-//! Loading happens once per start or reload, never on the request path.
+//! Loading happens when weir starts (and for `weir validate`), never on the request path.
 
 mod error;
 mod file;

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use crate::error::Problem;
 use crate::file::{ConfigFile, Listener, Route, Upstream, ValueMatch};
 use crate::locate::locate;
+use crate::values::Duration;
 
 /// A configuration that passed validation: every reference resolves and every option is coherent.
 #[derive(Debug, Clone)]
@@ -114,6 +115,8 @@ fn check_listener_limits(checker: &mut Checker, field: &str, listener: &Listener
     if listener.max_uri_length.0 == 0 || listener.max_uri_length.0 > head {
         checker.fail(format!("{field}.max_uri_length"), "must be above 0 and at most max_head_size".into());
     }
+    check_positive(checker, &format!("{field}.header_read_timeout"), listener.header_read_timeout);
+    check_positive(checker, &format!("{field}.idle_timeout"), listener.idle_timeout);
     if listener.max_connections == 0 {
         checker.fail(format!("{field}.max_connections"), "must be at least 1".into());
     }
@@ -126,6 +129,8 @@ fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     if !valid_name {
         checker.fail(field.clone(), "upstream names use letters, digits, '-', '_' and '.'".into());
     }
+    check_positive(checker, &format!("{field}.connect_timeout"), upstream.connect_timeout);
+    check_positive(checker, &format!("{field}.pool.idle_timeout"), upstream.pool.idle_timeout);
     if upstream.endpoints.is_empty() {
         checker.fail(format!("{field}.endpoints"), "at least one endpoint is needed".into());
     }
@@ -138,6 +143,7 @@ fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
 
 fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {
     check_action(checker, file, field, route);
+    check_positive(checker, &format!("{field}.timeout"), route.timeout);
     for listener in &route.listeners {
         if !file.listeners.iter().any(|l| &l.name == listener) {
             let known: Vec<_> = file.listeners.iter().map(|l| l.name.as_str()).collect();
@@ -232,6 +238,14 @@ fn check_template(template: &str) -> Result<(), String> {
 
 fn check_rewrite(checker: &mut Checker, field: &str, route: &Route) {
     let rewrite = &route.rewrite;
+    if let Some(regex) = &rewrite.path_regex
+        && !regex.replacement.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+    {
+        checker.fail(
+            format!("{field}.rewrite.path_regex.replacement"),
+            "a replacement path holds no spaces, control characters, '?' or '#'".into(),
+        );
+    }
     let kinds =
         [rewrite.path.is_some(), rewrite.replace_prefix.is_some(), rewrite.strip_prefix, rewrite.path_regex.is_some()];
     if kinds.iter().filter(|set| **set).count() > 1 {
@@ -244,12 +258,16 @@ fn check_rewrite(checker: &mut Checker, field: &str, route: &Route) {
         checker.fail(format!("{field}.rewrite"), "replace_prefix and strip_prefix need match.path_prefix".into());
     }
     let rewrites = kinds.iter().any(|k| *k) || rewrite.host.is_some();
-    if route.direct_response.is_some()
-        && (rewrites || !route.request_headers.add.0.is_empty() || !route.request_headers.set.0.is_empty())
-    {
+    if route.direct_response.is_some() && (rewrites || !route.request_headers.is_empty()) {
         checker.fail(
             format!("{field}.rewrite"),
             "a direct_response route sends nothing upstream, so it cannot rewrite the request".into(),
         );
+    }
+}
+
+fn check_positive(checker: &mut Checker, field: &str, duration: Duration) {
+    if duration.0.is_zero() {
+        checker.fail(field.into(), "must be longer than zero".into());
     }
 }

@@ -114,6 +114,17 @@ fn semantic_checks_catch_conflicts() {
         ),
         ("status: 200", "status: 999", "100 to 599"),
         ("address: 127.0.0.1:8080", "address: 127.0.0.1:8080\n    max_headers: 0", "between 1 and 1000"),
+        ("timeout: 250ms", "timeout: 0s", "longer than zero"),
+        (
+            "  - match: { path: /hello }\n",
+            "  - match: { path: /hello }\n    request_headers: { remove: [x-a] }\n",
+            "cannot rewrite",
+        ),
+        (
+            "    max_body_size: 1MiB",
+            "    max_body_size: 1MiB\n    rewrite: { path_regex: { pattern: a, replacement: \"b c\" } }",
+            "no spaces",
+        ),
     ];
     for (from, to, expected) in cases {
         let text = GOOD.replace(from, to);

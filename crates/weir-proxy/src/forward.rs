@@ -79,10 +79,11 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &Peer, host: Option
     if !(peer.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
-    if let Some(host) = host
-        && !(peer.trusted && headers.contains_key(&X_FORWARDED_HOST))
-    {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    if !(peer.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
     }
     let mut element = format!("{};proto=http", peer.forwarded_for);
     if let Some(host) = host.and_then(|h| h.to_str().ok()) {
@@ -187,6 +188,10 @@ mod tests {
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
         assert_eq!(headers[&X_FORWARDED_HOST], "a.com");
         assert_eq!(headers[FORWARDED], "for=192.0.2.7;proto=http;host=\"a.com\"");
+
+        headers.insert(&X_FORWARDED_HOST, HeaderValue::from_static("forged.example"));
+        add_forwarding_headers(&mut headers, &peer("192.0.2.7:5000", &[]), None);
+        assert!(!headers.contains_key(&X_FORWARDED_HOST), "a host-less request kept a forged X-Forwarded-Host");
     }
 
     #[test]

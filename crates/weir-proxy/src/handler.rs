@@ -51,7 +51,7 @@ pub async fn serve_request(
 }
 
 fn refuse(refusal: Refusal, conn: &ConnContext) -> Response<ResponseBody> {
-    tracing::debug!(reason = refusal.reason(), peer = %conn.peer.addr, "request refused");
+    tracing::debug!(reason = refusal.reason(), detail = refusal.detail(), peer = %conn.peer.addr, "request refused");
     refusal.into_response()
 }
 
@@ -99,7 +99,10 @@ async fn proxy(
     }
     let endpoint = cluster.pick();
     let mut request = upstream_request(route, conn, parts, body, endpoint.addr)?;
-    request.headers_mut().insert(snapshot.request_id.header.clone(), id.clone());
+    let headers = request.headers_mut();
+    headers.insert(snapshot.request_id.header.clone(), id.clone());
+    // The route's edits come last, so they can change anything weir set, Host included.
+    route.request_headers.apply(headers);
     let sent = tokio::time::timeout(route.timeout, endpoint.pool.send(request)).await;
     let mut response = sent.map_err(|_| Refusal::UpstreamTimeout)?.map_err(|e| classify(&e))?;
     forward::strip_hop_by_hop(response.headers_mut());
@@ -107,7 +110,7 @@ async fn proxy(
 }
 
 /// The request as the upstream gets it: HTTP/1.1, origin-form target, hop-by-hop headers gone,
-/// forwarding headers added, the route's rewrites applied. `Expect` is answered by weir itself (hyper
+/// forwarding headers added, the route's path and host rewrites applied. `Expect` is answered by weir itself (hyper
 /// sends `100 Continue` when the body is first read), so it is not passed on. A request without a
 /// host gets the endpoint's address as `Host`, which HTTP/1.1 requires.
 fn upstream_request(
@@ -123,7 +126,6 @@ fn upstream_request(
     forward::strip_hop_by_hop(headers);
     headers.remove(EXPECT);
     forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
-    route.request_headers.apply(headers);
     let host = match route.host_rewrite.as_ref().or(client_host.as_ref()) {
         Some(host) => host.clone(),
         None => HeaderValue::from_str(&endpoint.to_string()).expect("a socket address is a valid header value"),
@@ -144,6 +146,7 @@ fn upstream_target(route: &Route, uri: &Uri) -> Result<Uri, Refusal> {
         let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
         return Uri::try_from(target).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine));
     };
+    // Validation keeps rewrites to valid path characters, so this fails only on a client's query.
     let target = match uri.query() {
         Some(query) => format!("{new_path}?{query}"),
         None => new_path,

@@ -18,6 +18,8 @@ pub enum Refusal {
     HeadTimeout,
     /// The request head is larger than the listener allows.
     HeadTooLarge,
+    /// The request head has more header fields than the listener allows.
+    TooManyHeaders,
     UriTooLong,
     /// The request body is larger than the route allows.
     BodyTooLarge,
@@ -43,6 +45,7 @@ impl Refusal {
             Refusal::BadRequest(_) => "bad_request",
             Refusal::HeadTimeout => "head_timeout",
             Refusal::HeadTooLarge => "head_too_large",
+            Refusal::TooManyHeaders => "too_many_headers",
             Refusal::UriTooLong => "uri_too_long",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::BodyIncomplete => "body_incomplete",
@@ -59,7 +62,7 @@ impl Refusal {
         match self {
             Refusal::BadRequest(_) | Refusal::BodyIncomplete => StatusCode::BAD_REQUEST,
             Refusal::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
-            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::HeadTooLarge | Refusal::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
@@ -74,6 +77,7 @@ impl Refusal {
             Refusal::BadRequest(_)
             | Refusal::HeadTimeout
             | Refusal::HeadTooLarge
+            | Refusal::TooManyHeaders
             | Refusal::UriTooLong
             | Refusal::BodyTooLarge
             | Refusal::BodyIncomplete => "http_request_error",
@@ -94,18 +98,25 @@ impl Refusal {
             Refusal::BadRequest(_)
                 | Refusal::HeadTimeout
                 | Refusal::HeadTooLarge
+                | Refusal::TooManyHeaders
                 | Refusal::UriTooLong
                 | Refusal::BodyTooLarge
                 | Refusal::BodyIncomplete
         )
     }
 
-    /// The response for this refusal.
-    pub fn into_response(self) -> Response<ResponseBody> {
-        let detail = match self {
+    /// The most specific name for what happened: the framing violation for a bad request, else the
+    /// reason. It is the `details` of `proxy-status`.
+    pub fn detail(self) -> &'static str {
+        match self {
             Refusal::BadRequest(violation) => violation.as_str(),
             other => other.reason(),
-        };
+        }
+    }
+
+    /// The response for this refusal.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let detail = self.detail();
         let proxy_status = format!("weir; error={}; details=\"{}\"", self.proxy_status_error(), detail);
         let body = format!("{} {}\n", self.status().as_u16(), detail);
         let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
@@ -126,7 +137,8 @@ impl Refusal {
 impl From<Violation> for Refusal {
     fn from(violation: Violation) -> Self {
         match violation {
-            Violation::HeadTooLarge | Violation::TooManyHeaders => Refusal::HeadTooLarge,
+            Violation::HeadTooLarge => Refusal::HeadTooLarge,
+            Violation::TooManyHeaders => Refusal::TooManyHeaders,
             Violation::UriTooLong => Refusal::UriTooLong,
             Violation::HeadTimeout => Refusal::HeadTimeout,
             other => Refusal::BadRequest(other),

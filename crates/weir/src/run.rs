@@ -83,6 +83,10 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(error) = logging::filter(&config.log) {
+        eprintln!("{}: {error}", args.config.display());
+        return ExitCode::FAILURE;
+    }
     match Snapshot::build(&config) {
         Ok(_) => {
             let (l, u, r) = (config.listeners.len(), config.upstreams.len(), config.routes.len());

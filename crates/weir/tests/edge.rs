@@ -116,6 +116,14 @@ async fn slow_request_head_is_cut_with_408() {
 }
 
 #[tokio::test]
+async fn connection_that_never_speaks_is_closed_silently() {
+    let mock = MockUpstream::start("a").await;
+    let gateway = guarded_gateway(&mock, "    header_read_timeout: 200ms\n").await;
+    let response = raw_exchange(gateway.addr(), b"").await;
+    assert!(response.bytes.is_empty(), "{}", response.text());
+}
+
+#[tokio::test]
 async fn idle_keep_alive_connection_is_closed() {
     let mock = MockUpstream::start("a").await;
     let gateway = guarded_gateway(&mock, "    idle_timeout: 300ms\n").await;

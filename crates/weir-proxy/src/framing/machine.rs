@@ -135,6 +135,11 @@ impl Machine {
         matches!(self.state, State::Head) && self.released == 0 && self.pending() > 0
     }
 
+    /// No request line has arrived on this connection yet, and nothing is buffered.
+    pub(super) fn awaiting_first_byte(&self) -> bool {
+        self.fresh && self.pending() == 0 && matches!(self.state, State::Head)
+    }
+
     /// The next byte belongs to a message body (or its chunked framing), not to a head.
     pub(super) fn in_body(&self) -> bool {
         !matches!(self.state, State::Head | State::Passthrough)

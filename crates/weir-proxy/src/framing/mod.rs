@@ -220,9 +220,10 @@ impl<S> FramingGuard<S> {
         None
     }
 
-    /// Whether the head now arriving has run out of time; starts its clock on first call.
+    /// Whether the head now arriving (or, on a new connection, the first byte) has run out of time;
+    /// starts its clock on first call.
     fn head_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.machine.head_in_progress() {
+        if !self.machine.head_in_progress() && !self.machine.awaiting_first_byte() {
             self.head_deadline = None;
             return false;
         }
@@ -233,6 +234,7 @@ impl<S> FramingGuard<S> {
 
     fn close(&mut self) {
         self.machine.discard();
+        self.head_deadline = None;
         self.phase = Phase::Closed;
     }
 
@@ -318,7 +320,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
                     Poll::Ready(Ok(_)) => {}
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                     Poll::Pending if this.head_timed_out(cx) => {
-                        let _ = this.refuse(Violation::HeadTimeout);
+                        if this.machine.awaiting_first_byte() {
+                            // A connection that never sent a byte is closed without a word, as a
+                            // browser's speculative connection expects.
+                            this.close();
+                        } else {
+                            let _ = this.refuse(Violation::HeadTimeout);
+                        }
                     }
                     Poll::Pending => return Poll::Pending,
                 },
