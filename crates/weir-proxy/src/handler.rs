@@ -3,11 +3,11 @@
 //! action (a direct response, or forwarding to an upstream), then response edits.
 
 use std::borrow::Cow;
-
 use std::net::SocketAddr;
 
 use http::header::{CONTENT_LENGTH, EXPECT, HOST};
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use weir_upstream::{Cluster, UpstreamError};
@@ -140,11 +140,13 @@ fn upstream_request(
     Ok(request)
 }
 
+/// The origin-form target for the upstream: the client's path and query, shared rather than copied
+/// when no rewrite applies.
 fn upstream_target(route: &Route, uri: &Uri) -> Result<Uri, Refusal> {
-    let path = uri.path();
-    let Some(new_path) = route.rewrite.apply(path) else {
-        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        return Uri::try_from(target).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine));
+    let Some(new_path) = route.rewrite.apply(uri.path()) else {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        return Uri::from_parts(parts).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine));
     };
     // Validation keeps rewrites to valid path characters, so this fails only on a client's query.
     let target = match uri.query() {
