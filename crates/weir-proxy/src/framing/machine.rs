@@ -8,7 +8,7 @@ use super::syntax;
 use super::{FramingLimits, Violation};
 
 /// Most bytes pulled into the guard's buffer by one inner read.
-pub(super) const READ_CHUNK: usize = 4096;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// The first line of an HTTP/2 prior-knowledge connection preface.
 const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";

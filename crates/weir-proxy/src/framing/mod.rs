@@ -148,6 +148,9 @@ impl ConnSignal {
 #[derive(Clone, Copy, Debug)]
 enum Phase {
     Validating,
+    /// A violation was found after validated bytes were handed out in the same read; it is met on
+    /// the next read.
+    Violated(Violation),
     /// Handing out the synthetic head; `sent` bytes of it are out.
     Refusing {
         violation: Violation,
@@ -293,9 +296,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
         if dst.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
+        let before = dst.filled().len();
         loop {
             match this.phase {
                 Phase::Validating => {}
+                Phase::Violated(violation) => {
+                    if let Some(error) = this.refuse(violation) {
+                        return Poll::Ready(Err(error));
+                    }
+                    continue;
+                }
                 Phase::Refusing { violation, sent } => {
                     this.emit_synthetic(violation, sent, dst);
                     return Poll::Ready(Ok(()));
@@ -303,7 +313,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
                 Phase::Stalled => return Poll::Pending,
                 Phase::Closed => return Poll::Ready(Ok(())),
             }
-            match this.machine.advance() {
+            let next = this.machine.advance();
+            if !matches!(next, Ok(Next::Release)) && dst.filled().len() > before {
+                // Validated bytes are out (a head with the body bytes that came with it, say): hand
+                // them over before any more I/O, and meet a violation on the next read.
+                if let Err(violation) = next {
+                    this.phase = Phase::Violated(violation);
+                }
+                return Poll::Ready(Ok(()));
+            }
+            match next {
                 Err(violation) => {
                     if let Some(error) = this.refuse(violation) {
                         return Poll::Ready(Err(error));
@@ -312,7 +331,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
                 Ok(Next::Release) => {
                     this.head_deadline = None;
                     this.machine.release_into(dst);
-                    return Poll::Ready(Ok(()));
+                    if dst.remaining() == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
                 }
                 Ok(Next::Direct(limit)) => return this.read_direct(cx, dst, limit),
                 Ok(Next::Fill(max)) => match this.fill(cx, max) {
