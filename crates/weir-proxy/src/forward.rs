@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
 use http::header::{CONNECTION, FORWARDED, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use weir_config::values::Cidr;
 
@@ -22,21 +23,22 @@ pub struct Peer {
     /// The peer is a trusted proxy, so its forwarding headers are believed.
     pub trusted: bool,
     ip: HeaderValue,
-    forwarded_for: String,
+    /// `for=<ip>;proto=http`, this hop's `Forwarded` element without a host.
+    forwarded: HeaderValue,
 }
 
 impl Peer {
     pub fn new(addr: SocketAddr, trusted_proxies: &[Cidr]) -> Self {
         let ip = addr.ip().to_canonical();
-        let forwarded_for = match ip {
-            IpAddr::V4(v4) => format!("for={v4}"),
-            IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        let forwarded = match ip {
+            IpAddr::V4(v4) => format!("for={v4};proto=http"),
+            IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
         };
         Peer {
             addr,
             trusted: trusted_proxies.iter().any(|net| net.contains(ip)),
             ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
-            forwarded_for,
+            forwarded: HeaderValue::from_str(&forwarded).expect("a Forwarded element is a valid header value"),
         }
     }
 }
@@ -45,32 +47,45 @@ impl Peer {
 /// since it is end-to-end in meaning (gRPC needs it). `Host` and `Content-Length` are never removed
 /// because a client listed them: that would change the request's target or framing.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| *name != http::header::HOST && *name != http::header::CONTENT_LENGTH)
-        .collect();
-    for name in listed {
+    if let Some(connection) = headers.remove(CONNECTION) {
+        remove_listed(headers, &connection);
+        // Further `Connection` lines, rare, are handled the same way.
+        while let Some(more) = headers.remove(CONNECTION) {
+            remove_listed(headers, &more);
+        }
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TRANSFER_ENCODING, &UPGRADE] {
         headers.remove(name);
     }
-    for name in [&CONNECTION, &KEEP_ALIVE, &PROXY_CONNECTION, &TRANSFER_ENCODING, &UPGRADE] {
-        headers.remove(name);
+    if let Some(te) = headers.remove(TE)
+        && te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.insert(TE, te);
     }
-    let keeps_trailers = headers.get(TE).is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    headers.remove(TE);
-    if keeps_trailers {
-        headers.insert(TE, HeaderValue::from_static("trailers"));
+}
+
+/// Removes the headers a `Connection` value names, other than the usual `keep-alive` and `close`.
+fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
+    let Ok(value) = connection.to_str() else { return };
+    for token in value.split(',').map(str::trim) {
+        if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+            && name != http::header::HOST
+            && name != http::header::CONTENT_LENGTH
+        {
+            headers.remove(name);
+        }
     }
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. A trusted peer's values are extended; an
 /// untrusted peer's are replaced, so a client cannot forge its address.
 pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>) {
-    let xff = match joined(headers, &X_FORWARDED_FOR).filter(|_| peer.trusted) {
-        Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", peer.ip.to_str().unwrap_or_default())).ok(),
+    let chain = |headers: &HeaderMap, name: &HeaderName| if peer.trusted { joined(headers, name) } else { None };
+    let xff = match chain(headers, &X_FORWARDED_FOR) {
+        Some(chain) => concat_value(&[&chain, ", ", peer.ip.to_str().unwrap_or_default()]),
         None => Some(peer.ip.clone()),
     };
     if let Some(xff) = xff {
@@ -85,17 +100,24 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &Peer, host: Option
             None => headers.remove(&X_FORWARDED_HOST),
         };
     }
-    let mut element = format!("{};proto=http", peer.forwarded_for);
-    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        element.push_str(&format!(";host=\"{host}\""));
-    }
-    let forwarded = match joined(headers, &FORWARDED).filter(|_| peer.trusted) {
-        Some(chain) => format!("{chain}, {element}"),
-        None => element,
+    let element = peer.forwarded.to_str().unwrap_or_default();
+    let host = host.and_then(|h| h.to_str().ok());
+    let forwarded = match (chain(headers, &FORWARDED), host) {
+        (None, None) => Some(peer.forwarded.clone()),
+        (None, Some(host)) => concat_value(&[element, ";host=\"", host, "\""]),
+        (Some(chain), None) => concat_value(&[&chain, ", ", element]),
+        (Some(chain), Some(host)) => concat_value(&[&chain, ", ", element, ";host=\"", host, "\""]),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded) {
-        headers.insert(FORWARDED, value);
+    if let Some(forwarded) = forwarded {
+        headers.insert(FORWARDED, forwarded);
     }
+}
+
+/// A header value made of `parts`, built in one allocation and handed over without a copy.
+fn concat_value(parts: &[&str]) -> Option<HeaderValue> {
+    let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|part| text.push_str(part));
+    HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
 }
 
 /// All values of a header joined with `, `, if there are any.
