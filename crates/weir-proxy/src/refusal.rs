@@ -71,28 +71,9 @@ impl Refusal {
         }
     }
 
-    /// The error type registered by RFC 9209 that fits best.
-    fn proxy_status_error(self) -> &'static str {
-        match self {
-            Refusal::BadRequest(_)
-            | Refusal::HeadTimeout
-            | Refusal::HeadTooLarge
-            | Refusal::TooManyHeaders
-            | Refusal::UriTooLong
-            | Refusal::BodyTooLarge
-            | Refusal::BodyIncomplete => "http_request_error",
-            Refusal::NoRoute => "destination_not_found",
-            Refusal::ConnectError => "connection_refused",
-            Refusal::ConnectTimeout => "connection_timeout",
-            Refusal::UpstreamTimeout => "http_response_timeout",
-            Refusal::UpstreamReset => "http_response_incomplete",
-            Refusal::UpstreamProtocolError => "http_protocol_error",
-        }
-    }
-
-    /// Whether the client connection must close after this response (its byte stream is no longer
-    /// trustworthy).
-    fn closes_connection(self) -> bool {
+    /// Whether the refusal is about the request's own bytes (its framing, size or pace). Such a
+    /// refusal closes the client connection: its byte stream is no longer trustworthy.
+    fn faults_request(self) -> bool {
         matches!(
             self,
             Refusal::BadRequest(_)
@@ -103,6 +84,20 @@ impl Refusal {
                 | Refusal::BodyTooLarge
                 | Refusal::BodyIncomplete
         )
+    }
+
+    /// The error type registered by RFC 9209 that fits best.
+    fn proxy_status_error(self) -> &'static str {
+        match self {
+            refusal if refusal.faults_request() => "http_request_error",
+            Refusal::NoRoute => "destination_not_found",
+            Refusal::ConnectError => "connection_refused",
+            Refusal::ConnectTimeout => "connection_timeout",
+            Refusal::UpstreamTimeout => "http_response_timeout",
+            Refusal::UpstreamReset => "http_response_incomplete",
+            Refusal::UpstreamProtocolError => "http_protocol_error",
+            _ => "http_request_error",
+        }
     }
 
     /// The most specific name for what happened: the framing violation for a bad request, else the
@@ -126,7 +121,7 @@ impl Refusal {
         if let Ok(value) = HeaderValue::from_str(&proxy_status) {
             headers.insert("proxy-status", value);
         }
-        if self.closes_connection() {
+        if self.faults_request() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response.extensions_mut().insert(self);

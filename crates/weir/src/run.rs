@@ -1,5 +1,6 @@
 //! `weir run` and `weir validate`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use weir_config::Config;
@@ -10,13 +11,7 @@ use crate::logging;
 
 /// Loads the configuration, serves it, and drains on SIGTERM/SIGINT. Exit code 0 after a drain.
 pub fn run(args: &RunArgs) -> ExitCode {
-    let config = match weir_config::load_file(&args.config) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(config) = load(&args.config) else { return ExitCode::FAILURE };
     if let Err(error) = logging::init(&config.log) {
         eprintln!("{error}");
         return ExitCode::FAILURE;
@@ -76,13 +71,7 @@ async fn termination_signal() {
 
 /// Checks a configuration the way `run` would, without binding anything.
 pub fn validate(args: &ValidateArgs) -> ExitCode {
-    let config = match weir_config::load_file(&args.config) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(config) = load(&args.config) else { return ExitCode::FAILURE };
     if let Err(error) = logging::filter(&config.log) {
         eprintln!("{}: {error}", args.config.display());
         return ExitCode::FAILURE;
@@ -98,4 +87,9 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads a configuration file, printing every problem when it cannot.
+fn load(path: &Path) -> Option<Config> {
+    weir_config::load_file(path).inspect_err(|error| eprintln!("{error}")).ok()
 }
