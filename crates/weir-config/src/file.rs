@@ -23,6 +23,9 @@ pub struct ConfigFile {
     pub server: Server,
     #[serde(default)]
     pub log: Log,
+    /// The admin API; off when absent.
+    #[serde(default)]
+    pub admin: Option<Admin>,
     pub listeners: Vec<Listener>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
@@ -74,6 +77,21 @@ impl Default for RequestId {
             in_response: true,
         }
     }
+}
+
+/// The admin API's own listener: health, readiness and metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+    /// A bearer token every admin request but `/healthz` must carry; required off loopback.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
 }
 
 /// Where and how weir logs.

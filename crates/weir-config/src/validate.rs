@@ -48,6 +48,7 @@ impl Checker<'_> {
 pub(crate) fn validate(file: ConfigFile, text: &str) -> Result<Config, Vec<Problem>> {
     let mut checker = Checker { text, problems: Vec::new() };
     check_server(&mut checker, &file);
+    check_admin(&mut checker, &file);
     check_listeners(&mut checker, &file.listeners);
     for (name, upstream) in &file.upstreams {
         check_upstream(&mut checker, name, upstream);
@@ -69,6 +70,21 @@ fn route_field(index: usize, route: &Route) -> String {
     match &route.name {
         Some(name) => format!("routes[{index}] ({name})"),
         None => format!("routes[{index}]"),
+    }
+}
+
+fn check_admin(checker: &mut Checker, file: &ConfigFile) {
+    let Some(admin) = &file.admin else { return };
+    if let Some(token) = &admin.token
+        && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        checker.fail("admin.token".into(), "use at least 16 visible ASCII characters".into());
+    }
+    if !admin.address.ip().is_loopback() && admin.token.is_none() {
+        checker.fail("admin".into(), format!("admin listens on {} beyond loopback: set admin.token", admin.address));
+    }
+    if admin.address.port() != 0 && file.listeners.iter().any(|l| l.address == admin.address) {
+        checker.fail("admin.address".into(), format!("{} is also a listener's address", admin.address));
     }
 }
 

@@ -115,6 +115,8 @@ fn semantic_checks_catch_conflicts() {
         ("status: 200", "status: 999", "100 to 599"),
         ("address: 127.0.0.1:8080", "address: 127.0.0.1:8080\n    max_headers: 0", "between 1 and 1000"),
         ("timeout: 250ms", "timeout: 0s", "longer than zero"),
+        ("\nlisteners:", "\nadmin: { address: \"0.0.0.0:9901\" }\nlisteners:", "set admin.token"),
+        ("\nlisteners:", "\nadmin: { token: short }\nlisteners:", "at least 16"),
         (
             "  - match: { path: /hello }\n",
             "  - match: { path: /hello }\n    request_headers: { remove: [x-a] }\n",

@@ -24,7 +24,7 @@ fn route_table(services: usize) -> Snapshot {
     }
     text.push_str("  - { direct_response: { status: 404 } }\n");
     let config = parse_str(&text, Format::Yaml, "bench.yaml").expect("bench config");
-    Snapshot::build(&config).expect("bench snapshot")
+    Snapshot::build(&config, &weir_telemetry::Metrics::new()).expect("bench snapshot")
 }
 
 fn requests(services: usize) -> Vec<(String, http::request::Parts)> {

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use weir_telemetry::RequestTimer;
 use weir_upstream::PooledBody;
 
 /// A request body streamed upstream, failing once it passes its size limit.
@@ -104,5 +105,57 @@ impl Body for ResponseBody {
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Upstream(body) => body.size_hint(),
         }
+    }
+}
+
+/// The body weir hands to hyper: a [`ResponseBody`] that records the request's duration when it
+/// ends, or when it is dropped early (the client went away).
+pub struct TimedBody {
+    inner: ResponseBody,
+    timer: Option<RequestTimer>,
+}
+
+impl TimedBody {
+    pub fn new(inner: ResponseBody, timer: RequestTimer) -> Self {
+        let mut body = TimedBody { inner, timer: Some(timer) };
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.finish();
+        }
+    }
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
+            || (matches!(polled, Poll::Ready(Some(Ok(_)))) && self.inner.is_end_stream())
+        {
+            self.finish();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

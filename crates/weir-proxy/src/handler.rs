@@ -1,22 +1,26 @@
 //! One request's way through weir. [`serve_request`] reads top to bottom as the request path:
 //! refusals raised by the connection, the snapshot, the request id, route matching, then the route's
-//! action (a direct response, or forwarding to an upstream), then response edits.
+//! action (a direct response, or forwarding to an upstream), then response edits, and the request's
+//! metrics (counted by status and refusal reason, timed to the end of the response body).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use http::header::{CONTENT_LENGTH, EXPECT, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use weir_telemetry::RouteMetrics;
 use weir_upstream::{Cluster, UpstreamError};
 
-use crate::body::{RequestBody, RequestBodyError, ResponseBody};
+use crate::body::{RequestBody, RequestBodyError, ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
 use crate::framing::{BodyFramingError, Violation};
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Route};
+use crate::router::RouteId;
 use crate::server::Gateway;
 use crate::snapshot::Snapshot;
 
@@ -34,42 +38,54 @@ pub async fn serve_request(
     conn: &ConnContext,
     violation: Option<Violation>,
     request: Request<Incoming>,
-) -> Response<ResponseBody> {
-    if let Some(violation) = violation {
-        return refuse(Refusal::from(violation), conn);
-    }
+) -> Response<TimedBody> {
+    let started = Instant::now();
     let snapshot = gateway.snapshot();
+    if let Some(violation) = violation {
+        let response = refuse(Refusal::from(violation), conn, &snapshot.unmatched);
+        return response.map(|body| TimedBody::new(body, snapshot.unmatched.timer(started)));
+    }
     let id = forward::request_id(request.headers(), &snapshot.request_id);
-    let mut response = match route_request(&snapshot, conn, request, &id).await {
-        Ok(response) => response,
-        Err(refusal) => refuse(refusal, conn),
+    let (parts, body) = request.into_parts();
+    let matched = match_route(&snapshot, conn, &parts);
+    let metrics = matched.map_or(&snapshot.unmatched, |route| &snapshot.routes[route as usize].metrics);
+    let outcome = match matched {
+        Ok(route) => run_route(&snapshot, &snapshot.routes[route as usize], conn, parts, body, &id).await,
+        Err(refusal) => Err(refusal),
     };
+    let mut response = outcome.unwrap_or_else(|refusal| refuse(refusal, conn, metrics));
+    metrics.answered(response.status().as_u16());
     if snapshot.request_id.in_response {
         response.headers_mut().insert(snapshot.request_id.header.clone(), id);
     }
-    response
+    response.map(|body| TimedBody::new(body, metrics.timer(started)))
 }
 
-fn refuse(refusal: Refusal, conn: &ConnContext) -> Response<ResponseBody> {
+fn refuse(refusal: Refusal, conn: &ConnContext, metrics: &RouteMetrics) -> Response<ResponseBody> {
     tracing::debug!(reason = refusal.reason(), detail = refusal.detail(), peer = %conn.peer.addr, "request refused");
+    metrics.refused(refusal.reason_index());
     refusal.into_response()
 }
 
-async fn route_request(
-    snapshot: &Snapshot,
-    conn: &ConnContext,
-    request: Request<Incoming>,
-    id: &HeaderValue,
-) -> Result<Response<ResponseBody>, Refusal> {
-    let (parts, body) = request.into_parts();
+/// The route for a request, after the checks every request gets.
+fn match_route(snapshot: &Snapshot, conn: &ConnContext, parts: &Parts) -> Result<RouteId, Refusal> {
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > conn.max_uri_length {
         return Err(Refusal::UriTooLong);
     }
-    let host = request_host(&parts);
+    let host = request_host(parts);
     let router = &snapshot.routers[conn.listener];
-    let route_id =
-        router.find(&snapshot.routes, host.as_deref().unwrap_or_default(), &parts).ok_or(Refusal::NoRoute)?;
-    let route = &snapshot.routes[route_id as usize];
+    router.find(&snapshot.routes, host.as_deref().unwrap_or_default(), parts).ok_or(Refusal::NoRoute)
+}
+
+/// The route's action, then its response header edits.
+async fn run_route(
+    snapshot: &Snapshot,
+    route: &Route,
+    conn: &ConnContext,
+    parts: Parts,
+    body: Incoming,
+    id: &HeaderValue,
+) -> Result<Response<ResponseBody>, Refusal> {
     let mut response = match &route.action {
         Action::Direct(direct) => direct_response(direct),
         Action::Proxy(cluster) => proxy(snapshot, route, cluster, conn, parts, body, id).await?,

@@ -5,6 +5,7 @@
 //! framing -> hyper parses -> [`handler::serve_request`] loads the [`Snapshot`], matches a route
 //! ([`router`]) and runs its action -> [`refusal`] answers for anything refused.
 
+pub mod admin;
 pub mod body;
 pub mod forward;
 pub mod framing;

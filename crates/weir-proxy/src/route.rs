@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{HeaderName, HeaderValue, StatusCode};
+use weir_telemetry::RouteMetrics;
 use weir_upstream::Cluster;
 
 use crate::body::RequestBody;
@@ -16,6 +17,7 @@ use crate::router::Conditions;
 pub struct Route {
     /// The configured name, or `routes[N]`.
     pub name: Arc<str>,
+    pub metrics: RouteMetrics,
     pub path: PathMatcher,
     pub conditions: Conditions,
     pub action: Action,

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -15,7 +17,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
 use weir_config::{Config, Listener as ListenerConfig, Protocol};
+use weir_telemetry::{ListenerMetrics, Metrics};
 
+use crate::admin;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
@@ -24,16 +28,27 @@ use crate::snapshot::{Snapshot, SnapshotError};
 /// The state every request reads: the current snapshot, replaced whole on reload.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
+    metrics: Arc<Metrics>,
+    draining: AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot) -> Self {
-        Gateway { snapshot: ArcSwap::from_pointee(snapshot) }
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Self {
+        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, draining: AtomicBool::new(false) }
     }
 
     /// The snapshot to serve one request from, kept by the request to its end.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Shutdown has begun: readiness is false.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }
 
@@ -60,12 +75,14 @@ struct BoundListener {
     max_uri_length: usize,
     connections: Arc<Semaphore>,
     http: auto::Builder<TokioExecutor>,
+    metrics: ListenerMetrics,
 }
 
 /// A gateway with its listeners bound, ready to run.
 pub struct Server {
     gateway: Arc<Gateway>,
     listeners: Vec<BoundListener>,
+    admin: Option<(TcpListener, Option<Arc<str>>)>,
     drain_timeout: Duration,
     listeners_closed: Option<oneshot::Sender<()>>,
 }
@@ -82,14 +99,29 @@ pub enum Drained {
 impl Server {
     /// Compiles the configuration and binds every listener. Must run inside a Tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
-        let gateway = Arc::new(Gateway::new(Snapshot::build(config)?));
+        let metrics = Metrics::new();
+        let gateway = Arc::new(Gateway::new(Snapshot::build(config, &metrics)?, metrics.clone()));
         let listeners = config
             .listeners
             .iter()
             .enumerate()
-            .map(|(index, listener)| bind_listener(index, listener))
+            .map(|(index, listener)| bind_listener(index, listener, &metrics))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Server { gateway, listeners, drain_timeout: config.server.drain_timeout.0, listeners_closed: None })
+        let admin = match &config.admin {
+            Some(admin) => {
+                let bind_error = |source| ServeError::Bind { name: "admin".into(), address: admin.address, source };
+                let socket = reuse_port_listener(admin.address).map_err(bind_error)?;
+                Some((socket, admin.token.as_deref().map(Arc::from)))
+            }
+            None => None,
+        };
+        let drain_timeout = config.server.drain_timeout.0;
+        Ok(Server { gateway, listeners, admin, drain_timeout, listeners_closed: None })
+    }
+
+    /// The admin API's address, when it is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(socket, _)| socket.local_addr().ok())
     }
 
     /// Each listener's name and the address it is bound to (useful when the port was 0).
@@ -110,7 +142,17 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting (new connections are refused), lets
     /// in-flight requests finish within the drain timeout, and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Drained {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
+        let gateway = self.gateway.clone();
+        let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
+        let drained = self.serve_until(shutdown).await;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
+        drained
+    }
+
+    async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Drained {
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let accept_loops: Vec<_> = self
@@ -123,6 +165,7 @@ impl Server {
             .collect();
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
+        self.gateway.draining.store(true, Ordering::Relaxed);
         let _ = stop_tx.send(true);
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
@@ -138,7 +181,7 @@ impl Server {
     }
 }
 
-fn bind_listener(index: usize, config: &ListenerConfig) -> Result<BoundListener, ServeError> {
+fn bind_listener(index: usize, config: &ListenerConfig, metrics: &Metrics) -> Result<BoundListener, ServeError> {
     let bind_error = |source| ServeError::Bind { name: config.name.clone(), address: config.address, source };
     let socket = reuse_port_listener(config.address).map_err(bind_error)?;
     Ok(BoundListener {
@@ -154,6 +197,7 @@ fn bind_listener(index: usize, config: &ListenerConfig) -> Result<BoundListener,
         max_uri_length: config.max_uri_length.0 as usize,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         http: http_builder(config),
+        metrics: metrics.listener(&config.name),
     })
 }
 
@@ -217,11 +261,12 @@ impl Acceptor {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let open = listener.metrics.connection_opened();
                     let connection = serve_connection(self.gateway.clone(), listener.clone(), stream, peer);
                     let watched = self.graceful.watcher().watch(connection);
                     tokio::spawn(async move {
                         let _ = watched.await;
-                        drop(permit);
+                        drop((permit, open));
                     });
                 }
                 Err(error) => {

@@ -11,13 +11,18 @@ use weir_config::values::Cidr;
 use weir_config::{Config, Endpoint as EndpointConfig, HeaderList, Route as RouteConfig, Upstream, ValueMatch};
 use weir_upstream::{Cluster, ClusterSettings, EndpointSpec, PoolSettings, resolve};
 
+use weir_telemetry::{Metrics, RouteMetrics};
+
 use crate::body::RequestBody;
+use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
 
 /// Everything a request is served from.
 pub struct Snapshot {
     pub routes: Vec<Route>,
+    /// What requests that match no route count into.
+    pub unmatched: RouteMetrics,
     /// One router per listener, in the configuration's listener order.
     pub routers: Vec<Router>,
     pub trusted_proxies: Vec<Cidr>,
@@ -46,11 +51,16 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    /// Compiles a configuration. Resolves endpoint host names once, here.
-    pub fn build(config: &Config) -> Result<Snapshot, SnapshotError> {
+    /// Compiles a configuration. Resolves endpoint host names once, here, and creates every metric
+    /// handle a request will touch.
+    pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
         let clusters = build_clusters(config)?;
-        let routes: Vec<Route> =
-            config.routes.iter().enumerate().map(|(index, route)| compile_route(index, route, &clusters)).collect();
+        let routes: Vec<Route> = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| compile_route(index, route, &clusters, metrics))
+            .collect();
         let hosts: Vec<_> = config.routes.iter().map(|r| r.matches.host.clone()).collect();
         let mut routers = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
@@ -65,6 +75,7 @@ impl Snapshot {
         let request_id = &config.server.request_id;
         Ok(Snapshot {
             routes,
+            unmatched: metrics.route("", &Refusal::REASONS),
             routers,
             trusted_proxies: config.server.trusted_proxies.clone(),
             request_id: RequestIdSettings {
@@ -109,8 +120,9 @@ fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
     }
 }
 
-fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters) -> Route {
+fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics: &Metrics) -> Route {
     let name: Arc<str> = route.name.clone().unwrap_or_else(|| format!("routes[{index}]")).into();
+    let route_metrics = metrics.route(&name, &Refusal::REASONS);
     let action = match (&route.upstream, &route.direct_response) {
         (Some(upstream), _) => Action::Proxy(clusters[upstream].clone()),
         (None, Some(direct)) => Action::Direct(DirectResponse {
@@ -123,6 +135,7 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters) -> Rout
     };
     Route {
         name,
+        metrics: route_metrics,
         path: path_matcher(route),
         conditions: conditions(route),
         action,

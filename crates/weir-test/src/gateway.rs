@@ -9,6 +9,7 @@ use weir_proxy::{Drained, Server};
 /// A running in-process gateway.
 pub struct TestGateway {
     addrs: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     closed: Option<oneshot::Receiver<()>>,
     task: Option<tokio::task::JoinHandle<Drained>>,
@@ -21,16 +22,22 @@ impl TestGateway {
         let mut server = Server::bind(&config).unwrap_or_else(|e| panic!("gateway start: {e}"));
         let closed = Some(server.on_listeners_closed());
         let addrs = server.local_addrs();
+        let admin = server.admin_addr();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        TestGateway { addrs, stop: Some(stop), closed, task: Some(task) }
+        TestGateway { addrs, admin, stop: Some(stop), closed, task: Some(task) }
     }
 
     /// The first listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0].1
+    }
+
+    /// The admin API's address (the configuration must have an `admin` section).
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("no admin section in the test configuration")
     }
 
     /// A listener's address by name.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use weir_config::Config;
 use weir_proxy::{Drained, Server, Snapshot};
+use weir_telemetry::Metrics;
 
 use crate::cli::{RunArgs, ValidateArgs};
 use crate::logging;
@@ -36,6 +37,9 @@ async fn serve(config: Config) -> ExitCode {
     };
     for (name, address) in server.local_addrs() {
         tracing::info!(listener = %name, %address, "listening");
+    }
+    if let Some(address) = server.admin_addr() {
+        tracing::info!(listener = "admin", %address, "listening");
     }
     match server.run(termination_signal()).await {
         Drained::Clean => tracing::info!("drained; exiting"),
@@ -76,7 +80,7 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
         eprintln!("{}: {error}", args.config.display());
         return ExitCode::FAILURE;
     }
-    match Snapshot::build(&config) {
+    match Snapshot::build(&config, &Metrics::new()) {
         Ok(_) => {
             let (l, u, r) = (config.listeners.len(), config.upstreams.len(), config.routes.len());
             println!("{}: ok ({l} listeners, {u} upstreams, {r} routes)", args.config.display());

@@ -98,22 +98,22 @@ fn version_is_printed() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("weir {}", env!("CARGO_PKG_VERSION")));
 }
 
-/// Two free ports for the quick-start config, whose gateway proxies to its own second listener.
-fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+/// Free ports for the quick-start config, whose gateway proxies to its own second listener.
+fn free_ports() -> [u16; 3] {
+    let sockets = [(); 3].map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    sockets.map(|s| s.local_addr().unwrap().port())
 }
 
 #[test]
 fn quickstart_config_proxies_curl_traffic() {
     let quickstart = include_str!("../../../examples/quickstart.yaml");
-    let (public, backend) = free_ports();
+    let [public, backend, admin] = free_ports();
     let text = quickstart
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{public}"))
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{backend}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
         .replace("format: text", "format: json");
-    let weir = Weir::start(&temp_config("quickstart.yaml", &text), 2);
+    let weir = Weir::start(&temp_config("quickstart.yaml", &text), 3);
     let base = format!("http://{}", weir.addr("public"));
 
     let hello = curl(&[&format!("{base}/hello")]);
@@ -133,6 +133,9 @@ fn quickstart_config_proxies_curl_traffic() {
     let missing = curl(&[&format!("{base}/nowhere")]);
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     assert!(missing.contains("proxy-status: weir; error=destination_not_found; details=\"no_route\""), "{missing}");
+
+    let metrics = curl(&[&format!("http://{}/metrics", weir.addr("admin"))]);
+    assert!(metrics.contains("weir_requests_total{route=\"hello\",code_class=\"2xx\"} 2"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

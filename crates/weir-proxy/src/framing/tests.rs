@@ -10,14 +10,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::{ConnSignal, FramingGuard, FramingLimits, SYNTHETIC_HEAD, Violation};
 
-const LIMITS: FramingLimits =
+pub(super) const LIMITS: FramingLimits =
     FramingLimits { max_head_bytes: 1024, max_headers: 8, max_uri_len: 64, head_timeout: Duration::from_secs(60) };
 
 /// An inner stream that hands out its input in exactly the pieces given (never more than one piece per read).
-struct Pieces(VecDeque<Vec<u8>>);
+pub(super) struct Pieces(pub(super) VecDeque<Vec<u8>>);
 
 impl Pieces {
-    fn left(&self) -> usize {
+    pub(super) fn left(&self) -> usize {
         self.0.iter().map(Vec::len).sum()
     }
 }
@@ -45,7 +45,7 @@ fn guard(pieces: Vec<Vec<u8>>) -> (FramingGuard<Pieces>, Arc<ConnSignal>) {
 
 /// How reading a guard ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// EOF: the inner stream ended.
     Eof,
     /// The synthetic head is out and reads wait forever.
@@ -55,7 +55,7 @@ enum End {
 }
 
 /// One read, polled once (the test streams never wait, so only a stalled guard is pending).
-fn poll_once(guard: &mut FramingGuard<Pieces>, buf: &mut [u8]) -> Result<usize, End> {
+pub(super) fn poll_once(guard: &mut FramingGuard<Pieces>, buf: &mut [u8]) -> Result<usize, End> {
     let mut read_buf = ReadBuf::new(buf);
     let mut cx = Context::from_waker(Waker::noop());
     match Pin::new(guard).poll_read(&mut cx, &mut read_buf) {

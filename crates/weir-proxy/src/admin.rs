@@ -1,0 +1,76 @@
+//! The admin API on its own listener: `/healthz` (the process is alive), `/readyz` (serving, not
+//! draining) and `/metrics` (OpenMetrics text). With a token configured, every path but `/healthz`
+//! asks for `Authorization: Bearer <token>`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::server::Gateway;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves the admin API until the task is aborted.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, token: Option<Arc<str>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (gateway, token) = (gateway.clone(), token.clone());
+        let service = service_fn(move |request| {
+            let response = answer(&gateway, token.as_deref(), &request);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "admin connection ended");
+            }
+        });
+    }
+}
+
+fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if request.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    if path != "/healthz"
+        && let Some(token) = token
+        && !bearer_matches(request, token)
+    {
+        return text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+    }
+    match path {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if gateway.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        "/readyz" => text(StatusCode::OK, "ready\n"),
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(gateway.metrics().encode())));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics\n"),
+    }
+}
+
+/// Compares the presented token in time independent of where it differs.
+fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
+    let presented =
+        request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let Some(presented) = presented else { return false };
+    presented.len() == token.len() && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
