@@ -9,6 +9,8 @@
 #[cfg(test)]
 mod hyper_tests;
 mod machine;
+#[cfg(test)]
+mod random_tests;
 mod syntax;
 #[cfg(test)]
 mod tests;
