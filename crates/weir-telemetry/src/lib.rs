@@ -12,8 +12,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+mod histogram;
+
+pub use histogram::DurationHistogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -42,19 +45,12 @@ struct BuildLabels {
     version: String,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// Request durations from 0.5 ms to about 16 s, doubling.
-fn duration_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
-
 /// The process's metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     refusals: Family<RefusalLabels, Counter>,
-    durations: HistogramFamily<RouteLabel>,
+    durations: Family<RouteLabel, DurationHistogram>,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
 }
@@ -69,7 +65,7 @@ impl Metrics {
         registry.register("requests", "Requests answered, by route and status class", requests.clone());
         let refusals = Family::default();
         registry.register("refusals", "Requests weir answered itself, by route and reason", refusals.clone());
-        let durations: HistogramFamily<RouteLabel> = Family::new_with_constructor(duration_histogram);
+        let durations = Family::<RouteLabel, DurationHistogram>::default();
         registry.register(
             "request_duration_seconds",
             "Time from a request's arrival to the end of its response body",
@@ -123,7 +119,7 @@ impl Metrics {
 pub struct RouteMetrics {
     classes: [Counter; 5],
     refusals: Box<[Counter]>,
-    duration: Histogram,
+    duration: DurationHistogram,
 }
 
 impl RouteMetrics {
@@ -148,13 +144,13 @@ impl RouteMetrics {
 
 /// Measures one request, from its arrival to the end of its response body.
 pub struct RequestTimer {
-    histogram: Histogram,
+    histogram: DurationHistogram,
     started: Instant,
 }
 
 impl RequestTimer {
     pub fn finish(self) {
-        self.histogram.observe(self.started.elapsed().as_secs_f64());
+        self.histogram.observe(self.started.elapsed());
     }
 }
 
@@ -187,7 +183,31 @@ impl Drop for OpenConnection {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn duration_buckets_are_cumulative_with_sum_and_count() {
+        let metrics = Metrics::new();
+        let route = metrics.route("r", &[]);
+        for millis in [0, 1, 3, 3, 40_000] {
+            route.duration.observe(Duration::from_millis(millis));
+        }
+        let text = metrics.encode();
+        for line in [
+            "weir_request_duration_seconds_bucket{le=\"0.0005\",route=\"r\"} 1",
+            "weir_request_duration_seconds_bucket{le=\"0.001\",route=\"r\"} 2",
+            "weir_request_duration_seconds_bucket{le=\"0.002\",route=\"r\"} 2",
+            "weir_request_duration_seconds_bucket{le=\"0.004\",route=\"r\"} 4",
+            "weir_request_duration_seconds_bucket{le=\"16.384\",route=\"r\"} 4",
+            "weir_request_duration_seconds_bucket{le=\"+Inf\",route=\"r\"} 5",
+            "weir_request_duration_seconds_count{route=\"r\"} 5",
+            "weir_request_duration_seconds_sum{route=\"r\"} 40.007",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 
     #[test]
     fn handles_count_into_their_series_and_survive_recreation() {
@@ -208,6 +228,7 @@ mod tests {
         assert!(text.contains("weir_refusals_total{route=\"users\",reason=\"connect_error\"} 1"), "{text}");
         assert!(text.contains("weir_refusals_total{route=\"users\",reason=\"no_route\"} 0"), "{text}");
         assert!(text.contains("weir_request_duration_seconds_count{route=\"users\"} 1"), "{text}");
+        assert!(text.contains("weir_request_duration_seconds_bucket{le=\"+Inf\",route=\"users\"} 1"), "{text}");
         assert!(text.contains("weir_connections_open{listener=\"public\"} 1"), "{text}");
         assert!(text.contains("weir_build_info{version=\""), "{text}");
         drop(connection);
