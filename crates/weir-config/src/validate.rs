@@ -14,12 +14,6 @@ pub struct Config {
     file: ConfigFile,
 }
 
-impl Config {
-    pub fn file(&self) -> &ConfigFile {
-        &self.file
-    }
-}
-
 impl std::ops::Deref for Config {
     type Target = ConfigFile;
     fn deref(&self) -> &ConfigFile {

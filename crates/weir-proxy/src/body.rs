@@ -76,10 +76,6 @@ impl ResponseBody {
     pub fn full(bytes: Bytes) -> Self {
         if bytes.is_empty() { ResponseBody::Full(None) } else { ResponseBody::Full(Some(bytes)) }
     }
-
-    pub fn empty() -> Self {
-        ResponseBody::Full(None)
-    }
 }
 
 impl Body for ResponseBody {

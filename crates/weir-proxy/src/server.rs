@@ -136,10 +136,6 @@ impl Server {
         rx
     }
 
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
-    }
-
     /// Serves until `shutdown` completes, then stops accepting (new connections are refused), lets
     /// in-flight requests finish within the drain timeout, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {

@@ -94,7 +94,7 @@ fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
     for (name, upstream) in &config.upstreams {
         let specs =
             upstream.endpoints.iter().map(|endpoint| endpoint_spec(name, endpoint)).collect::<Result<Vec<_>, _>>()?;
-        let cluster = Cluster::new(name, &specs, cluster_settings(upstream));
+        let cluster = Cluster::new(&specs, cluster_settings(upstream));
         clusters.insert(name.clone(), Arc::new(cluster));
     }
     Ok(clusters)

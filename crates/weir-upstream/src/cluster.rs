@@ -1,4 +1,4 @@
-//! A cluster: a named set of endpoints, each with its connection pool, and the balancer that picks
+//! A cluster: an upstream's endpoints, each with its connection pool, and the balancer that picks
 //! one per request.
 
 use std::io;
@@ -32,9 +32,8 @@ pub struct Endpoint<B> {
     pub pool: Arc<EndpointPool<B>>,
 }
 
-/// A named set of endpoints.
+/// The endpoints of one upstream.
 pub struct Cluster<B> {
-    name: Arc<str>,
     endpoints: Box<[Endpoint<B>]>,
     balancer: WeightedRoundRobin,
 }
@@ -46,7 +45,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// A cluster over at least one endpoint.
-    pub fn new(name: &str, specs: &[EndpointSpec], settings: ClusterSettings) -> Self {
+    pub fn new(specs: &[EndpointSpec], settings: ClusterSettings) -> Self {
         let endpoints: Box<[Endpoint<B>]> = specs
             .iter()
             .map(|spec| Endpoint {
@@ -56,15 +55,7 @@ where
             })
             .collect();
         let weights: Vec<u32> = specs.iter().map(|s| s.weight).collect();
-        Cluster { name: name.into(), endpoints, balancer: WeightedRoundRobin::new(&weights) }
-    }
-
-    pub fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    pub fn endpoints(&self) -> &[Endpoint<B>] {
-        &self.endpoints
+        Cluster { endpoints, balancer: WeightedRoundRobin::new(&weights) }
     }
 
     /// The endpoint for the next request.

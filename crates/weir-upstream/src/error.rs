@@ -26,15 +26,3 @@ pub enum UpstreamError {
         source: hyper::Error,
     },
 }
-
-impl UpstreamError {
-    /// The endpoint the call went to.
-    pub fn addr(&self) -> SocketAddr {
-        match self {
-            UpstreamError::Connect { addr, .. }
-            | UpstreamError::ConnectTimeout { addr }
-            | UpstreamError::Handshake { addr, .. }
-            | UpstreamError::Exchange { addr, .. } => *addr,
-        }
-    }
-}

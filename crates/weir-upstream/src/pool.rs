@@ -54,15 +54,6 @@ where
         EndpointPool { addr, settings, idle: Mutex::new(VecDeque::new()) }
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Idle connections now held.
-    pub fn idle_count(&self) -> usize {
-        self.lock_idle().len()
-    }
-
     /// Sends a request on a pooled or new connection. A request that a reused connection could not
     /// take (it closed while idle) is sent again on another: it was never written.
     pub async fn send(self: &Arc<Self>, mut request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
