@@ -7,10 +7,12 @@ mod error;
 mod file;
 mod load;
 mod locate;
+mod upstream;
 mod validate;
 pub mod values;
 
 pub use error::{ConfigError, Problem};
 pub use file::*;
 pub use load::{Format, load_file, parse_str};
+pub use upstream::*;
 pub use validate::Config;

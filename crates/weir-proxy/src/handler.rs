@@ -13,7 +13,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use weir_telemetry::RouteMetrics;
-use weir_upstream::{Cluster, UpstreamError};
+use weir_upstream::{Cluster, Outcome, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
@@ -113,16 +113,34 @@ async fn proxy(
     if declared_length(&parts).is_some_and(|len| len > route.max_body) {
         return Err(Refusal::BodyTooLarge);
     }
-    let endpoint = cluster.pick();
+    let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
+    let attempt = cluster.pick(key).ok_or(Refusal::NoHealthyEndpoint)?;
+    let endpoint = attempt.endpoint();
     let mut request = upstream_request(route, conn, parts, body, endpoint.addr)?;
     let headers = request.headers_mut();
     headers.insert(snapshot.request_id.header.clone(), id.clone());
     // The route's edits come last, so they can change anything weir set, Host included.
     route.request_headers.apply(headers);
     let sent = tokio::time::timeout(route.timeout, endpoint.pool.send(request)).await;
-    let mut response = sent.map_err(|_| Refusal::UpstreamTimeout)?.map_err(|e| classify(&e))?;
+    let sent = sent.map_err(|_| Refusal::UpstreamTimeout).and_then(|sent| sent.map_err(|e| classify(&e)));
+    attempt.finish(match &sent {
+        Ok(response) => Outcome::Response(response.status()),
+        Err(refusal) => attempt_outcome(*refusal),
+    });
+    let mut response = sent?;
     forward::strip_hop_by_hop(response.headers_mut());
     Ok(response.map(ResponseBody::Upstream))
+}
+
+/// What a failed attempt says about the endpoint. Failures of the client's or weir's own making
+/// (a body over the limit, a client that stopped sending, a full pool) say nothing.
+fn attempt_outcome(refusal: Refusal) -> Outcome {
+    match refusal {
+        Refusal::ConnectError | Refusal::ConnectTimeout => Outcome::ConnectFailure,
+        Refusal::UpstreamReset | Refusal::UpstreamProtocolError => Outcome::Reset,
+        Refusal::UpstreamTimeout => Outcome::Timeout,
+        _ => Outcome::Local,
+    }
 }
 
 /// The request as the upstream gets it: HTTP/1.1, origin-form target, hop-by-hop headers gone,
@@ -202,6 +220,7 @@ fn classify(error: &UpstreamError) -> Refusal {
     match error {
         UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => Refusal::ConnectError,
         UpstreamError::ConnectTimeout { .. } => Refusal::ConnectTimeout,
+        UpstreamError::PoolExhausted { .. } => Refusal::PoolExhausted,
         UpstreamError::Exchange { source, .. } => {
             match find_cause::<RequestBodyError>(source) {
                 Some(RequestBodyError::TooLarge { .. }) => return Refusal::BodyTooLarge,

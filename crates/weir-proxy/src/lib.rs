@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod clusters;
 pub mod forward;
 pub mod framing;
 pub mod handler;

@@ -36,11 +36,15 @@ pub enum Refusal {
     UpstreamReset,
     /// The upstream's response could not be parsed.
     UpstreamProtocolError,
+    /// The upstream has no endpoint at all (a discovered name that resolves to nothing).
+    NoHealthyEndpoint,
+    /// Every connection to the endpoint was busy, and none came free within the pool's acquire timeout.
+    PoolExhausted,
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 13] = [
+    pub const REASONS: [&'static str; 15] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -54,6 +58,8 @@ impl Refusal {
         "upstream_timeout",
         "upstream_reset",
         "upstream_protocol_error",
+        "no_healthy_endpoint",
+        "pool_exhausted",
     ];
 
     /// The position of this refusal's reason in [`Refusal::REASONS`].
@@ -72,6 +78,8 @@ impl Refusal {
             Refusal::UpstreamTimeout => 10,
             Refusal::UpstreamReset => 11,
             Refusal::UpstreamProtocolError => 12,
+            Refusal::NoHealthyEndpoint => 13,
+            Refusal::PoolExhausted => 14,
         }
     }
 
@@ -91,6 +99,7 @@ impl Refusal {
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::ConnectError | Refusal::UpstreamReset | Refusal::UpstreamProtocolError => StatusCode::BAD_GATEWAY,
             Refusal::ConnectTimeout | Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::NoHealthyEndpoint | Refusal::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -119,6 +128,8 @@ impl Refusal {
             Refusal::UpstreamTimeout => "http_response_timeout",
             Refusal::UpstreamReset => "http_response_incomplete",
             Refusal::UpstreamProtocolError => "http_protocol_error",
+            Refusal::NoHealthyEndpoint => "destination_unavailable",
+            Refusal::PoolExhausted => "connection_limit_reached",
             _ => "http_request_error",
         }
     }
