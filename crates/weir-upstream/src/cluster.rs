@@ -101,6 +101,12 @@ impl<B> Cluster<B> {
     /// Starts an attempt on the endpoint the balancer picks, or `None` when the cluster has no
     /// endpoint at all (a discovered name that resolves to nothing).
     pub fn pick(&self, key_hash: Option<u64>) -> Option<Attempt<'_, B>> {
+        self.pick_avoiding(key_hash, &[])
+    }
+
+    /// Like [`Cluster::pick`], but passing over the endpoints in `avoid` (ones that just failed)
+    /// while the rotation has others.
+    pub fn pick_avoiding(&self, key_hash: Option<u64>, avoid: &[SocketAddr]) -> Option<Attempt<'_, B>> {
         let mut rotation = self.rotation.load();
         if rotation.next_return.is_some_and(|at| Instant::now() >= at) {
             self.refresh();
@@ -112,7 +118,13 @@ impl<B> Cluster<B> {
         }
         let input =
             PickInput { len: endpoints.len(), key: key_hash, rng: &self.rng, cost: |i, now| endpoints[i].cost(now) };
-        let endpoint = endpoints[rotation.table.pick(input)].clone();
+        let mut index = rotation.table.pick(input);
+        if avoid.contains(&endpoints[index].addr) {
+            let start = self.rng.below(endpoints.len());
+            let others = (0..endpoints.len()).map(|i| (start + i) % endpoints.len());
+            index = others.into_iter().find(|i| !avoid.contains(&endpoints[*i].addr)).unwrap_or(index);
+        }
+        let endpoint = endpoints[index].clone();
         endpoint.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(Attempt { cluster: self, endpoint, started: Instant::now(), finished: false })
     }

@@ -190,3 +190,16 @@ async fn consistent_hashing_keeps_a_key_on_one_endpoint() {
         assert!((0..5).all(|_| cluster.pick(Some(key)).unwrap().endpoint().addr == first));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn endpoints_to_avoid_are_passed_over_while_others_remain() {
+    for balance in [BalancePolicy::RoundRobin, BalancePolicy::LeastRequest, BalancePolicy::ConsistentHash] {
+        let cluster = cluster(3, balance, OutlierSettings::OFF);
+        let avoid = [spec(1).addr, spec(2).addr];
+        for key in 0..30 {
+            assert_eq!(cluster.pick_avoiding(Some(key), &avoid).unwrap().endpoint().addr, spec(3).addr);
+        }
+        let all = [spec(1).addr, spec(2).addr, spec(3).addr];
+        assert!(cluster.pick_avoiding(None, &all).is_some(), "with nothing else left, an avoided one is used");
+    }
+}

@@ -152,11 +152,16 @@ pub async fn probe(probe: &HealthProbe, addr: SocketAddr) -> Result<(), String> 
         .header(CONNECTION, "close")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("request: {e}"))?;
-    tokio::pin!(connection);
+    let exchange = sender.send_request(request);
+    tokio::pin!(connection, exchange);
+    // The connection must be driven for the exchange to progress; with `Connection: close` it may
+    // end as soon as the response is in, before the exchange is polled again.
     let response = tokio::select! {
-        response = sender.send_request(request) => response.map_err(|e| format!("exchange: {e}"))?,
-        ended = &mut connection => return Err(format!("connection ended before a response: {ended:?}")),
+        biased;
+        response = &mut exchange => response,
+        _ = &mut connection => exchange.await,
     };
+    let response = response.map_err(|e| format!("exchange: {e}"))?;
     let status = response.status().as_u16();
     if statuses.iter().any(|range| range.contains(&status)) { Ok(()) } else { Err(format!("status {status}")) }
 }
@@ -174,6 +179,42 @@ mod tests {
             healthy_threshold: 2,
             unhealthy_threshold: 3,
         }
+    }
+
+    /// A one-shot HTTP server answering every request with `status`.
+    async fn answering(status: u16) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = vec![0; 1024];
+                let _ = stream.read(&mut head).await;
+                let response = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(response.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    fn http(statuses: Vec<RangeInclusive<u16>>) -> HealthProbe {
+        HealthProbe::Http { path: "/healthz".parse().unwrap(), host: None, statuses }
+    }
+
+    #[tokio::test]
+    async fn http_probes_judge_by_status() {
+        assert_eq!(probe(&http(vec![200..=399]), answering(204).await).await, Ok(()));
+        assert_eq!(probe(&http(vec![200..=399]), answering(503).await).await, Err("status 503".into()));
+        assert_eq!(probe(&http(vec![200..=200, 503..=503]), answering(503).await).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn tcp_probes_need_only_a_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(probe(&HealthProbe::Tcp, addr).await, Ok(()));
+        drop(listener);
+        assert!(probe(&HealthProbe::Tcp, addr).await.unwrap_err().starts_with("connect:"));
     }
 
     #[test]

@@ -24,5 +24,5 @@ pub use error::UpstreamError;
 pub use hash_key::HashKey;
 pub use health::{HealthCheckSettings, HealthProbe};
 pub use outlier::{EjectReason, Outcome, OutlierSettings};
-pub use pool::{EndpointPool, PoolSettings, PooledBody};
+pub use pool::{Connection, EndpointPool, PoolSettings, PooledBody};
 pub use rng::BalanceRng;

@@ -107,26 +107,24 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// Sends a request on a pooled or new connection. A request that a reused connection could not
-    /// take (it closed while idle) is sent again on another: it was never written.
-    pub async fn send(self: &Arc<Self>, mut request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
+    /// A connection ready for a request: pooled, or new. Getting it first, before the request is
+    /// built, lets a caller whose endpoint cannot be reached try another with the request intact.
+    pub async fn connection(self: &Arc<Self>) -> Result<Connection<B>, UpstreamError> {
         let deadline = Instant::now() + self.settings.acquire_timeout;
         loop {
             let Checkout { mut sender, slot, reused } = self.checkout(deadline).await?;
-            if let Err(source) = sender.ready().await {
-                if reused {
-                    continue;
-                }
-                return Err(UpstreamError::Exchange { addr: self.addr, source });
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(response.map(|body| PooledBody::new(body, sender, slot, self.clone()))),
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(UpstreamError::Exchange { addr: self.addr, source: failed.into_error() }),
-                },
+            match sender.ready().await {
+                Ok(()) => return Ok(Connection { checkout: Checkout { sender, slot, reused }, pool: self.clone() }),
+                // It closed while idle: take another.
+                Err(_) if reused => continue,
+                Err(source) => return Err(UpstreamError::Exchange { addr: self.addr, source }),
             }
         }
+    }
+
+    /// Sends a request on a pooled or new connection.
+    pub async fn send(self: &Arc<Self>, request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
+        self.connection().await?.send(request).await
     }
 
     /// An idle connection, else a new one if the endpoint is under its cap, else the first of those
@@ -201,6 +199,37 @@ where
             idle.push_back(IdleConnection { sender, slot, since: now });
             drop(idle);
             self.open.freed.notify_one();
+        }
+    }
+}
+
+/// A connection taken for one request.
+pub struct Connection<B> {
+    checkout: Checkout<B>,
+    pool: Arc<EndpointPool<B>>,
+}
+
+impl<B> Connection<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Sends the request. One that a reused connection could not take (it closed just now) is sent
+    /// again on another connection: it was never written.
+    pub async fn send(self, mut request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
+        let Connection { checkout, pool } = self;
+        let Checkout { mut sender, mut slot, mut reused } = checkout;
+        loop {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response.map(|body| PooledBody::new(body, sender, slot, pool))),
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Exchange { addr: pool.addr, source: failed.into_error() }),
+                },
+            }
+            let next = pool.connection().await?;
+            Checkout { sender, slot, reused } = next.checkout;
         }
     }
 }
