@@ -24,6 +24,22 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     #[serde(default)]
     pub outlier_detection: OutlierDetection,
+    /// Re-resolve endpoint names on an interval (without it, names resolve once at load).
+    pub dns: Option<Dns>,
+}
+
+/// DNS discovery: endpoint names resolved again and again, every address an endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    #[serde(default = "default_dns_refresh")]
+    pub refresh: Duration,
+    /// A DNS server to ask directly, instead of the system resolver.
+    pub resolver: Option<std::net::SocketAddr>,
+}
+
+fn default_dns_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_connect_timeout() -> Duration {

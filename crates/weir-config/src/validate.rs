@@ -153,6 +153,9 @@ fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     check_pool(checker, &field, upstream);
     check_health_check(checker, &field, upstream);
     check_outlier_detection(checker, &field, upstream);
+    if let Some(dns) = &upstream.dns {
+        check_positive(checker, &format!("{field}.dns.refresh"), dns.refresh);
+    }
 }
 
 fn check_balance(checker: &mut Checker, field: &str, upstream: &Upstream) {

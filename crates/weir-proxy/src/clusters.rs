@@ -9,8 +9,8 @@ use weir_config::{
     OutlierDetection, Upstream,
 };
 use weir_upstream::{
-    BalancePolicy, Cluster, ClusterSettings, EndpointSpec, HashKey, HealthCheckSettings, HealthProbe, OutlierSettings,
-    PoolSettings, resolve,
+    BalancePolicy, Cluster, ClusterSettings, DnsDiscovery, EndpointSpec, HashKey, HealthCheckSettings, HealthProbe,
+    NamedEndpoint, OutlierSettings, PoolSettings, Resolver, resolve,
 };
 
 use crate::body::RequestBody;
@@ -22,11 +22,36 @@ pub type Clusters = HashMap<String, Arc<Cluster<RequestBody>>>;
 pub fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
     let mut clusters = HashMap::new();
     for (name, upstream) in &config.upstreams {
-        let specs =
-            upstream.endpoints.iter().map(|endpoint| endpoint_spec(name, endpoint)).collect::<Result<Vec<_>, _>>()?;
-        clusters.insert(name.clone(), Arc::new(Cluster::new(name, &specs, cluster_settings(upstream))));
+        let settings = cluster_settings(upstream);
+        let specs = match &settings.discovery {
+            Some(discovery) => discovered_specs(name, discovery),
+            None => upstream.endpoints.iter().map(|e| endpoint_spec(name, e)).collect::<Result<Vec<_>, _>>()?,
+        };
+        clusters.insert(name.clone(), Arc::new(Cluster::new(name, &specs, settings)));
     }
     Ok(clusters)
+}
+
+/// A discovered upstream starts with what its names resolve to now; when they do not resolve, it
+/// starts empty (answering 503) and fills in at the next refresh rather than keeping weir down.
+fn discovered_specs(name: &str, discovery: &DnsDiscovery) -> Vec<EndpointSpec> {
+    discovery.resolve_blocking().unwrap_or_else(|error| {
+        tracing::warn!(upstream = name, %error, "endpoint names do not resolve yet: starting without endpoints");
+        Vec::new()
+    })
+}
+
+fn discovery(upstream: &Upstream) -> Option<DnsDiscovery> {
+    let dns = upstream.dns.as_ref()?;
+    Some(DnsDiscovery {
+        endpoints: upstream
+            .endpoints
+            .iter()
+            .map(|e| NamedEndpoint { host: e.address.host.clone(), port: e.address.port, weight: e.weight })
+            .collect(),
+        refresh: dns.refresh.0,
+        resolver: dns.resolver.map_or(Resolver::System, Resolver::Server),
+    })
 }
 
 fn endpoint_spec(upstream: &str, endpoint: &EndpointConfig) -> Result<EndpointSpec, SnapshotError> {
@@ -64,6 +89,7 @@ fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
         }),
         outlier: outlier_settings(&upstream.outlier_detection),
         health_check: upstream.health_check.as_ref().map(health_check_settings),
+        discovery: discovery(upstream),
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::balance::{BalancePolicy, PickInput, Table};
+use crate::discovery::DnsDiscovery;
 use crate::endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 use crate::ewma::FAILURE_PENALTY;
 use crate::hash_key::HashKey;
@@ -35,6 +36,8 @@ pub struct ClusterSettings {
     pub hash_key: Option<HashKey>,
     pub outlier: OutlierSettings,
     pub health_check: Option<HealthCheckSettings>,
+    /// Names re-resolved on an interval; `None` keeps the endpoints given at start.
+    pub discovery: Option<DnsDiscovery>,
 }
 
 /// The endpoints of one upstream.
@@ -141,6 +144,11 @@ impl<B> Cluster<B> {
             })
             .collect();
         self.replace_members(members);
+    }
+
+    /// The endpoints as they are now, for discovery to compare with.
+    pub(crate) fn member_specs(&self) -> Vec<EndpointSpec> {
+        self.lock_members().iter().map(|e| EndpointSpec { addr: e.addr, weight: e.weight }).collect()
     }
 
     /// The endpoints, for health checking.

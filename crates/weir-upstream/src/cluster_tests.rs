@@ -29,6 +29,7 @@ fn settings(balance: BalancePolicy, outlier: OutlierSettings) -> ClusterSettings
         hash_key: None,
         outlier,
         health_check: None,
+        discovery: None,
     }
 }
 

@@ -52,9 +52,12 @@ struct Streak {
 }
 
 impl<B: Send + 'static> Cluster<B> {
-    /// Starts the cluster's background work (its health checker, when configured). Needs a Tokio
-    /// runtime; the work ends when the cluster is dropped.
+    /// Starts the cluster's background work (its health checker and DNS discovery, when
+    /// configured). Needs a Tokio runtime; the work ends when the cluster is dropped.
     pub fn start(self: &Arc<Self>) {
+        if let Some(discovery) = self.settings.discovery.clone() {
+            self.start_discovery(discovery);
+        }
         if let Some(settings) = self.settings.health_check.clone() {
             tokio::spawn(check_forever(Arc::downgrade(self), Arc::new(settings), self.alive.subscribe()));
         }

@@ -8,6 +8,7 @@
 
 mod balance;
 mod cluster;
+mod discovery;
 mod endpoint;
 mod error;
 mod ewma;
@@ -19,6 +20,7 @@ mod rng;
 
 pub use balance::{BalancePolicy, WeightedRoundRobin};
 pub use cluster::{Attempt, Cluster, ClusterSettings, ClusterStatus, resolve};
+pub use discovery::{DnsDiscovery, NamedEndpoint, Resolver};
 pub use endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 pub use error::UpstreamError;
 pub use hash_key::HashKey;

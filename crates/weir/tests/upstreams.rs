@@ -191,3 +191,46 @@ async fn a_full_pool_refuses_with_its_own_reason() {
     // With the connection free again, requests flow.
     assert_eq!(http1_request(addr, get("/", &[])).await.unwrap().status, 200);
 }
+
+// Multi-threaded: the gateway resolves names as it loads, blocking its thread, while the test's
+// DNS server answers on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_discovery_follows_changing_answers() {
+    let a = MockUpstream::start("a").await;
+    let port = a.addr().port();
+    let b = MockUpstream::start_at("b", format!("127.0.0.2:{port}").parse().unwrap()).await;
+    let dns = weir_test::DnsServer::start().await;
+    let (ip_a, ip_b) = (a.addr().ip(), b.addr().ip());
+    dns.set("svc.test", &[ip_a]);
+    let text = format!(
+        "listeners:\n  - name: public\n    address: 127.0.0.1:0\nupstreams:\n  backend:\n    endpoints: [\"svc.test:{port}\"]\n    dns: {{ refresh: 50ms, resolver: \"{}\" }}\nroutes:\n  - upstream: backend\n",
+        dns.addr()
+    );
+    let gateway = TestGateway::start(&text).await;
+    // Resolved at load: a serves from the first request.
+    for _ in 0..5 {
+        assert_eq!(send(&gateway, "/", &[]).await, (200, "a".to_string()));
+    }
+    dns.set("svc.test", &[ip_a, ip_b]);
+    send_until(&gateway, |_, upstream| upstream == "b").await;
+    dns.set("svc.test", &[ip_b]);
+    let mut run = 0;
+    send_until(&gateway, |status, upstream| {
+        assert_eq!(status, 200);
+        run = if upstream == "b" { run + 1 } else { 0 };
+        run == 20
+    })
+    .await;
+    // Lookups that fail keep the endpoints known.
+    dns.fail("svc.test");
+    let failed_from = dns.queries();
+    let keep_serving = async {
+        while dns.queries() < failed_from + 4 {
+            assert_eq!(send(&gateway, "/", &[]).await, (200, "b".to_string()));
+        }
+    };
+    tokio::time::timeout(TEST_TIMEOUT, keep_serving).await.expect("lookups went on");
+    for _ in 0..10 {
+        assert_eq!(send(&gateway, "/", &[]).await, (200, "b".to_string()));
+    }
+}
