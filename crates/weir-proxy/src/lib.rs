@@ -16,6 +16,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod upstream_status;
 
 pub use refusal::Refusal;
 pub use server::{Drained, Gateway, ServeError, Server};

@@ -15,8 +15,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 mod histogram;
+mod upstreams;
 
 pub use histogram::DurationHistogram;
+pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -53,6 +55,7 @@ pub struct Metrics {
     durations: Family<RouteLabel, DurationHistogram>,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
+    upstreams: Arc<upstreams::UpstreamCollector>,
 }
 
 /// The status classes a response falls in, as labelled.
@@ -78,7 +81,9 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
-        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections })
+        let upstreams = upstreams::collector();
+        registry.register_collector(Box::new(upstreams.clone()));
+        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, upstreams })
     }
 
     /// The handles for one route (or `""` for requests that matched none). `reasons` lists every
@@ -104,6 +109,11 @@ impl Metrics {
             open: self.connections_open.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
         }
+    }
+
+    /// Where the upstream endpoint series are read from at each scrape.
+    pub fn report_upstreams(&self, source: UpstreamSource) {
+        self.upstreams.set_source(source);
     }
 
     /// Every metric in the OpenMetrics text format.

@@ -234,3 +234,45 @@ async fn dns_discovery_follows_changing_answers() {
         assert_eq!(send(&gateway, "/", &[]).await, (200, "b".to_string()));
     }
 }
+
+#[tokio::test]
+async fn endpoint_state_shows_in_metrics_and_the_admin_api() {
+    let (a, b) = (MockUpstream::start("a").await, MockUpstream::start("b").await);
+    a.set_status("", 502);
+    let text = format!(
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners:\n  - name: public\n    address: 127.0.0.1:0\nupstreams:\n  backend:\n    endpoints: [\"{}\", \"{}\"]\n    outlier_detection: {{ consecutive_gateway_errors: 2, base_ejection_time: 1m }}\nroutes:\n  - upstream: backend\n",
+        a.addr(),
+        b.addr()
+    );
+    let gateway = TestGateway::start(&text).await;
+    for _ in 0..10 {
+        send(&gateway, "/", &[]).await;
+    }
+    let admin_addr = gateway.admin();
+    let admin = |path: &'static str| async move {
+        http1_request(admin_addr, Request::get(path).body(Empty::<Bytes>::new()).unwrap()).await.unwrap()
+    };
+    let metrics = admin("/metrics").await.text();
+    let (a_labels, b_labels) = (
+        format!("{{upstream=\"backend\",endpoint=\"{}\"}}", a.addr()),
+        format!("{{upstream=\"backend\",endpoint=\"{}\"}}", b.addr()),
+    );
+    for expected in [
+        format!("weir_upstream_endpoint_ejected{a_labels} 1"),
+        format!("weir_upstream_endpoint_ejections_total{a_labels} 1"),
+        format!("weir_upstream_endpoint_ejected{b_labels} 0"),
+        format!("weir_upstream_endpoint_healthy{b_labels} 1"),
+        format!("weir_upstream_endpoint_in_flight{b_labels} 0"),
+        format!("weir_upstream_pool_idle_connections{b_labels} 1"),
+        "weir_upstream_panic{upstream=\"backend\"} 0".to_string(),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} not in:\n{metrics}");
+    }
+    let upstreams = admin("/upstreams").await;
+    assert_eq!(upstreams.header("content-type"), Some("application/json"));
+    let body = upstreams.text();
+    assert!(body.starts_with("{\"upstreams\":[{\"name\":\"backend\",\"balance\":\"round_robin\",\"panic\":false"), "{body}");
+    let a_entry = body.split(&format!("\"address\":\"{}\"", a.addr())).nth(1).unwrap();
+    assert!(a_entry.contains("\"ejections_total\":1"), "{body}");
+    assert!(!a_entry.starts_with(",\"weight\":1,\"healthy\":true,\"ejected_for_seconds\":null"), "{body}");
+}
