@@ -1,0 +1,24 @@
+//! The complete examples in docs/configuration.md load and validate, so the reference never shows
+//! a file weir would refuse.
+
+use weir_config::{Format, parse_str};
+
+/// The code blocks of one language in a Markdown text.
+fn code_blocks<'a>(markdown: &'a str, language: &str) -> Vec<&'a str> {
+    let fence = format!("```{language}\n");
+    markdown.split(&fence).skip(1).filter_map(|rest| rest.split_once("```").map(|(block, _)| block)).collect()
+}
+
+#[test]
+fn complete_examples_in_the_configuration_reference_are_valid() {
+    let reference = include_str!("../../../docs/configuration.md");
+    let yaml: Vec<_> = code_blocks(reference, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    let toml: Vec<_> = code_blocks(reference, "toml").into_iter().filter(|b| b.contains("[[listeners]]")).collect();
+    assert!(!yaml.is_empty() && !toml.is_empty(), "the reference has complete examples");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "configuration.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+    for block in toml {
+        parse_str(block, Format::Toml, "configuration.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
