@@ -271,7 +271,10 @@ async fn endpoint_state_shows_in_metrics_and_the_admin_api() {
     let upstreams = admin("/upstreams").await;
     assert_eq!(upstreams.header("content-type"), Some("application/json"));
     let body = upstreams.text();
-    assert!(body.starts_with("{\"upstreams\":[{\"name\":\"backend\",\"balance\":\"round_robin\",\"panic\":false"), "{body}");
+    assert!(
+        body.starts_with("{\"upstreams\":[{\"name\":\"backend\",\"balance\":\"round_robin\",\"panic\":false"),
+        "{body}"
+    );
     let a_entry = body.split(&format!("\"address\":\"{}\"", a.addr())).nth(1).unwrap();
     assert!(a_entry.contains("\"ejections_total\":1"), "{body}");
     assert!(!a_entry.starts_with(",\"weight\":1,\"healthy\":true,\"ejected_for_seconds\":null"), "{body}");
