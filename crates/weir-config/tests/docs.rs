@@ -1,5 +1,5 @@
-//! The complete examples in docs/configuration.md load and validate, so the reference never shows
-//! a file weir would refuse.
+//! The complete examples in docs/configuration.md and the files in examples/ load and validate, so
+//! the documentation never shows a file weir would refuse.
 
 use weir_config::{Format, parse_str};
 
@@ -20,5 +20,15 @@ fn complete_examples_in_the_configuration_reference_are_valid() {
     }
     for block in toml {
         parse_str(block, Format::Toml, "configuration.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
+
+#[test]
+fn example_configurations_are_valid() {
+    for (name, text) in [
+        ("quickstart.yaml", include_str!("../../../examples/quickstart.yaml")),
+        ("upstreams.yaml", include_str!("../../../examples/upstreams.yaml")),
+    ] {
+        parse_str(text, Format::Yaml, name).unwrap_or_else(|e| panic!("examples/{name}: {e}"));
     }
 }
