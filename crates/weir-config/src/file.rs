@@ -45,6 +45,8 @@ pub struct Server {
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed.
     pub trusted_proxies: Vec<Cidr>,
     pub request_id: RequestId,
+    /// A request header holding the client's deadline in milliseconds (besides `grpc-timeout`).
+    pub deadline_header: Option<HeaderName>,
 }
 
 impl Default for Server {
@@ -54,6 +56,7 @@ impl Default for Server {
             drain_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             request_id: RequestId::default(),
+            deadline_header: None,
         }
     }
 }
@@ -204,6 +207,9 @@ pub struct Route {
     /// Largest request body; larger ones are refused with 413.
     #[serde(default)]
     pub max_body_size: Option<ByteSize>,
+    /// Retries of failed requests; none without it.
+    #[serde(default)]
+    pub retry: Option<crate::resilience::Retry>,
 }
 
 fn default_route_timeout() -> Duration {

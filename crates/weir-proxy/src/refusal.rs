@@ -40,11 +40,15 @@ pub enum Refusal {
     NoHealthyEndpoint,
     /// Every connection to the endpoint was busy, and none came free within the pool's acquire timeout.
     PoolExhausted,
+    /// The request's deadline (the route's timeout or the client's shorter one) left no time for a try.
+    DeadlineExceeded,
+    /// A try failed and a retry would have helped, but the route's retry budget was spent.
+    BudgetExhausted,
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 15] = [
+    pub const REASONS: [&'static str; 17] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -60,6 +64,8 @@ impl Refusal {
         "upstream_protocol_error",
         "no_healthy_endpoint",
         "pool_exhausted",
+        "deadline_exceeded",
+        "budget_exhausted",
     ];
 
     /// The position of this refusal's reason in [`Refusal::REASONS`].
@@ -80,6 +86,8 @@ impl Refusal {
             Refusal::UpstreamProtocolError => 12,
             Refusal::NoHealthyEndpoint => 13,
             Refusal::PoolExhausted => 14,
+            Refusal::DeadlineExceeded => 15,
+            Refusal::BudgetExhausted => 16,
         }
     }
 
@@ -98,8 +106,12 @@ impl Refusal {
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::ConnectError | Refusal::UpstreamReset | Refusal::UpstreamProtocolError => StatusCode::BAD_GATEWAY,
-            Refusal::ConnectTimeout | Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::NoHealthyEndpoint | Refusal::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ConnectTimeout | Refusal::UpstreamTimeout | Refusal::DeadlineExceeded => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Refusal::NoHealthyEndpoint | Refusal::PoolExhausted | Refusal::BudgetExhausted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -130,6 +142,8 @@ impl Refusal {
             Refusal::UpstreamProtocolError => "http_protocol_error",
             Refusal::NoHealthyEndpoint => "destination_unavailable",
             Refusal::PoolExhausted => "connection_limit_reached",
+            Refusal::DeadlineExceeded => "http_response_timeout",
+            Refusal::BudgetExhausted => "destination_unavailable",
             _ => "http_request_error",
         }
     }
