@@ -210,6 +210,9 @@ pub struct Route {
     /// Retries of failed requests; none without it.
     #[serde(default)]
     pub retry: Option<crate::resilience::Retry>,
+    /// Served while the upstream's circuit breaker is open.
+    #[serde(default)]
+    pub fallback: Option<crate::resilience::Fallback>,
 }
 
 fn default_route_timeout() -> Duration {

@@ -15,6 +15,6 @@ pub mod values;
 pub use error::{ConfigError, Problem};
 pub use file::*;
 pub use load::{Format, load_file, parse_str};
-pub use resilience::{Backoff, Budget, Retry, RetryOn};
+pub use resilience::{Backoff, Budget, Fallback, Retry, RetryOn};
 pub use upstream::*;
 pub use validate::Config;

@@ -143,3 +143,12 @@ impl Default for Budget {
         Budget { ratio: Percent(20), min_per_second: 10 }
     }
 }
+
+/// What a route answers with while its upstream's circuit breaker is open: another upstream, or a
+/// response of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    pub upstream: Option<String>,
+    pub direct_response: Option<crate::file::DirectResponse>,
+}

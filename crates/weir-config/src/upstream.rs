@@ -26,6 +26,43 @@ pub struct Upstream {
     pub outlier_detection: OutlierDetection,
     /// Re-resolve endpoint names on an interval (without it, names resolve once at load).
     pub dns: Option<Dns>,
+    /// A circuit breaker for the whole upstream; none without it.
+    pub breaker: Option<Breaker>,
+}
+
+/// Circuit breaker settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Breaker {
+    /// Share of failed calls over the window that opens the breaker (0: off).
+    pub failure_rate: Percent,
+    /// Share of calls slower than `slow_call_duration` that opens it (0: off).
+    pub slow_call_rate: Percent,
+    pub slow_call_duration: Duration,
+    pub window: Duration,
+    /// Calls the window must hold before a rate is judged.
+    pub min_calls: u32,
+    pub open_for: Duration,
+    pub max_open_for: Duration,
+    pub half_open_probes: u32,
+    /// Upstream statuses that count as failed calls (gateway errors always do).
+    pub failure_statuses: Vec<StatusRange>,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            failure_rate: Percent(50),
+            slow_call_rate: Percent(0),
+            slow_call_duration: Duration::from_secs(1),
+            window: Duration::from_secs(10),
+            min_calls: 20,
+            open_for: Duration::from_secs(5),
+            max_open_for: Duration::from_secs(60),
+            half_open_probes: 3,
+            failure_statuses: vec![StatusRange(500..=599)],
+        }
+    }
 }
 
 /// DNS discovery: endpoint names resolved again and again, every address an endpoint.

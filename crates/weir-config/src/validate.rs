@@ -156,6 +156,25 @@ fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     if let Some(dns) = &upstream.dns {
         check_positive(checker, &format!("{field}.dns.refresh"), dns.refresh);
     }
+    if let Some(breaker) = &upstream.breaker {
+        check_breaker(checker, &format!("{field}.breaker"), breaker);
+    }
+}
+
+fn check_breaker(checker: &mut Checker, field: &str, breaker: &crate::upstream::Breaker) {
+    check_positive(checker, &format!("{field}.window"), breaker.window);
+    check_positive(checker, &format!("{field}.open_for"), breaker.open_for);
+    if breaker.max_open_for < breaker.open_for {
+        checker.fail(format!("{field}.max_open_for"), "must be at least open_for".into());
+    }
+    if breaker.failure_rate.0 == 0 && breaker.slow_call_rate.0 == 0 {
+        checker.fail(field.into(), "set failure_rate or slow_call_rate, or the breaker never opens".into());
+    }
+    for (name, value) in [("min_calls", breaker.min_calls), ("half_open_probes", breaker.half_open_probes)] {
+        if value == 0 {
+            checker.fail(format!("{field}.{name}"), "must be at least 1".into());
+        }
+    }
 }
 
 fn check_balance(checker: &mut Checker, field: &str, upstream: &Upstream) {
@@ -227,6 +246,26 @@ fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Ro
     check_match(checker, field, route);
     check_rewrite(checker, field, route);
     check_retry(checker, field, route);
+    check_fallback(checker, file, field, route);
+}
+
+fn check_fallback(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {
+    let Some(fallback) = &route.fallback else { return };
+    let field = format!("{field}.fallback");
+    match (&fallback.upstream, &fallback.direct_response) {
+        (Some(_), Some(_)) | (None, None) => {
+            checker.fail(field.clone(), "set either upstream or direct_response".into());
+        }
+        (Some(upstream), None) if !file.upstreams.contains_key(upstream) => {
+            checker.fail(format!("{field}.upstream"), format!("no upstream named {upstream:?}"));
+        }
+        _ => {}
+    }
+    let has_breaker = route.upstream.as_ref().and_then(|u| file.upstreams.get(u)).is_some_and(|u| u.breaker.is_some());
+    if !has_breaker {
+        checker
+            .fail(field, "a fallback serves while the upstream's breaker is open: give the upstream a breaker".into());
+    }
 }
 
 fn check_retry(checker: &mut Checker, field: &str, route: &Route) {

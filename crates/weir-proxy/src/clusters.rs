@@ -8,9 +8,10 @@ use weir_config::{
     Balance, Config, Endpoint as EndpointConfig, HashKey as HashKeyConfig, HealthCheck, HealthCheckKind,
     OutlierDetection, Upstream,
 };
+use weir_resilience::breaker::BreakerSettings;
 use weir_upstream::{
-    BalancePolicy, Cluster, ClusterSettings, DnsDiscovery, EndpointSpec, HashKey, HealthCheckSettings, HealthProbe,
-    NamedEndpoint, OutlierSettings, PoolSettings, Resolver, resolve,
+    BalancePolicy, BreakerPolicy, Cluster, ClusterSettings, DnsDiscovery, EndpointSpec, HashKey, HealthCheckSettings,
+    HealthProbe, NamedEndpoint, OutlierSettings, PoolSettings, Resolver, resolve,
 };
 
 use crate::body::RequestBody;
@@ -90,6 +91,23 @@ fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
         outlier: outlier_settings(&upstream.outlier_detection),
         health_check: upstream.health_check.as_ref().map(health_check_settings),
         discovery: discovery(upstream),
+        breaker: upstream.breaker.as_ref().map(breaker_policy),
+    }
+}
+
+fn breaker_policy(breaker: &weir_config::Breaker) -> BreakerPolicy {
+    BreakerPolicy {
+        settings: BreakerSettings {
+            failure_rate: breaker.failure_rate.0,
+            slow_call_rate: breaker.slow_call_rate.0,
+            slow_call_duration: breaker.slow_call_duration.0,
+            window: breaker.window.0,
+            min_calls: breaker.min_calls,
+            open_for: breaker.open_for.0,
+            max_open_for: breaker.max_open_for.0,
+            half_open_probes: breaker.half_open_probes,
+        },
+        failure_statuses: breaker.failure_statuses.iter().map(|range| range.0.clone()).collect(),
     }
 }
 

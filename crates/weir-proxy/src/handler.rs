@@ -11,13 +11,14 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use weir_telemetry::RouteMetrics;
+use weir_upstream::Cluster;
 
-use crate::body::{ResponseBody, TimedBody};
+use crate::body::{RequestBody, ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
 use crate::framing::Violation;
 use crate::proxy::proxy;
 use crate::refusal::Refusal;
-use crate::route::{Action, DirectResponse, Route};
+use crate::route::{Action, DirectResponse, Fallback, Route};
 use crate::router::RouteId;
 use crate::server::Gateway;
 use crate::snapshot::Snapshot;
@@ -89,11 +90,23 @@ async fn run_route(
         Action::Direct(direct) => direct_response(direct),
         Action::Proxy(cluster) => {
             let arrived = tokio::time::Instant::from_std(arrived);
-            proxy(snapshot, route, cluster, conn, parts, body, id, arrived).await?
+            match breaker_fallback(route, cluster) {
+                Some(Fallback::Direct(direct)) => direct_response(direct),
+                Some(Fallback::Upstream(other)) => {
+                    proxy(snapshot, route, other, conn, parts, body, id, arrived).await?
+                }
+                None => proxy(snapshot, route, cluster, conn, parts, body, id, arrived).await?,
+            }
         }
     };
     route.response_headers.apply(response.headers_mut());
     Ok(response)
+}
+
+/// The route's fallback, when its upstream's breaker is refusing calls.
+fn breaker_fallback<'r>(route: &'r Route, cluster: &Cluster<RequestBody>) -> Option<&'r Fallback> {
+    let fallback = route.fallback.as_ref()?;
+    cluster.breaker()?.is_refusing(tokio::time::Instant::now()).then_some(fallback)
 }
 
 fn direct_response(direct: &DirectResponse) -> Response<ResponseBody> {

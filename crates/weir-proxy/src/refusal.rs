@@ -3,7 +3,7 @@
 //! the RFC's error type and weir's own reason, which is also the reason logged and counted.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
@@ -44,11 +44,15 @@ pub enum Refusal {
     DeadlineExceeded,
     /// A try failed and a retry would have helped, but the route's retry budget was spent.
     BudgetExhausted,
+    /// The upstream's circuit breaker is open; calls resume (as probes) in `retry_after_secs`.
+    BreakerOpen {
+        retry_after_secs: u32,
+    },
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 17] = [
+    pub const REASONS: [&'static str; 18] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -66,6 +70,7 @@ impl Refusal {
         "pool_exhausted",
         "deadline_exceeded",
         "budget_exhausted",
+        "breaker_open",
     ];
 
     /// The position of this refusal's reason in [`Refusal::REASONS`].
@@ -88,6 +93,7 @@ impl Refusal {
             Refusal::PoolExhausted => 14,
             Refusal::DeadlineExceeded => 15,
             Refusal::BudgetExhausted => 16,
+            Refusal::BreakerOpen { .. } => 17,
         }
     }
 
@@ -109,9 +115,10 @@ impl Refusal {
             Refusal::ConnectTimeout | Refusal::UpstreamTimeout | Refusal::DeadlineExceeded => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            Refusal::NoHealthyEndpoint | Refusal::PoolExhausted | Refusal::BudgetExhausted => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::NoHealthyEndpoint
+            | Refusal::PoolExhausted
+            | Refusal::BudgetExhausted
+            | Refusal::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -143,7 +150,7 @@ impl Refusal {
             Refusal::NoHealthyEndpoint => "destination_unavailable",
             Refusal::PoolExhausted => "connection_limit_reached",
             Refusal::DeadlineExceeded => "http_response_timeout",
-            Refusal::BudgetExhausted => "destination_unavailable",
+            Refusal::BudgetExhausted | Refusal::BreakerOpen { .. } => "destination_unavailable",
             _ => "http_request_error",
         }
     }
@@ -171,6 +178,9 @@ impl Refusal {
         }
         if self.faults_request() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Refusal::BreakerOpen { retry_after_secs } = self {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
         }
         response.extensions_mut().insert(self);
         response

@@ -30,6 +30,14 @@ pub struct Route {
     pub max_body: u64,
     /// Retries of failed tries, with the route's budget.
     pub retry: Option<weir_resilience::retry::RetryPolicy>,
+    /// Served while the upstream's breaker is open.
+    pub fallback: Option<Fallback>,
+}
+
+/// A route's answer while its upstream's breaker is open.
+pub enum Fallback {
+    Upstream(Arc<Cluster<RequestBody>>),
+    Direct(DirectResponse),
 }
 
 /// How a route's path condition is written.

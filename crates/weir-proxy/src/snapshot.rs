@@ -16,7 +16,7 @@ use weir_telemetry::{Metrics, RouteMetrics};
 
 use crate::clusters::{Clusters, build_clusters};
 use crate::refusal::Refusal;
-use crate::route::{Action, DirectResponse, HeaderEdits, PathMatcher, PathRewrite, Route};
+use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
 
 /// Everything a request is served from.
@@ -107,11 +107,7 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
     let route_metrics = metrics.route(&name, &Refusal::REASONS);
     let action = match (&route.upstream, &route.direct_response) {
         (Some(upstream), _) => Action::Proxy(clusters[upstream].clone()),
-        (None, Some(direct)) => Action::Direct(DirectResponse {
-            status: direct.status.0,
-            body: Bytes::from(direct.body.clone()),
-            headers: header_map(&direct.headers),
-        }),
+        (None, Some(direct)) => Action::Direct(direct_response(direct)),
         // Validation guarantees one of the two.
         (None, None) => unreachable!("validated route has an action"),
     };
@@ -128,6 +124,19 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         timeout: route.timeout.0,
         max_body: route.max_body_size.map_or(u64::MAX, |s| s.0),
         retry: route.retry.as_ref().map(retry_policy),
+        fallback: route.fallback.as_ref().map(|fallback| match (&fallback.upstream, &fallback.direct_response) {
+            (Some(upstream), _) => Fallback::Upstream(clusters[upstream].clone()),
+            (None, Some(direct)) => Fallback::Direct(direct_response(direct)),
+            (None, None) => unreachable!("validated fallback has an answer"),
+        }),
+    }
+}
+
+fn direct_response(direct: &weir_config::DirectResponse) -> DirectResponse {
+    DirectResponse {
+        status: direct.status.0,
+        body: Bytes::from(direct.body.clone()),
+        headers: header_map(&direct.headers),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Weak};
 
+use weir_resilience::breaker::BreakerState;
 use weir_telemetry::{ClusterReport, EndpointReport, UpstreamSource};
 use weir_upstream::{BalancePolicy, ClusterStatus};
 
@@ -29,6 +30,7 @@ fn reports(snapshot: &Snapshot) -> Vec<ClusterReport> {
         .map(|(name, status)| ClusterReport {
             upstream: name.to_string(),
             panic: status.panic,
+            breaker: status.breaker.map(|(state, trips)| (breaker_state_name(state), trips)),
             endpoints: status
                 .endpoints
                 .iter()
@@ -55,9 +57,10 @@ pub fn json(snapshot: &Snapshot) -> String {
         let comma = if i > 0 { "," } else { "" };
         let _ = write!(
             out,
-            "{comma}{{\"name\":\"{name}\",\"balance\":\"{}\",\"panic\":{},\"endpoints\":[",
+            "{comma}{{\"name\":\"{name}\",\"balance\":\"{}\",\"panic\":{},\"breaker\":{},\"endpoints\":[",
             balance_name(status.balance),
-            status.panic
+            status.panic,
+            breaker_json(status.breaker),
         );
         for (j, e) in status.endpoints.iter().enumerate() {
             let comma = if j > 0 { "," } else { "" };
@@ -79,6 +82,21 @@ pub fn json(snapshot: &Snapshot) -> String {
     }
     out.push_str("]}\n");
     out
+}
+
+fn breaker_json(breaker: Option<(BreakerState, u64)>) -> String {
+    match breaker {
+        None => "null".into(),
+        Some((state, trips)) => format!("{{\"state\":\"{}\",\"trips_total\":{trips}}}", breaker_state_name(state)),
+    }
+}
+
+pub fn breaker_state_name(state: BreakerState) -> &'static str {
+    match state {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half_open",
+    }
 }
 
 fn balance_name(policy: BalancePolicy) -> &'static str {

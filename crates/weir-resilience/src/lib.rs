@@ -4,6 +4,7 @@
 //! of HTTP, so it can be tested under paused time; weir-proxy wires them into a route.
 
 pub mod backoff;
+pub mod breaker;
 pub mod budget;
 pub mod deadline;
 pub mod retry;

@@ -29,6 +29,8 @@ pub struct EndpointReport {
 pub struct ClusterReport {
     pub upstream: String,
     pub panic: bool,
+    /// The circuit breaker's state (`closed`, `open`, `half_open`) and trips, when there is one.
+    pub breaker: Option<(&'static str, u64)>,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -105,8 +107,37 @@ impl Collector for UpstreamCollector {
             ConstGauge::new(i64::from(cluster.panic))
                 .encode(family.encode_family(&[("upstream", cluster.upstream.as_str())])?)?;
         }
-        Ok(())
+        encode_breakers(&mut encoder, &clusters)
     }
+}
+
+const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+/// One series per state, 1 for the breaker's current one; and the trips so far.
+fn encode_breakers(encoder: &mut DescriptorEncoder, clusters: &[ClusterReport]) -> Result<(), std::fmt::Error> {
+    let with_breaker = || clusters.iter().filter_map(|c| c.breaker.map(|b| (c.upstream.as_str(), b)));
+    let mut family = encoder.encode_descriptor(
+        "upstream_breaker_state",
+        "1 for the state the upstream's circuit breaker is in",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (upstream, (state, _)) in with_breaker() {
+        for candidate in BREAKER_STATES {
+            let labels = [("upstream", upstream), ("state", candidate)];
+            ConstGauge::new(i64::from(candidate == state)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "upstream_breaker_trips",
+        "Times the circuit breaker opened",
+        None,
+        MetricType::Counter,
+    )?;
+    for (upstream, (_, trips)) in with_breaker() {
+        ConstCounter::new(trips).encode(family.encode_family(&[("upstream", upstream)])?)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn collector() -> Arc<UpstreamCollector> {

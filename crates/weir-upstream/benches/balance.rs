@@ -29,6 +29,7 @@ fn cluster(balance: BalancePolicy, endpoints: u8) -> Cluster<Empty<Bytes>> {
         outlier: OutlierSettings { consecutive_5xx: 5, consecutive_gateway_errors: 5, ..OutlierSettings::OFF },
         health_check: None,
         discovery: None,
+        breaker: None,
     };
     Cluster::new("bench", &specs, settings)
 }

@@ -13,9 +13,12 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::time::Duration;
+
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use weir_resilience::breaker::{BreakerSettings, BreakerState, CallResult, CircuitBreaker, Permit};
 
 use crate::balance::{BalancePolicy, PickInput, Table};
 use crate::discovery::DnsDiscovery;
@@ -38,6 +41,24 @@ pub struct ClusterSettings {
     pub health_check: Option<HealthCheckSettings>,
     /// Names re-resolved on an interval; `None` keeps the endpoints given at start.
     pub discovery: Option<DnsDiscovery>,
+    pub breaker: Option<BreakerPolicy>,
+}
+
+/// A circuit breaker for the whole upstream, and what it counts as a failed call: any gateway
+/// error, and upstream answers with these statuses.
+#[derive(Debug, Clone)]
+pub struct BreakerPolicy {
+    pub settings: BreakerSettings,
+    pub failure_statuses: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+/// Why no attempt could start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The cluster has no endpoint at all.
+    NoEndpoint,
+    /// The upstream's circuit breaker is open.
+    BreakerOpen { retry_after: Duration },
 }
 
 /// The endpoints of one upstream.
@@ -48,6 +69,7 @@ pub struct Cluster<B> {
     members: Mutex<Vec<Arc<Endpoint<B>>>>,
     rotation: ArcSwap<Rotation<B>>,
     rng: BalanceRng,
+    breaker: Option<CircuitBreaker>,
     /// Dropped with the cluster, which tells its background tasks to end.
     pub(crate) alive: watch::Sender<()>,
 }
@@ -66,6 +88,8 @@ struct Rotation<B> {
 pub struct ClusterStatus {
     pub balance: BalancePolicy,
     pub panic: bool,
+    /// The breaker's state and trips, when the upstream has one.
+    pub breaker: Option<(BreakerState, u64)>,
     pub endpoints: Vec<EndpointStatus>,
 }
 
@@ -84,6 +108,7 @@ impl<B> Cluster<B> {
             epoch,
             members: Mutex::new(Vec::new()),
             rotation: ArcSwap::from_pointee(Rotation::empty(settings.balance)),
+            breaker: settings.breaker.as_ref().map(|b| CircuitBreaker::new(b.settings)),
             settings,
             rng,
             alive: watch::channel(()).0,
@@ -101,15 +126,39 @@ impl<B> Cluster<B> {
         self.settings.hash_key.as_ref()
     }
 
-    /// Starts an attempt on the endpoint the balancer picks, or `None` when the cluster has no
-    /// endpoint at all (a discovered name that resolves to nothing).
-    pub fn pick(&self, key_hash: Option<u64>) -> Option<Attempt<'_, B>> {
+    /// Starts an attempt on the endpoint the balancer picks, unless the upstream's breaker is open or
+    /// the cluster has no endpoint at all (a discovered name that resolves to nothing).
+    pub fn pick(&self, key_hash: Option<u64>) -> Result<Attempt<'_, B>, Unavailable> {
         self.pick_avoiding(key_hash, &[])
     }
 
     /// Like [`Cluster::pick`], but passing over the endpoints in `avoid` (ones that just failed)
     /// while the rotation has others.
-    pub fn pick_avoiding(&self, key_hash: Option<u64>, avoid: &[SocketAddr]) -> Option<Attempt<'_, B>> {
+    pub fn pick_avoiding(&self, key_hash: Option<u64>, avoid: &[SocketAddr]) -> Result<Attempt<'_, B>, Unavailable> {
+        let permit = match &self.breaker {
+            Some(breaker) => Some(
+                breaker
+                    .admit(Instant::now())
+                    .map_err(|refused| Unavailable::BreakerOpen { retry_after: refused.retry_after })?,
+            ),
+            None => None,
+        };
+        let Some(endpoint) = self.choose(key_hash, avoid) else {
+            if let (Some(breaker), Some(permit)) = (&self.breaker, permit) {
+                breaker.release(permit);
+            }
+            return Err(Unavailable::NoEndpoint);
+        };
+        endpoint.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Attempt { cluster: self, endpoint, permit, started: Instant::now(), finished: false })
+    }
+
+    /// The upstream's circuit breaker, if it has one.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
+    fn choose(&self, key_hash: Option<u64>, avoid: &[SocketAddr]) -> Option<Arc<Endpoint<B>>> {
         let mut rotation = self.rotation.load();
         if rotation.next_return.is_some_and(|at| Instant::now() >= at) {
             self.refresh();
@@ -127,9 +176,7 @@ impl<B> Cluster<B> {
             let others = (0..endpoints.len()).map(|i| (start + i) % endpoints.len());
             index = others.into_iter().find(|i| !avoid.contains(&endpoints[*i].addr)).unwrap_or(index);
         }
-        let endpoint = endpoints[index].clone();
-        endpoint.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(Attempt { cluster: self, endpoint, started: Instant::now(), finished: false })
+        Some(endpoints[index].clone())
     }
 
     /// Replaces the membership (discovery): endpoints that stay keep their state and connections;
@@ -167,6 +214,7 @@ impl<B> Cluster<B> {
         ClusterStatus {
             balance: self.settings.balance,
             panic: self.rotation.load().panic,
+            breaker: self.breaker.as_ref().map(|b| (b.state(), b.trips_total())),
             endpoints: self.lock_members().iter().map(|e| e.status(now)).collect(),
         }
     }
@@ -255,6 +303,7 @@ impl<B> Rotation<B> {
 pub struct Attempt<'a, B> {
     cluster: &'a Cluster<B>,
     endpoint: Arc<Endpoint<B>>,
+    permit: Option<Permit>,
     started: Instant,
     finished: bool,
 }
@@ -264,17 +313,18 @@ impl<B> Attempt<'_, B> {
         &self.endpoint
     }
 
-    /// Records the outcome: latency for the least-request balancer (failures count as slow), and
-    /// the outlier rules, which may eject the endpoint.
+    /// Records the outcome: latency for the least-request balancer (failures count as slow), the
+    /// outlier rules, which may eject the endpoint, and the upstream's breaker.
     pub fn finish(mut self, outcome: Outcome) {
         self.finished = true;
-        let endpoint = &self.endpoint;
-        endpoint.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.endpoint.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let now = Instant::now();
+        let latency = now - self.started;
+        self.record_breaker(outcome, latency, now);
         if outcome == Outcome::Local {
             return;
         }
-        let now = Instant::now();
-        let latency = now - self.started;
+        let endpoint = &self.endpoint;
         let sample = if outcome.is_failure() { latency.max(FAILURE_PENALTY) } else { latency };
         endpoint.latency.observe(sample, now);
         if let Some(reason) = endpoint.outlier.record(outcome, &self.cluster.settings.outlier) {
@@ -283,10 +333,34 @@ impl<B> Attempt<'_, B> {
     }
 }
 
+impl<B> Attempt<'_, B> {
+    fn record_breaker(&mut self, outcome: Outcome, took: Duration, now: Instant) {
+        let (Some(breaker), Some(permit)) = (&self.cluster.breaker, self.permit.take()) else { return };
+        let failure_statuses = self.cluster.settings.breaker.as_ref().map_or(&[][..], |b| &b.failure_statuses);
+        let result = match outcome {
+            Outcome::Local => CallResult::Ignored,
+            Outcome::ConnectFailure | Outcome::Reset | Outcome::Timeout => CallResult::Failure,
+            Outcome::Response(status) if failure_statuses.iter().any(|r| r.contains(&status.as_u16())) => {
+                CallResult::Failure
+            }
+            Outcome::Response(_) => CallResult::Success,
+        };
+        let before = breaker.state();
+        breaker.record(permit, result, took, now);
+        let after = breaker.state();
+        if before != after {
+            tracing::warn!(upstream = %self.cluster.name, from = ?before, to = ?after, "circuit breaker changed state");
+        }
+    }
+}
+
 impl<B> Drop for Attempt<'_, B> {
     fn drop(&mut self) {
         if !self.finished {
             self.endpoint.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            if let (Some(breaker), Some(permit)) = (&self.cluster.breaker, self.permit.take()) {
+                breaker.release(permit);
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ mod pool;
 mod rng;
 
 pub use balance::{BalancePolicy, WeightedRoundRobin};
-pub use cluster::{Attempt, Cluster, ClusterSettings, ClusterStatus, resolve};
+pub use cluster::{Attempt, BreakerPolicy, Cluster, ClusterSettings, ClusterStatus, Unavailable, resolve};
 pub use discovery::{DnsDiscovery, NamedEndpoint, Resolver};
 pub use endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 pub use error::UpstreamError;

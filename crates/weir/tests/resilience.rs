@@ -158,3 +158,73 @@ async fn the_deadline_header_is_honoured_and_sent_on() {
     );
     assert_eq!(a.count(), 2);
 }
+
+const BREAKER: &str = "    breaker: { failure_rate: 50%, min_calls: 10, window: 10s, open_for: 300ms, max_open_for: 1s, half_open_probes: 2 }\n";
+
+/// Drives 20 requests of which 60% fail with a 500 from the upstream itself.
+async fn fail_sixty_percent(gateway: &TestGateway) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let headers: &[(&str, &str)] = if i % 5 < 3 { &[("x-mock-status", "500")] } else { &[] };
+        statuses.push(get(gateway, headers).await.status.as_u16());
+    }
+    statuses
+}
+
+fn breaker_config(mock: &MockUpstream, route_extra: &str) -> String {
+    format!(
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners:\n  - name: public\n    address: 127.0.0.1:0\nupstreams:\n  backend:\n    endpoints: [\"{}\"]\n    outlier_detection: {{ enabled: false }}\n{BREAKER}routes:\n  - upstream: backend\n{route_extra}",
+        mock.addr()
+    )
+}
+
+async fn breaker_state(gateway: &TestGateway) -> String {
+    let request = Request::get("/upstreams").body(Empty::<Bytes>::new()).unwrap();
+    let body = http1_request(gateway.admin(), request).await.unwrap().text();
+    let state = body.split("\"breaker\":{\"state\":\"").nth(1).expect("a breaker in /upstreams");
+    state.split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_failing_upstream_trips_its_breaker_and_heals_through_half_open() {
+    let mock = MockUpstream::start("a").await;
+    let gateway = TestGateway::start(&breaker_config(&mock, "")).await;
+    let statuses = fail_sixty_percent(&gateway).await;
+    assert!(statuses.contains(&503), "the breaker opened part-way: {statuses:?}");
+    assert_eq!(breaker_state(&gateway).await, "open");
+    let before = mock.count();
+    let started = tokio::time::Instant::now();
+    let response = get(&gateway, &[]).await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("proxy-status"), Some("weir; error=destination_unavailable; details=\"breaker_open\""));
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < Duration::from_millis(250), "refused at once");
+    assert_eq!(mock.count(), before, "an open breaker calls nothing");
+    // The upstream has healed: once the open time is over, two probes pass and the breaker closes.
+    let healed = async {
+        while get(&gateway, &[]).await.status != 200 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(weir_test::TEST_TIMEOUT, healed).await.expect("probes were let through");
+    assert_eq!(breaker_state(&gateway).await, "half_open");
+    assert_eq!(get(&gateway, &[]).await.status, 200);
+    assert_eq!(breaker_state(&gateway).await, "closed");
+    let metrics = http1_request(gateway.admin(), Request::get("/metrics").body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap()
+        .text();
+    assert!(metrics.contains("weir_upstream_breaker_trips_total{upstream=\"backend\"} 1"), "{metrics}");
+    assert!(metrics.contains("weir_upstream_breaker_state{upstream=\"backend\",state=\"closed\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_open_breaker_serves_the_fallback() {
+    let mock = MockUpstream::start("a").await;
+    let fallback = "    fallback: { direct_response: { status: 200, body: \"cached answer\" } }\n";
+    let gateway = TestGateway::start(&breaker_config(&mock, fallback)).await;
+    let statuses = fail_sixty_percent(&gateway).await;
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 500), "{statuses:?}");
+    let response = get(&gateway, &[]).await;
+    assert_eq!((response.status.as_u16(), response.text()), (200, "cached answer".to_string()));
+}

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use tokio::time::Instant;
-use weir_upstream::{Attempt, Cluster, Connection, Outcome, UpstreamError};
+use weir_upstream::{Attempt, Cluster, Connection, Outcome, Unavailable, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError};
 use crate::framing::BodyFramingError;
@@ -25,7 +25,7 @@ pub async fn connect<'c>(
 ) -> Result<(Attempt<'c, RequestBody>, Connection<RequestBody>), Refusal> {
     let mut failed: Option<Refusal> = None;
     for _ in 0..CONNECT_TRIES {
-        let attempt = cluster.pick_avoiding(key, avoid).ok_or(Refusal::NoHealthyEndpoint)?;
+        let attempt = cluster.pick_avoiding(key, avoid).map_err(unavailable)?;
         if let Some(refusal) = failed
             && avoid.contains(&attempt.endpoint().addr)
         {
@@ -47,6 +47,15 @@ pub async fn connect<'c>(
         failed = Some(refusal);
     }
     Err(failed.unwrap_or(Refusal::ConnectError))
+}
+
+fn unavailable(why: Unavailable) -> Refusal {
+    match why {
+        Unavailable::NoEndpoint => Refusal::NoHealthyEndpoint,
+        Unavailable::BreakerOpen { retry_after } => {
+            Refusal::BreakerOpen { retry_after_secs: retry_after.as_secs_f64().ceil() as u32 }
+        }
+    }
 }
 
 /// What a failed try says about the endpoint. Failures of the client's or weir's own making
