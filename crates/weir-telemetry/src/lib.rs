@@ -14,7 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub mod access_log;
 mod histogram;
+pub mod trace_context;
 
 pub use histogram::DurationHistogram;
 
@@ -53,6 +55,7 @@ pub struct Metrics {
     durations: Family<RouteLabel, DurationHistogram>,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
+    access_log_dropped: Counter,
 }
 
 /// The status classes a response falls in, as labelled.
@@ -78,7 +81,13 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
-        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections })
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the writer's queue was full",
+            access_log_dropped.clone(),
+        );
+        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, access_log_dropped })
     }
 
     /// The handles for one route (or `""` for requests that matched none). `reasons` lists every
@@ -104,6 +113,11 @@ impl Metrics {
             open: self.connections_open.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
         }
+    }
+
+    /// The counter of access-log lines dropped on a full queue.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
     }
 
     /// Every metric in the OpenMetrics text format.
