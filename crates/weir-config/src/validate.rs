@@ -43,6 +43,7 @@ pub(crate) fn validate(file: ConfigFile, text: &str) -> Result<Config, Vec<Probl
     let mut checker = Checker { text, problems: Vec::new() };
     check_server(&mut checker, &file);
     check_admin(&mut checker, &file);
+    check_access_log(&mut checker, &file);
     check_listeners(&mut checker, &file.listeners);
     for (name, upstream) in &file.upstreams {
         check_upstream(&mut checker, name, upstream);
@@ -79,6 +80,26 @@ fn check_admin(checker: &mut Checker, file: &ConfigFile) {
     }
     if admin.address.port() != 0 && file.listeners.iter().any(|l| l.address == admin.address) {
         checker.fail("admin.address".into(), format!("{} is also a listener's address", admin.address));
+    }
+}
+
+fn check_access_log(checker: &mut Checker, file: &ConfigFile) {
+    let Some(log) = &file.access_log else { return };
+    if !(0.0..=1.0).contains(&log.sample_ratio) {
+        checker.fail(
+            "access_log.sample_ratio".into(),
+            "must be between 0 and 1, such as 0.1 for one request in ten".into(),
+        );
+    }
+    if !(1..=1_000_000).contains(&log.queue_lines) {
+        checker.fail("access_log.queue_lines".into(), "must be between 1 and 1000000".into());
+    }
+    if log.path.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+        checker.fail("access_log.path".into(), "name a file, or leave path out for standard output".into());
+    }
+    let mut seen = HashSet::new();
+    if let Some(twice) = log.fields.iter().find(|field| !seen.insert(**field)) {
+        checker.fail("access_log.fields".into(), format!("{twice:?} is listed twice"));
     }
 }
 

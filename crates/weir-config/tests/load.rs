@@ -127,6 +127,9 @@ fn semantic_checks_catch_conflicts() {
             "    max_body_size: 1MiB\n    rewrite: { path_regex: { pattern: a, replacement: \"b c\" } }",
             "no spaces",
         ),
+        ("\nlisteners:", "\naccess_log: { sample_ratio: 1.5 }\nlisteners:", "between 0 and 1"),
+        ("\nlisteners:", "\naccess_log: { queue_lines: 0 }\nlisteners:", "between 1 and 1000000"),
+        ("\nlisteners:", "\naccess_log: { fields: [status, status] }\nlisteners:", "listed twice"),
     ];
     for (from, to, expected) in cases {
         let text = GOOD.replace(from, to);
@@ -141,4 +144,22 @@ fn error_display_names_file_and_line() {
     let text = GOOD.replace("upstream: users", "upstream: usres");
     let rendered = parse_str(&text, Format::Yaml, "gw.yaml").unwrap_err().to_string();
     assert!(rendered.starts_with("gw.yaml:13:"), "{rendered}");
+}
+
+#[test]
+fn access_log_section_parses_and_names_valid_fields() {
+    let text = GOOD.replace(
+        "\nlisteners:",
+        "\naccess_log:\n  path: /var/log/weir/access.log\n  fields: [time, status, duration_ms]\n  sample_ratio: 0.25\nlisteners:",
+    );
+    let config = parse_str(&text, Format::Yaml, "log.yaml").unwrap();
+    let log = config.access_log.as_ref().unwrap();
+    assert_eq!(log.path.as_deref(), Some(std::path::Path::new("/var/log/weir/access.log")));
+    assert_eq!(log.fields.len(), 3);
+    assert_eq!(log.sample_ratio, 0.25);
+    assert!(log.always_log_errors && !log.query);
+    assert_eq!(log.queue_lines, 16_384);
+    let typo = text.replace("duration_ms]", "duraton_ms]");
+    let problems = problems(&typo, Format::Yaml);
+    assert!(problems.iter().any(|p| p.message.contains("duration_ms")), "{problems:?}");
 }
