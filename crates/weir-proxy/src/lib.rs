@@ -3,8 +3,10 @@
 //!
 //! A request's way: [`server`] accepts and serves a connection -> [`framing`] validates HTTP/1
 //! framing -> hyper parses -> [`handler::serve_request`] loads the [`Snapshot`], matches a route
-//! ([`router`]) and runs its action -> [`refusal`] answers for anything refused.
+//! ([`router`]) and runs its action -> [`refusal`] answers for anything refused -> [`body`] streams
+//! the response and, at its end, finishes the request's metrics and [`access`] log record.
 
+pub mod access;
 pub mod admin;
 pub mod body;
 pub mod forward;
@@ -15,6 +17,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod upstream_notes;
 
 pub use refusal::Refusal;
 pub use server::{Drained, Gateway, ServeError, Server};

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use weir_config::{Config, Listener as ListenerConfig, Protocol};
 use weir_telemetry::{ListenerMetrics, Metrics};
 
+use crate::access::AccessLog;
 use crate::admin;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
@@ -29,12 +30,18 @@ use crate::snapshot::{Snapshot, SnapshotError};
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
+    access_log: Option<Arc<AccessLog>>,
     draining: AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Self {
-        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, draining: AtomicBool::new(false) }
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, access_log: Option<Arc<AccessLog>>) -> Self {
+        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, access_log, draining: AtomicBool::new(false) }
+    }
+
+    /// The access log, when one is configured.
+    pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
+        self.access_log.as_ref()
     }
 
     /// The snapshot to serve one request from, kept by the request to its end.
@@ -57,6 +64,12 @@ impl Gateway {
 pub enum ServeError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("access log: cannot open {destination}: {source}")]
+    AccessLog {
+        destination: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("listener {name}: cannot listen on {address}: {source}")]
     Bind {
         name: String,
@@ -100,7 +113,9 @@ impl Server {
     /// Compiles the configuration and binds every listener. Must run inside a Tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
         let metrics = Metrics::new();
-        let gateway = Arc::new(Gateway::new(Snapshot::build(config, &metrics)?, metrics.clone()));
+        let snapshot = Snapshot::build(config, &metrics)?;
+        let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
+        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log));
         let listeners = config
             .listeners
             .iter()
@@ -117,6 +132,11 @@ impl Server {
         };
         let drain_timeout = config.server.drain_timeout.0;
         Ok(Server { gateway, listeners, admin, drain_timeout, listeners_closed: None })
+    }
+
+    /// The access log, for the process to reopen on SIGUSR1 and flush on exit.
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.gateway.access_log.clone()
     }
 
     /// The admin API's address, when it is configured.
@@ -175,6 +195,14 @@ impl Server {
             Err(_) => Drained::TimedOut,
         }
     }
+}
+
+fn start_access_log(config: &weir_config::AccessLog, metrics: &Metrics) -> Result<Arc<AccessLog>, ServeError> {
+    let started = AccessLog::start(config, metrics).map_err(|source| ServeError::AccessLog {
+        destination: config.path.as_ref().map_or("standard output".into(), |path| path.display().to_string()),
+        source,
+    });
+    started.map(Arc::new)
 }
 
 fn bind_listener(index: usize, config: &ListenerConfig, metrics: &Metrics) -> Result<BoundListener, ServeError> {

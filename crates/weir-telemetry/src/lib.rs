@@ -6,19 +6,21 @@
 //! series, so counts carry on across loads.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub mod access_log;
 mod histogram;
+mod route;
 pub mod trace_context;
 
 pub use histogram::DurationHistogram;
+pub use prometheus_client::metrics::counter::Counter;
+use route::RouteFamilies;
+pub use route::{RequestTimer, RouteMetrics};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -33,7 +35,7 @@ struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
+pub(crate) struct RouteLabel {
     route: String,
 }
 
@@ -53,6 +55,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     refusals: Family<RefusalLabels, Counter>,
     durations: Family<RouteLabel, DurationHistogram>,
+    route_families: RouteFamilies,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
     access_log_dropped: Counter,
@@ -74,6 +77,7 @@ impl Metrics {
             "Time from a request's arrival to the end of its response body",
             durations.clone(),
         );
+        let route_families = RouteFamilies::register(&mut registry);
         let connections_open = Family::default();
         registry.register("connections_open", "Client connections open, by listener", connections_open.clone());
         let connections = Family::default();
@@ -87,7 +91,16 @@ impl Metrics {
             "Access-log lines dropped because the writer's queue was full",
             access_log_dropped.clone(),
         );
-        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, access_log_dropped })
+        Arc::new(Metrics {
+            registry,
+            requests,
+            refusals,
+            durations,
+            route_families,
+            connections_open,
+            connections,
+            access_log_dropped,
+        })
     }
 
     /// The handles for one route (or `""` for requests that matched none). `reasons` lists every
@@ -102,8 +115,9 @@ impl Metrics {
                 self.refusals.get_or_create(&RefusalLabels { route: route.into(), reason: (*reason).into() }).clone()
             })
             .collect();
-        let duration = self.durations.get_or_create(&RouteLabel { route: route.into() }).clone();
-        RouteMetrics { classes, refusals, duration }
+        let label = RouteLabel { route: route.into() };
+        let duration = self.durations.get_or_create(&label).clone();
+        RouteMetrics::new(classes, refusals, duration, self.route_families.handles(&label))
     }
 
     /// The handles for one listener.
@@ -125,46 +139,6 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
-    }
-}
-
-/// What a request on one route touches.
-#[derive(Clone)]
-pub struct RouteMetrics {
-    classes: [Counter; 5],
-    refusals: Box<[Counter]>,
-    duration: DurationHistogram,
-}
-
-impl RouteMetrics {
-    /// Counts a response by its status code.
-    pub fn answered(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.classes[class].inc();
-    }
-
-    /// Counts a refusal by the index of its reason in the list given to [`Metrics::route`].
-    pub fn refused(&self, reason: usize) {
-        if let Some(counter) = self.refusals.get(reason) {
-            counter.inc();
-        }
-    }
-
-    /// A timer for a request that arrived at `started`, to be finished when its response body ends.
-    pub fn timer(&self, started: Instant) -> RequestTimer {
-        RequestTimer { histogram: self.duration.clone(), started }
-    }
-}
-
-/// Measures one request, from its arrival to the end of its response body.
-pub struct RequestTimer {
-    histogram: DurationHistogram,
-    started: Instant,
-}
-
-impl RequestTimer {
-    pub fn finish(self) {
-        self.histogram.observe(self.started.elapsed());
     }
 }
 
@@ -197,16 +171,16 @@ impl Drop for OpenConnection {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
 
     #[test]
     fn duration_buckets_are_cumulative_with_sum_and_count() {
         let metrics = Metrics::new();
-        let route = metrics.route("r", &[]);
+        let histogram = metrics.durations.get_or_create(&RouteLabel { route: "r".into() }).clone();
         for millis in [0, 1, 3, 3, 40_000] {
-            route.duration.observe(Duration::from_millis(millis));
+            histogram.observe(Duration::from_millis(millis));
         }
         let text = metrics.encode();
         for line in [
@@ -231,7 +205,7 @@ mod tests {
         route.answered(204);
         route.answered(503);
         route.refused(1);
-        route.timer(Instant::now()).finish();
+        route.timer(Instant::now()).finish(0);
         // A later load creates the same handles again: the counts go on.
         metrics.route("users", &["no_route", "connect_error"]).answered(200);
         let listener = metrics.listener("public");

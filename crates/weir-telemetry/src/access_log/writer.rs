@@ -124,7 +124,9 @@ impl WriterThread {
             }
             result = result.and(self.output.writer().flush());
             failing = report(result, failing);
-            acks.drain(..).for_each(|ack: mpsc::Sender<()>| drop(ack.send(())));
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
             if self.reopen.swap(false, Ordering::AcqRel) {
                 self.reopen_output();
             }
