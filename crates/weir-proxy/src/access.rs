@@ -68,7 +68,7 @@ impl AccessLog {
             log: self.clone(),
             started,
             client,
-            method: request.method().clone(),
+            method: Some(request.method().clone()),
             host,
             target: uri.path_and_query().cloned(),
             version: request.version(),
@@ -120,7 +120,7 @@ pub struct Record {
     log: Arc<AccessLog>,
     started: Instant,
     client: SocketAddr,
-    method: Method,
+    method: Option<Method>,
     host: Option<Host>,
     target: Option<PathAndQuery>,
     version: Version,
@@ -137,6 +137,12 @@ impl Record {
     /// Whether the request body's byte count is logged (so worth tallying).
     pub fn wants_bytes_in(&self) -> bool {
         self.log.wants(Field::BytesIn)
+    }
+
+    /// The framing guard refused the request: what hyper parsed is a stand-in, not the client's
+    /// head, so the line leaves method, host and path out.
+    pub fn head_unread(&mut self) {
+        (self.method, self.host, self.target) = (None, None, None);
     }
 
     pub fn identified(&mut self, request_id: &HeaderValue) {
@@ -171,15 +177,15 @@ impl Record {
         let duration = self.started.elapsed();
         let entry = Entry {
             time: SystemTime::now().checked_sub(duration).unwrap_or_else(SystemTime::now),
-            request_id: self.request_id.as_ref().map_or(&[], |id| id.as_bytes()),
+            request_id: self.request_id.as_ref().map(HeaderValue::as_bytes),
             trace_id: self.trace_id.as_ref().map(TraceId::as_bytes),
             client: self.client,
-            method: self.method.as_str(),
+            method: self.method.as_ref().map(Method::as_str),
             host: self.host.as_ref().map(|host| match host {
                 Host::Authority(authority) => authority.as_str().as_bytes(),
                 Host::Header(value) => value.as_bytes(),
             }),
-            path_and_query: self.target.as_ref().map_or(b"", |target| target.as_str().as_bytes()),
+            path_and_query: self.target.as_ref().map(|target| target.as_str().as_bytes()),
             protocol: protocol(self.version),
             status: self.status,
             bytes_in: self.attempts.body_bytes.as_ref().map_or(0, |tally| tally.load(Ordering::Relaxed)),

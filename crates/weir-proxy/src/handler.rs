@@ -93,6 +93,7 @@ fn refuse_unread(
     let status = response.status().as_u16();
     metrics.answered(status);
     if let Some(record) = &mut record {
+        record.head_unread();
         record.answered(status, Some(refusal), Attempts::default());
     }
     response.map(|body| TimedBody::new(body, timer, record))

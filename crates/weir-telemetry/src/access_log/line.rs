@@ -13,14 +13,14 @@ use super::json;
 pub struct Entry<'a> {
     /// When the request arrived.
     pub time: SystemTime,
-    pub request_id: &'a [u8],
+    pub request_id: Option<&'a [u8]>,
     /// 32 hex digits from an incoming `traceparent`.
     pub trace_id: Option<&'a [u8]>,
     pub client: SocketAddr,
-    pub method: &'a str,
+    pub method: Option<&'a str>,
     pub host: Option<&'a [u8]>,
     /// The request target's path, with its query if it had one.
-    pub path_and_query: &'a [u8],
+    pub path_and_query: Option<&'a [u8]>,
     /// `HTTP/1.1`, `HTTP/2` and so on.
     pub protocol: &'static str,
     pub status: u16,
@@ -54,14 +54,14 @@ impl LineFormat {
         if line.key(Field::Time) {
             json::push_time(line.out, entry.time);
         }
-        line.string(Field::RequestId, Some(entry.request_id));
+        line.string(Field::RequestId, entry.request_id);
         line.string(Field::TraceId, entry.trace_id);
         if line.key(Field::Client) {
             json::push_addr(line.out, entry.client);
         }
-        line.string(Field::Method, Some(entry.method.as_bytes()));
+        line.string(Field::Method, entry.method.map(str::as_bytes));
         line.string(Field::Host, entry.host);
-        line.string(Field::Path, Some(self.path(entry.path_and_query)));
+        line.string(Field::Path, entry.path_and_query.map(|target| self.path(target)));
         line.string(Field::Protocol, Some(entry.protocol.as_bytes()));
         line.number(Field::Status, u64::from(entry.status));
         line.number(Field::BytesIn, entry.bytes_in);
@@ -138,12 +138,12 @@ mod tests {
     fn entry() -> Entry<'static> {
         Entry {
             time: UNIX_EPOCH + Duration::from_millis(1_795_374_853_007),
-            request_id: b"abc123",
+            request_id: Some(b"abc123"),
             trace_id: Some(b"4bf92f3577b34da6a3ce929d0e0e4736"),
             client: "192.0.2.7:51000".parse().unwrap(),
-            method: "GET",
+            method: Some("GET"),
             host: Some(b"api.example.com"),
-            path_and_query: b"/users/42?token=x",
+            path_and_query: Some(b"/users/42?token=x"),
             protocol: "HTTP/1.1",
             status: 200,
             bytes_in: 0,
@@ -190,8 +190,9 @@ mod tests {
     fn absent_values_leave_their_keys_out() {
         let mut bare = entry();
         (bare.trace_id, bare.host, bare.upstream, bare.route) = (None, None, None, None);
+        (bare.request_id, bare.method, bare.path_and_query) = (None, None, None);
         let text = line(LineFormat { fields: FieldSet::ALL, query: false }, &bare);
-        for key in ["trace_id", "host", "upstream", "route", "reason"] {
+        for key in ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason"] {
             assert!(!text.contains(&format!("\"{key}\"")), "{key} in {text}");
         }
     }
@@ -200,10 +201,10 @@ mod tests {
     fn hostile_values_stay_inside_their_strings() {
         let mut hostile = entry();
         hostile.host = Some(b"evil\"}\n{\"status\":1\xff");
-        hostile.path_and_query = b"/a\\b\x01\"c";
+        hostile.path_and_query = Some(b"/a\\b\x01\"c\xc3");
         let text = line(LineFormat { fields: FieldSet::ALL, query: false }, &hostile);
         assert_eq!(text.matches('\n').count(), 1);
         assert!(text.contains(r#""host":"evil\"}\n{\"status\":1\ufffd""#), "{text}");
-        assert!(text.contains(r#""path":"/a\\b\u0001\"c""#), "{text}");
+        assert!(text.contains(r#""path":"/a\\b\u0001\"c\ufffd""#), "{text}");
     }
 }
