@@ -163,3 +163,22 @@ fn access_log_section_parses_and_names_valid_fields() {
     let problems = problems(&typo, Format::Yaml);
     assert!(problems.iter().any(|p| p.message.contains("duration_ms")), "{problems:?}");
 }
+
+/// The blocks of `lang` code in `text`.
+fn code_blocks<'a>(text: &'a str, lang: &str) -> Vec<&'a str> {
+    let fence = format!("```{lang}\n");
+    text.split(&fence).skip(1).filter_map(|rest| rest.split("```").next()).collect()
+}
+
+#[test]
+fn the_reference_complete_examples_are_valid() {
+    let reference =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    let complete = &reference[reference.find("## A complete example").expect("complete example section")..];
+    let (yaml, toml) = (code_blocks(complete, "yaml"), code_blocks(complete, "toml"));
+    assert_eq!((yaml.len(), toml.len()), (1, 1));
+    let from_yaml = parse_str(yaml[0], Format::Yaml, "example.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let from_toml = parse_str(toml[0], Format::Toml, "example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(format!("{:?}", from_yaml.access_log), format!("{:?}", from_toml.access_log));
+    assert_eq!(from_yaml.routes.len(), from_toml.routes.len());
+}
