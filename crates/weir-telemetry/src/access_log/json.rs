@@ -12,6 +12,12 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// invalid JSON.
 pub fn push_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
+    // Most values are plain printable ASCII: one check, one copy.
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     for chunk in bytes.utf8_chunks() {
         push_escaped(out, chunk.valid().as_bytes());
         if !chunk.invalid().is_empty() {
@@ -75,13 +81,15 @@ pub fn push_millis(out: &mut Vec<u8>, duration: Duration) {
     push_padded(out, micros % 1000, 3);
 }
 
-/// Appends `value` with leading zeros to `width` digits (`value` must fit).
-fn push_padded(out: &mut Vec<u8>, value: u64, width: u32) {
-    let mut divisor = 10u64.pow(width - 1);
-    while divisor > 0 {
-        out.push(b'0' + ((value / divisor) % 10) as u8);
-        divisor /= 10;
+/// Appends `value` with leading zeros to `width` digits (at most 4; `value` must fit). Division by
+/// the constant 10 compiles to a multiplication, unlike division by a computed power of ten.
+fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 4];
+    for digit in digits[..width].iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
+    out.extend_from_slice(&digits[..width]);
 }
 
 /// Appends a time as a quoted RFC 3339 UTC timestamp with milliseconds: `"2026-11-22T19:14:13.123Z"`.
