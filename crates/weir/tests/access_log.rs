@@ -103,7 +103,7 @@ async fn direct_refused_and_http2_requests_are_logged() {
     read_lines(&path, 2).await;
     http1_request(gateway.addr(), get("/broken")).await.unwrap();
     read_lines(&path, 3).await;
-    let h2 = Request::get(format!("http://api.example.com:8080/users/2")).body(Empty::<Bytes>::new()).unwrap();
+    let h2 = Request::get("http://api.example.com:8080/users/2").body(Empty::<Bytes>::new()).unwrap();
     assert_eq!(h2c_request(gateway.addr(), h2).await.unwrap().status, 200);
     let lines = read_lines(&path, 4).await;
     let (direct, unrouted, refused, http2) = (&lines[0], &lines[1], &lines[2], &lines[3]);
