@@ -9,6 +9,7 @@ mod load;
 mod locate;
 mod validate;
 pub mod values;
+pub mod view;
 
 pub use error::{ConfigError, Problem};
 pub use file::*;

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use crate::error::Problem;
 use crate::file::{ConfigFile, Listener, Route, Upstream, ValueMatch};
+use crate::load::Format;
 use crate::locate::locate;
 use crate::values::Duration;
 
@@ -12,6 +13,15 @@ use crate::values::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     file: ConfigFile,
+    /// The configuration as shown by the admin API: the source as JSON, secrets redacted.
+    redacted: std::sync::Arc<serde_json::Value>,
+}
+
+impl Config {
+    /// The source as JSON with secrets redacted (see [`crate::view`]).
+    pub fn redacted(&self) -> &serde_json::Value {
+        &self.redacted
+    }
 }
 
 impl std::ops::Deref for Config {
@@ -39,7 +49,7 @@ impl Checker<'_> {
     }
 }
 
-pub(crate) fn validate(file: ConfigFile, text: &str) -> Result<Config, Vec<Problem>> {
+pub(crate) fn validate(file: ConfigFile, text: &str, format: Format) -> Result<Config, Vec<Problem>> {
     let mut checker = Checker { text, problems: Vec::new() };
     check_server(&mut checker, &file);
     check_admin(&mut checker, &file);
@@ -58,7 +68,10 @@ pub(crate) fn validate(file: ConfigFile, text: &str) -> Result<Config, Vec<Probl
         }
         check_route(&mut checker, &file, &field, route);
     }
-    if checker.problems.is_empty() { Ok(Config { file }) } else { Err(checker.problems) }
+    if !checker.problems.is_empty() {
+        return Err(checker.problems);
+    }
+    Ok(Config { file, redacted: std::sync::Arc::new(crate::view::redacted_json(text, format)) })
 }
 
 fn route_field(index: usize, route: &Route) -> String {

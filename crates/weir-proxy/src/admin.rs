@@ -1,6 +1,6 @@
 //! The admin API on its own listener: `/healthz` (the process is alive), `/readyz` (serving, not
-//! draining) and `/metrics` (OpenMetrics text). With a token configured, every path but `/healthz`
-//! asks for `Authorization: Bearer <token>`.
+//! draining), `/metrics` (OpenMetrics text), `/routes` and `/config` (JSON, see [`crate::admin_views`]).
+//! With a token configured, every path but `/healthz` asks for `Authorization: Bearer <token>`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -56,7 +56,9 @@ fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             response
         }
-        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics\n"),
+        "/routes" => json(gateway.snapshot().admin_views.routes.clone()),
+        "/config" => json(gateway.snapshot().admin_views.config.clone()),
+        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics /routes /config\n"),
     }
 }
 
@@ -66,6 +68,12 @@ fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
         request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(presented) = presented else { return false };
     presented.len() == token.len() && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn json(body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admin_views;
 pub mod body;
 pub mod forward;
 pub mod framing;

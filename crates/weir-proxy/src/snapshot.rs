@@ -13,6 +13,7 @@ use weir_upstream::{Cluster, ClusterSettings, EndpointSpec, PoolSettings, resolv
 
 use weir_telemetry::{Metrics, RouteMetrics};
 
+use crate::admin_views::AdminViews;
 use crate::body::RequestBody;
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, HeaderEdits, PathMatcher, PathRewrite, Route};
@@ -27,6 +28,8 @@ pub struct Snapshot {
     pub routers: Vec<Router>,
     pub trusted_proxies: Vec<Cidr>,
     pub request_id: RequestIdSettings,
+    /// What the admin API shows of this configuration.
+    pub admin_views: AdminViews,
 }
 
 /// How requests get their ids.
@@ -83,6 +86,7 @@ impl Snapshot {
                 keep_incoming: request_id.keep_incoming,
                 in_response: request_id.in_response,
             },
+            admin_views: AdminViews::render(config),
         })
     }
 }
