@@ -19,6 +19,8 @@ use weir_telemetry::trace_context::TraceId;
 use crate::refusal::Refusal;
 use crate::upstream_notes::Attempts;
 
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// The status logged for a request whose client went away before it was answered (as nginx does).
 const CLIENT_CLOSED: u16 = 499;
 
@@ -63,7 +65,7 @@ impl AccessLog {
             Some(authority) => Some(Host::Authority(authority.clone())),
             None => request.headers().get(http::header::HOST).cloned().map(Host::Header),
         };
-        let trace_id = request.headers().get("traceparent").and_then(|v| TraceId::from_traceparent(v.as_bytes()));
+        let trace_id = request.headers().get(&TRACEPARENT).and_then(|v| TraceId::from_traceparent(v.as_bytes()));
         Record {
             log: self.clone(),
             started,
