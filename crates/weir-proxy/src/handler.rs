@@ -33,6 +33,8 @@ pub struct ConnContext {
     pub listener: usize,
     pub peer: Peer,
     pub max_uri_length: usize,
+    /// Counts the connection under its protocol once the first request shows it.
+    pub protocol: std::sync::OnceLock<weir_telemetry::OpenConnection>,
 }
 
 /// Serves one request. `violation` is what the connection's framing guard refused, if anything.

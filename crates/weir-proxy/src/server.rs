@@ -318,11 +318,17 @@ fn serve_connection(
         listener: listener.index,
         peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
         max_uri_length: listener.max_uri_length,
+        protocol: std::sync::OnceLock::new(),
     });
     let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));
-    let service = service_fn(move |request| {
+    let metrics = listener.metrics.clone();
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         // Taken when hyper hands the request over, before any later read can raise another.
         let violation = signal.take();
+        if conn.protocol.get().is_none() {
+            let http2 = request.version() == http::Version::HTTP_2;
+            let _ = conn.protocol.set(metrics.protocol_seen(http2));
+        }
         let gateway = gateway.clone();
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(serve_request(&gateway, &conn, violation, request).await) }

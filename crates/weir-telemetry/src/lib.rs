@@ -45,6 +45,12 @@ struct ListenerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    listener: String,
+    protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -58,8 +64,13 @@ pub struct Metrics {
     route_families: RouteFamilies,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
+    http_connections: Family<ProtocolLabels, Counter>,
+    http_connections_open: Family<ProtocolLabels, Gauge>,
     access_log_dropped: Counter,
 }
+
+/// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
+const PROTOCOLS: [&str; 2] = ["http1", "http2"];
 
 /// The status classes a response falls in, as labelled.
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -82,6 +93,18 @@ impl Metrics {
         registry.register("connections_open", "Client connections open, by listener", connections_open.clone());
         let connections = Family::default();
         registry.register("connections", "Client connections accepted, by listener", connections.clone());
+        let http_connections = Family::default();
+        registry.register(
+            "http_connections",
+            "Client connections that sent a request, by listener and protocol",
+            http_connections.clone(),
+        );
+        let http_connections_open = Family::default();
+        registry.register(
+            "http_connections_open",
+            "Client connections open that sent a request, by listener and protocol",
+            http_connections_open.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
@@ -99,6 +122,8 @@ impl Metrics {
             route_families,
             connections_open,
             connections,
+            http_connections,
+            http_connections_open,
             access_log_dropped,
         })
     }
@@ -123,9 +148,17 @@ impl Metrics {
     /// The handles for one listener.
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
         let label = ListenerLabel { listener: listener.into() };
+        let protocols = PROTOCOLS.map(|protocol| {
+            let labels = ProtocolLabels { listener: listener.into(), protocol: protocol.into() };
+            (
+                self.http_connections.get_or_create(&labels).clone(),
+                self.http_connections_open.get_or_create(&labels).clone(),
+            )
+        });
         ListenerMetrics {
             open: self.connections_open.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
+            protocols: Arc::new(protocols),
         }
     }
 
@@ -147,6 +180,7 @@ impl Metrics {
 pub struct ListenerMetrics {
     open: Gauge,
     accepted: Counter,
+    protocols: Arc<[(Counter, Gauge); 2]>,
 }
 
 impl ListenerMetrics {
@@ -155,6 +189,14 @@ impl ListenerMetrics {
         self.accepted.inc();
         self.open.inc();
         OpenConnection { open: self.open.clone() }
+    }
+
+    /// Counts a connection by the protocol its first request used; the guard counts it closed.
+    pub fn protocol_seen(&self, http2: bool) -> OpenConnection {
+        let (accepted, open) = &self.protocols[usize::from(http2)];
+        accepted.inc();
+        open.inc();
+        OpenConnection { open: open.clone() }
     }
 }
 
@@ -219,6 +261,13 @@ mod tests {
         assert!(text.contains("weir_request_duration_seconds_bucket{le=\"+Inf\",route=\"users\"} 1"), "{text}");
         assert!(text.contains("weir_connections_open{listener=\"public\"} 1"), "{text}");
         assert!(text.contains("weir_build_info{version=\""), "{text}");
+        let http2 = listener.protocol_seen(true);
+        let text = metrics.encode();
+        assert!(text.contains("weir_http_connections_total{listener=\"public\",protocol=\"http2\"} 1"), "{text}");
+        assert!(text.contains("weir_http_connections_open{listener=\"public\",protocol=\"http2\"} 1"), "{text}");
+        assert!(text.contains("weir_http_connections_open{listener=\"public\",protocol=\"http1\"} 0"), "{text}");
+        drop(http2);
+        assert!(metrics.encode().contains("weir_http_connections_open{listener=\"public\",protocol=\"http2\"} 0"));
         drop(connection);
         assert!(metrics.encode().contains("weir_connections_open{listener=\"public\"} 0"));
     }

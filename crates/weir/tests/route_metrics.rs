@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{Empty, Full};
-use weir_test::{MockUpstream, TestGateway, http1_request};
+use weir_test::{MockUpstream, TestGateway, h2c_request, http1_request};
 
 async fn metrics(gateway: &TestGateway) -> String {
     let request = Request::get("/metrics").body(Empty::<Bytes>::new()).unwrap();
@@ -63,4 +63,23 @@ async fn bytes_upstream_durations_and_in_flight_requests_are_counted_by_route() 
     );
     // The slow answer waited at least its 500 ms delay: it sits above the 0.256 s bucket.
     assert_has(&after, &["weir_upstream_duration_seconds_bucket{le=\"0.256\",route=\"users\"} 2"]);
+}
+
+#[tokio::test]
+async fn connections_are_counted_by_the_protocol_of_their_first_request() {
+    let text = "admin: { address: \"127.0.0.1:0\" }\nlisteners:\n  - { name: public, address: \"127.0.0.1:0\" }\nroutes:\n  - direct_response: { status: 200 }\n";
+    let gateway = TestGateway::start(text).await;
+    for _ in 0..2 {
+        http1_request(gateway.addr(), Request::get("/").body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    }
+    let h2 = Request::get("http://a.example/").body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(h2c_request(gateway.addr(), h2).await.unwrap().status, 200);
+    let text = metrics(&gateway).await;
+    assert_has(
+        &text,
+        &[
+            "weir_http_connections_total{listener=\"public\",protocol=\"http1\"} 2",
+            "weir_http_connections_total{listener=\"public\",protocol=\"http2\"} 1",
+        ],
+    );
 }
