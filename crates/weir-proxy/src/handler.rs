@@ -56,6 +56,10 @@ pub async fn serve_request(
     let route = matched.as_ref().ok().copied();
     let metrics = route.map_or(&snapshot.unmatched, |route| &route.metrics);
     let timer = metrics.timer(started);
+    if let Some(record) = &mut record {
+        record.identified(&id);
+        route.inspect(|route| record.routed(&route.name));
+    }
     let want_tally = record.as_ref().is_some_and(Record::wants_bytes_in);
     let stages = async {
         match matched {
@@ -71,8 +75,6 @@ pub async fn serve_request(
         metrics.upstream_answered(first.elapsed());
     }
     if let Some(record) = &mut record {
-        record.identified(&id);
-        route.inspect(|route| record.routed(&route.name));
         record.answered(response.status().as_u16(), refusal, attempts);
     }
     if snapshot.request_id.in_response {

@@ -193,3 +193,11 @@ async fn a_client_that_goes_away_mid_body_is_logged_as_aborted() {
     assert_eq!((lines[0]["status"].as_u64(), lines[0]["aborted"].as_bool()), (Some(200), Some(true)));
     assert!(lines[0]["bytes_out"].as_u64().unwrap() < 100 * 100);
 }
+
+#[tokio::test]
+async fn a_log_file_that_cannot_be_opened_stops_the_start() {
+    let text = "access_log: { path: /nonexistent-dir/weir/access.log }\nlisteners:\n  - { name: public, address: \"127.0.0.1:0\" }\n";
+    let config = weir_config::parse_str(text, weir_config::Format::Yaml, "test.yaml").unwrap();
+    let error = weir_proxy::Server::bind(&config).err().expect("the start should fail").to_string();
+    assert!(error.contains("access log: cannot open /nonexistent-dir/weir/access.log"), "{error}");
+}
