@@ -79,8 +79,21 @@ impl LogWriter {
 
     /// Waits (blocking, up to `timeout`) until every line queued so far is written and flushed.
     pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
         let (done, flushed) = mpsc::channel();
-        self.queue.send(Message::Flush(done)).is_ok() && flushed.recv_timeout(timeout).is_ok()
+        let mut request = Message::Flush(done);
+        // Not a blocking send: a writer stuck on its destination must not hold the caller forever.
+        loop {
+            match self.queue.try_send(request) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                    request = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
+        }
+        flushed.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).is_ok()
     }
 }
 
@@ -238,5 +251,7 @@ mod tests {
             writer.submit(b"x\n".to_vec());
         }
         assert_eq!(dropped.get(), 3);
+        // Nobody drains this queue: a flush gives up at its deadline instead of waiting forever.
+        assert!(!writer.flush(Duration::from_millis(20)));
     }
 }
