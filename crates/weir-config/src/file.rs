@@ -176,6 +176,7 @@ pub enum AccessLogField {
     Route,
     Reason,
     Aborted,
+    UserAgent,
 }
 
 /// A socket weir accepts client connections on.

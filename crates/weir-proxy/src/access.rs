@@ -74,6 +74,7 @@ impl AccessLog {
             host,
             target: uri.path_and_query().cloned(),
             version: request.version(),
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
             trace_id,
             request_id: None,
             route: None,
@@ -108,6 +109,7 @@ fn field_of(field: AccessLogField) -> Field {
         AccessLogField::Route => Field::Route,
         AccessLogField::Reason => Field::Reason,
         AccessLogField::Aborted => Field::Aborted,
+        AccessLogField::UserAgent => Field::UserAgent,
     }
 }
 
@@ -126,6 +128,7 @@ pub struct Record {
     host: Option<Host>,
     target: Option<PathAndQuery>,
     version: Version,
+    user_agent: Option<HeaderValue>,
     trace_id: Option<TraceId>,
     request_id: Option<HeaderValue>,
     route: Option<Arc<str>>,
@@ -142,9 +145,9 @@ impl Record {
     }
 
     /// The framing guard refused the request: what hyper parsed is a stand-in, not the client's
-    /// head, so the line leaves method, host and path out.
+    /// head, so the line leaves method, host, path and user agent out.
     pub fn head_unread(&mut self) {
-        (self.method, self.host, self.target) = (None, None, None);
+        (self.method, self.host, self.target, self.user_agent) = (None, None, None, None);
     }
 
     pub fn identified(&mut self, request_id: &HeaderValue) {
@@ -198,6 +201,7 @@ impl Record {
             route: self.route.as_deref(),
             reason: self.reason,
             aborted,
+            user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
         };
         access_log::log(&log.format, &entry, &log.writer);
     }

@@ -62,6 +62,7 @@ async fn every_field_is_logged_and_secrets_never_are() {
         .header("cookie", "session=cookie-secret")
         .header("x-mock-echo", "1")
         .header("x-mock-header", "set-cookie=setcookie-secret")
+        .header("user-agent", "weir-test/1.0 \"quoted\"")
         .body(Full::new(Bytes::from_static(b"hello world")))
         .unwrap();
     let answer = http1_request(gateway.addr(), proxied).await.unwrap();
@@ -85,6 +86,7 @@ async fn every_field_is_logged_and_secrets_never_are() {
     assert_eq!(line["attempts"], 1);
     assert_eq!(line["route"], "users");
     assert_eq!(line["aborted"], false);
+    assert_eq!(line["user_agent"], "weir-test/1.0 \"quoted\"");
     assert!(line.get("reason").is_none(), "{line}");
     let text = std::fs::read_to_string(&path).unwrap();
     for secret in ["auth-secret", "cookie-secret", "setcookie-secret", "query-secret"] {
@@ -141,7 +143,7 @@ async fn hostile_bytes_stay_inside_their_strings() {
     assert_eq!(refused.status(), Some(400));
     let lines = read_lines(&path, 2).await;
     assert_eq!((lines[1]["status"].as_u64(), lines[1]["reason"].as_str()), (Some(400), Some("bad_request")));
-    for absent in ["method", "host", "path", "route"] {
+    for absent in ["method", "host", "path", "route", "user_agent"] {
         assert!(lines[1].get(absent).is_none(), "{absent} in {}", lines[1]);
     }
 }

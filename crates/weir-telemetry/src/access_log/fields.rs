@@ -21,11 +21,12 @@ pub enum Field {
     Route,
     Reason,
     Aborted,
+    UserAgent,
 }
 
 impl Field {
     /// Every field, in line order.
-    pub const ALL: [Field; 17] = [
+    pub const ALL: [Field; 18] = [
         Field::Time,
         Field::RequestId,
         Field::TraceId,
@@ -43,6 +44,7 @@ impl Field {
         Field::Route,
         Field::Reason,
         Field::Aborted,
+        Field::UserAgent,
     ];
 
     /// The JSON key, also the name used in the configuration.
@@ -65,6 +67,7 @@ impl Field {
             Field::Route => "route",
             Field::Reason => "reason",
             Field::Aborted => "aborted",
+            Field::UserAgent => "user_agent",
         }
     }
 

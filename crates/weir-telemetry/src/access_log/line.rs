@@ -37,6 +37,7 @@ pub struct Entry<'a> {
     pub reason: Option<&'static str>,
     /// The client went away before the response was complete.
     pub aborted: bool,
+    pub user_agent: Option<&'a [u8]>,
 }
 
 /// How lines are written: which fields, and whether the path keeps its query.
@@ -80,6 +81,7 @@ impl LineFormat {
         if line.key(Field::Aborted) {
             line.out.extend_from_slice(if entry.aborted { b"true" } else { b"false" });
         }
+        line.string(Field::UserAgent, entry.user_agent);
         line.out.extend_from_slice(b"}\n");
     }
 
@@ -154,6 +156,7 @@ mod tests {
             route: Some("users"),
             reason: None,
             aborted: false,
+            user_agent: Some(b"curl/8.5.0"),
         }
     }
 
@@ -172,7 +175,7 @@ mod tests {
              \"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"client\":\"192.0.2.7:51000\",\"method\":\"GET\",\
              \"host\":\"api.example.com\",\"path\":\"/users/42\",\"protocol\":\"HTTP/1.1\",\"status\":200,\
              \"bytes_in\":0,\"bytes_out\":1234,\"duration_ms\":2.500,\"upstream\":\"10.0.0.1:8080\",\
-             \"attempts\":1,\"route\":\"users\",\"aborted\":false}\n"
+             \"attempts\":1,\"route\":\"users\",\"aborted\":false,\"user_agent\":\"curl/8.5.0\"}\n"
         );
     }
 
@@ -190,9 +193,9 @@ mod tests {
     fn absent_values_leave_their_keys_out() {
         let mut bare = entry();
         (bare.trace_id, bare.host, bare.upstream, bare.route) = (None, None, None, None);
-        (bare.request_id, bare.method, bare.path_and_query) = (None, None, None);
+        (bare.request_id, bare.method, bare.path_and_query, bare.user_agent) = (None, None, None, None);
         let text = line(LineFormat { fields: FieldSet::ALL, query: false }, &bare);
-        for key in ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason"] {
+        for key in ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason", "user_agent"] {
             assert!(!text.contains(&format!("\"{key}\"")), "{key} in {text}");
         }
     }
