@@ -50,7 +50,7 @@ async fn bytes_upstream_durations_and_in_flight_requests_are_counted_by_route() 
     );
     let addr = gateway.addr();
     let slow = tokio::spawn(async move {
-        let request = Request::get("/users/slow").header("x-mock-delay-ms", "500").body(Empty::<Bytes>::new());
+        let request = Request::get("/users/slow").header("x-mock-delay-ms", "1500").body(Empty::<Bytes>::new());
         http1_request(addr, request.unwrap()).await.unwrap()
     });
     mock.wait_for(3).await;
@@ -61,7 +61,7 @@ async fn bytes_upstream_durations_and_in_flight_requests_are_counted_by_route() 
         &after,
         &["weir_requests_in_flight{route=\"users\"} 0", "weir_upstream_duration_seconds_count{route=\"users\"} 3"],
     );
-    // The slow answer waited at least its 500 ms delay: it sits above the 0.256 s bucket.
+    // The slow answer waited at least its 1.5 s delay: it sits above the 0.256 s bucket.
     assert_has(&after, &["weir_upstream_duration_seconds_bucket{le=\"0.256\",route=\"users\"} 2"]);
 }
 
