@@ -24,6 +24,9 @@ pub struct ConfigFile {
     pub server: Server,
     #[serde(default)]
     pub log: Log,
+    /// JSON access logs, one line per request; off when absent.
+    #[serde(default)]
+    pub access_log: Option<AccessLog>,
     /// The admin API; off when absent.
     #[serde(default)]
     pub admin: Option<Admin>,
@@ -120,6 +123,64 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// JSON access logs: where they go, which fields they hold, and which share of requests they cover.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    /// A file to append to (reopened on SIGUSR1); standard output when absent.
+    pub path: Option<std::path::PathBuf>,
+    /// The fields written, in a fixed order; all of them when absent.
+    pub fields: Vec<AccessLogField>,
+    /// Keep the query string in `path`.
+    pub query: bool,
+    /// The share of requests logged, from 0 to 1.
+    pub sample_ratio: f64,
+    /// Log every error (status 400 and above, refusals, clients that went away) whatever the ratio.
+    pub always_log_errors: bool,
+    /// Fixes the sampling sequence (for reproducible runs); random when absent.
+    pub sample_seed: Option<u64>,
+    /// Lines waiting for the writer; more are dropped and counted in `weir_access_log_dropped_total`.
+    pub queue_lines: usize,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            path: None,
+            fields: Vec::new(),
+            query: false,
+            sample_ratio: 1.0,
+            always_log_errors: true,
+            sample_seed: None,
+            queue_lines: 16_384,
+        }
+    }
+}
+
+/// A field of an access-log line; the name is its JSON key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogField {
+    Time,
+    RequestId,
+    TraceId,
+    Client,
+    Method,
+    Host,
+    Path,
+    Protocol,
+    Status,
+    BytesIn,
+    BytesOut,
+    DurationMs,
+    Upstream,
+    Attempts,
+    Route,
+    Reason,
+    Aborted,
+    UserAgent,
 }
 
 /// A socket weir accepts client connections on.

@@ -11,6 +11,7 @@ mod resilience;
 mod upstream;
 mod validate;
 pub mod values;
+pub mod view;
 
 pub use error::{ConfigError, Problem};
 pub use file::*;

@@ -43,7 +43,7 @@ pub fn parse_str(text: &str, format: Format, name: &str) -> Result<Config, Confi
         Format::Toml => parse_toml(text),
     }
     .map_err(|problem| invalid(vec![problem]))?;
-    validate::validate(file, text).map_err(invalid)
+    validate::validate(file, text, format).map_err(invalid)
 }
 
 fn parse_yaml(text: &str) -> Result<ConfigFile, Problem> {

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use crate::error::Problem;
 use crate::file::{ConfigFile, Listener, Route, ValueMatch};
+use crate::load::Format;
 use crate::locate::locate;
 use crate::upstream::{Balance, Upstream};
 use crate::values::Duration;
@@ -13,6 +14,15 @@ use crate::values::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     file: ConfigFile,
+    /// The configuration as shown by the admin API: the source as JSON, secrets redacted.
+    redacted: std::sync::Arc<serde_json::Value>,
+}
+
+impl Config {
+    /// The source as JSON with secrets redacted (see [`crate::view`]).
+    pub fn redacted(&self) -> &serde_json::Value {
+        &self.redacted
+    }
 }
 
 impl std::ops::Deref for Config {
@@ -40,10 +50,11 @@ impl Checker<'_> {
     }
 }
 
-pub(crate) fn validate(file: ConfigFile, text: &str) -> Result<Config, Vec<Problem>> {
+pub(crate) fn validate(file: ConfigFile, text: &str, format: Format) -> Result<Config, Vec<Problem>> {
     let mut checker = Checker { text, problems: Vec::new() };
     check_server(&mut checker, &file);
     check_admin(&mut checker, &file);
+    check_access_log(&mut checker, &file);
     check_listeners(&mut checker, &file.listeners);
     for (name, upstream) in &file.upstreams {
         check_upstream(&mut checker, name, upstream);
@@ -58,7 +69,10 @@ pub(crate) fn validate(file: ConfigFile, text: &str) -> Result<Config, Vec<Probl
         }
         check_route(&mut checker, &file, &field, route);
     }
-    if checker.problems.is_empty() { Ok(Config { file }) } else { Err(checker.problems) }
+    if !checker.problems.is_empty() {
+        return Err(checker.problems);
+    }
+    Ok(Config { file, redacted: std::sync::Arc::new(crate::view::redacted_json(text, format)) })
 }
 
 fn route_field(index: usize, route: &Route) -> String {
@@ -80,6 +94,26 @@ fn check_admin(checker: &mut Checker, file: &ConfigFile) {
     }
     if admin.address.port() != 0 && file.listeners.iter().any(|l| l.address == admin.address) {
         checker.fail("admin.address".into(), format!("{} is also a listener's address", admin.address));
+    }
+}
+
+fn check_access_log(checker: &mut Checker, file: &ConfigFile) {
+    let Some(log) = &file.access_log else { return };
+    if !(0.0..=1.0).contains(&log.sample_ratio) {
+        checker.fail(
+            "access_log.sample_ratio".into(),
+            "must be between 0 and 1, such as 0.1 for one request in ten".into(),
+        );
+    }
+    if !(1..=1_000_000).contains(&log.queue_lines) {
+        checker.fail("access_log.queue_lines".into(), "must be between 1 and 1000000".into());
+    }
+    if log.path.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+        checker.fail("access_log.path".into(), "name a file, or leave path out for standard output".into());
+    }
+    let mut seen = HashSet::new();
+    if let Some(twice) = log.fields.iter().find(|field| !seen.insert(**field)) {
+        checker.fail("access_log.fields".into(), format!("{twice:?} is listed twice"));
     }
 }
 

@@ -127,6 +127,9 @@ fn semantic_checks_catch_conflicts() {
             "    max_body_size: 1MiB\n    rewrite: { path_regex: { pattern: a, replacement: \"b c\" } }",
             "no spaces",
         ),
+        ("\nlisteners:", "\naccess_log: { sample_ratio: 1.5 }\nlisteners:", "between 0 and 1"),
+        ("\nlisteners:", "\naccess_log: { queue_lines: 0 }\nlisteners:", "between 1 and 1000000"),
+        ("\nlisteners:", "\naccess_log: { fields: [status, status] }\nlisteners:", "listed twice"),
     ];
     for (from, to, expected) in cases {
         let text = GOOD.replace(from, to);
@@ -199,4 +202,41 @@ fn bad_upstream_options_are_explained() {
         let problems = problems(&text, Format::Yaml);
         assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{expected:?} not in {problems:?}");
     }
+}
+
+#[test]
+fn access_log_section_parses_and_names_valid_fields() {
+    let text = GOOD.replace(
+        "\nlisteners:",
+        "\naccess_log:\n  path: /var/log/weir/access.log\n  fields: [time, status, duration_ms]\n  sample_ratio: 0.25\nlisteners:",
+    );
+    let config = parse_str(&text, Format::Yaml, "log.yaml").unwrap();
+    let log = config.access_log.as_ref().unwrap();
+    assert_eq!(log.path.as_deref(), Some(std::path::Path::new("/var/log/weir/access.log")));
+    assert_eq!(log.fields.len(), 3);
+    assert_eq!(log.sample_ratio, 0.25);
+    assert!(log.always_log_errors && !log.query);
+    assert_eq!(log.queue_lines, 16_384);
+    let typo = text.replace("duration_ms]", "duraton_ms]");
+    let problems = problems(&typo, Format::Yaml);
+    assert!(problems.iter().any(|p| p.message.contains("duration_ms")), "{problems:?}");
+}
+
+/// The blocks of `lang` code in `text`.
+fn code_blocks<'a>(text: &'a str, lang: &str) -> Vec<&'a str> {
+    let fence = format!("```{lang}\n");
+    text.split(&fence).skip(1).filter_map(|rest| rest.split("```").next()).collect()
+}
+
+#[test]
+fn the_reference_complete_examples_are_valid() {
+    let reference =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    let complete = &reference[reference.find("## A complete example").expect("complete example section")..];
+    let (yaml, toml) = (code_blocks(complete, "yaml"), code_blocks(complete, "toml"));
+    assert_eq!((yaml.len(), toml.len()), (1, 1));
+    let from_yaml = parse_str(yaml[0], Format::Yaml, "example.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let from_toml = parse_str(toml[0], Format::Toml, "example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(format!("{:?}", from_yaml.access_log), format!("{:?}", from_toml.access_log));
+    assert_eq!(from_yaml.routes.len(), from_toml.routes.len());
 }

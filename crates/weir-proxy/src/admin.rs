@@ -1,6 +1,7 @@
 //! The admin API on its own listener: `/healthz` (the process is alive), `/readyz` (serving, not
-//! draining), `/metrics` (OpenMetrics text) and `/upstreams` (endpoint state as JSON). With a token configured, every path but `/healthz`
-//! asks for `Authorization: Bearer <token>`.
+//! draining), `/metrics` (OpenMetrics text), `/upstreams` (endpoint state), `/routes` and `/config`
+//! (JSON, see [`crate::admin_views`]). With a token configured, every path but `/healthz` asks for
+//! `Authorization: Bearer <token>`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,8 +58,10 @@ fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             response
         }
-        "/upstreams" => json(upstream_status::json(&gateway.snapshot())),
-        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics /upstreams\n"),
+        "/upstreams" => json(Bytes::from(upstream_status::json(&gateway.snapshot()))),
+        "/routes" => json(gateway.snapshot().admin_views.routes.clone()),
+        "/config" => json(gateway.snapshot().admin_views.config.clone()),
+        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics /upstreams /routes /config\n"),
     }
 }
 
@@ -70,8 +73,8 @@ fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
     presented.len() == token.len() && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-fn json(body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn json(body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

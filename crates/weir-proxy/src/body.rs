@@ -1,8 +1,10 @@
 //! The two body types on the proxy path: a client's request body on its way upstream, held to the
-//! route's size limit while it streams; and the response body weir sends, either streamed from the
-//! upstream or made by weir. Concrete enums rather than boxed trait objects: no allocation per body.
+//! route's size limit and counted while it streams; and the response body weir sends, either streamed
+//! from the upstream or made by weir, whose end finishes the request's metrics and access-log record.
+//! Concrete enums rather than boxed trait objects: no allocation per body.
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,10 +13,13 @@ use hyper::body::Incoming;
 use weir_telemetry::RequestTimer;
 use weir_upstream::PooledBody;
 
-/// A request body on its way upstream: streamed from the client and held to the route's size limit,
-/// or held whole in memory so a retry can send it again.
+use crate::access::Record;
+use crate::upstream_notes::{self, BodyMeters};
+
+/// A request body on its way upstream: streamed from the client, held to the route's size limit and
+/// counted; or held whole in memory (already counted) so a retry can send it again.
 pub enum RequestBody {
-    Streaming { inner: Incoming, remaining: u64, limit: u64 },
+    Streaming { inner: Incoming, remaining: u64, limit: u64, meters: BodyMeters },
     Replay(Option<Bytes>),
 }
 
@@ -28,9 +33,10 @@ pub enum RequestBodyError {
 }
 
 impl RequestBody {
-    /// `limit` of `u64::MAX` means no limit.
+    /// `limit` of `u64::MAX` means no limit. The body counts its bytes into the meters of the
+    /// request it is made for ([`upstream_notes::body_meters`]).
     pub fn new(inner: Incoming, limit: u64) -> Self {
-        RequestBody::Streaming { inner, remaining: limit, limit }
+        RequestBody::Streaming { inner, remaining: limit, limit, meters: upstream_notes::body_meters() }
     }
 
     /// A body already read whole (bytes are reference-counted: sending it again copies nothing).
@@ -44,9 +50,9 @@ impl Body for RequestBody {
     type Error = RequestBodyError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let (inner, remaining, limit) = match self.get_mut() {
+        let (inner, remaining, limit, meters) = match self.get_mut() {
             RequestBody::Replay(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            RequestBody::Streaming { inner, remaining, limit } => (inner, remaining, *limit),
+            RequestBody::Streaming { inner, remaining, limit, meters } => (inner, remaining, *limit, &*meters),
         };
         let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
@@ -60,6 +66,12 @@ impl Body for RequestBody {
                 return Poll::Ready(Some(Err(RequestBodyError::TooLarge { limit })));
             }
             *remaining -= len;
+            if let Some(route) = &meters.route {
+                route.inc_by(len);
+            }
+            if let Some(request) = &meters.request {
+                request.fetch_add(len, Ordering::Relaxed);
+            }
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -119,25 +131,31 @@ impl Body for ResponseBody {
     }
 }
 
-/// The body weir hands to hyper: a [`ResponseBody`] that records the request's duration when it
-/// ends, or when it is dropped early (the client went away).
+/// The body weir hands to hyper: a [`ResponseBody`] that counts the bytes it sends and finishes the
+/// request's timer and access-log record when it ends, or when it is dropped early (the client went
+/// away).
 pub struct TimedBody {
     inner: ResponseBody,
+    bytes_out: u64,
     timer: Option<RequestTimer>,
+    record: Option<Record>,
 }
 
 impl TimedBody {
-    pub fn new(inner: ResponseBody, timer: RequestTimer) -> Self {
-        let mut body = TimedBody { inner, timer: Some(timer) };
+    pub fn new(inner: ResponseBody, timer: RequestTimer, record: Option<Record>) -> Self {
+        let mut body = TimedBody { inner, bytes_out: 0, timer: Some(timer), record };
         if body.inner.is_end_stream() {
-            body.finish();
+            body.finish(true);
         }
         body
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, complete: bool) {
         if let Some(timer) = self.timer.take() {
-            timer.finish();
+            timer.finish(self.bytes_out);
+        }
+        if let Some(record) = self.record.take() {
+            record.finish(self.bytes_out, complete);
         }
     }
 }
@@ -148,10 +166,16 @@ impl Body for TimedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
-            || (matches!(polled, Poll::Ready(Some(Ok(_)))) && self.inner.is_end_stream())
-        {
-            self.finish();
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.bytes_out += frame.data_ref().map_or(0, |data| data.len() as u64);
+                if self.inner.is_end_stream() {
+                    self.finish(true);
+                }
+            }
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Pending => {}
         }
         polled
     }
@@ -167,6 +191,6 @@ impl Body for TimedBody {
 
 impl Drop for TimedBody {
     fn drop(&mut self) {
-        self.finish();
+        self.finish(false);
     }
 }

@@ -1,7 +1,8 @@
 //! One request's way through weir. [`serve_request`] reads top to bottom as the request path:
 //! refusals raised by the connection, the snapshot, the request id, route matching, then the route's
 //! action (a direct response, or forwarding to an upstream), then response edits, and the request's
-//! metrics (counted by status and refusal reason, timed to the end of the response body).
+//! metrics (counted by status and refusal reason, timed to the end of the response body) and
+//! access-log record (finished by the response body).
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use hyper::body::Incoming;
 use weir_telemetry::RouteMetrics;
 use weir_upstream::Cluster;
 
+use crate::access::Record;
 use crate::body::{RequestBody, ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
 use crate::framing::Violation;
@@ -22,6 +24,7 @@ use crate::route::{Action, DirectResponse, Fallback, Route};
 use crate::router::RouteId;
 use crate::server::Gateway;
 use crate::snapshot::Snapshot;
+use crate::upstream_notes::{self, Attempts};
 
 /// What a request needs to know about the connection it came on.
 pub struct ConnContext {
@@ -29,6 +32,8 @@ pub struct ConnContext {
     pub listener: usize,
     pub peer: Peer,
     pub max_uri_length: usize,
+    /// Counts the connection under its protocol once the first request shows it.
+    pub protocol: std::sync::OnceLock<weir_telemetry::OpenConnection>,
 }
 
 /// Serves one request. `violation` is what the connection's framing guard refused, if anything.
@@ -40,24 +45,61 @@ pub async fn serve_request(
 ) -> Response<TimedBody> {
     let started = Instant::now();
     let snapshot = gateway.snapshot();
+    let mut record = gateway.access_log().map(|log| log.begin(&request, conn.peer.addr, started));
     if let Some(violation) = violation {
-        let response = refuse(Refusal::from(violation), conn, &snapshot.unmatched);
-        return response.map(|body| TimedBody::new(body, snapshot.unmatched.timer(started)));
+        return refuse_unread(&snapshot, conn, Refusal::from(violation), started, record);
     }
     let id = forward::request_id(request.headers(), &snapshot.request_id);
     let (parts, body) = request.into_parts();
-    let matched = match_route(&snapshot, conn, &parts);
-    let metrics = matched.map_or(&snapshot.unmatched, |route| &snapshot.routes[route as usize].metrics);
-    let outcome = match matched {
-        Ok(route) => run_route(&snapshot, &snapshot.routes[route as usize], conn, parts, body, &id, started).await,
-        Err(refusal) => Err(refusal),
+    let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
+    let route = matched.as_ref().ok().copied();
+    let metrics = route.map_or(&snapshot.unmatched, |route| &route.metrics);
+    let timer = metrics.timer(started);
+    if let Some(record) = &mut record {
+        record.identified(&id);
+        route.inspect(|route| record.routed(&route.name));
+    }
+    let want_tally = record.as_ref().is_some_and(Record::wants_bytes_in);
+    let stages = async {
+        match matched {
+            Ok(route) => run_route(&snapshot, route, conn, parts, body, &id, started).await,
+            Err(refusal) => Err(refusal),
+        }
     };
+    let (outcome, attempts) = upstream_notes::observe(Some(metrics.request_bytes().clone()), want_tally, stages).await;
+    let refusal = outcome.as_ref().err().copied();
     let mut response = outcome.unwrap_or_else(|refusal| refuse(refusal, conn, metrics));
     metrics.answered(response.status().as_u16());
+    if let (Some(first), None) = (attempts.first_at, refusal) {
+        metrics.upstream_answered(first.elapsed());
+    }
+    if let Some(record) = &mut record {
+        record.answered(response.status().as_u16(), refusal, attempts);
+    }
     if snapshot.request_id.in_response {
         response.headers_mut().insert(snapshot.request_id.header.clone(), id);
     }
-    response.map(|body| TimedBody::new(body, metrics.timer(started)))
+    response.map(|body| TimedBody::new(body, timer, record))
+}
+
+/// Answers a request refused by the framing guard, before its head was looked at.
+fn refuse_unread(
+    snapshot: &Snapshot,
+    conn: &ConnContext,
+    refusal: Refusal,
+    started: Instant,
+    mut record: Option<Record>,
+) -> Response<TimedBody> {
+    let metrics = &snapshot.unmatched;
+    let timer = metrics.timer(started);
+    let response = refuse(refusal, conn, metrics);
+    let status = response.status().as_u16();
+    metrics.answered(status);
+    if let Some(record) = &mut record {
+        record.head_unread();
+        record.answered(status, Some(refusal), Attempts::default());
+    }
+    response.map(|body| TimedBody::new(body, timer, record))
 }
 
 fn refuse(refusal: Refusal, conn: &ConnContext, metrics: &RouteMetrics) -> Response<ResponseBody> {

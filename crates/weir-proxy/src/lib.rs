@@ -3,9 +3,12 @@
 //!
 //! A request's way: [`server`] accepts and serves a connection -> [`framing`] validates HTTP/1
 //! framing -> hyper parses -> [`handler::serve_request`] loads the [`Snapshot`], matches a route
-//! ([`router`]) and runs its action -> [`refusal`] answers for anything refused.
+//! ([`router`]) and runs its action -> [`refusal`] answers for anything refused -> [`body`] streams
+//! the response and, at its end, finishes the request's metrics and [`access`] log record.
 
+pub mod access;
 pub mod admin;
+pub mod admin_views;
 pub mod body;
 pub mod clusters;
 pub mod forward;
@@ -17,6 +20,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod upstream_notes;
 pub mod upstream_status;
 
 pub use refusal::Refusal;

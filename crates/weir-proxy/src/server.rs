@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use weir_config::{Config, Listener as ListenerConfig, Protocol};
 use weir_telemetry::{ListenerMetrics, Metrics};
 
+use crate::access::AccessLog;
 use crate::admin;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
@@ -30,12 +31,18 @@ use crate::upstream_status;
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
+    access_log: Option<Arc<AccessLog>>,
     draining: AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Self {
-        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, draining: AtomicBool::new(false) }
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, access_log: Option<Arc<AccessLog>>) -> Self {
+        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, access_log, draining: AtomicBool::new(false) }
+    }
+
+    /// The access log, when one is configured.
+    pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
+        self.access_log.as_ref()
     }
 
     /// The snapshot to serve one request from, kept by the request to its end.
@@ -58,6 +65,12 @@ impl Gateway {
 pub enum ServeError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("access log: cannot open {destination}: {source}")]
+    AccessLog {
+        destination: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("listener {name}: cannot listen on {address}: {source}")]
     Bind {
         name: String,
@@ -101,7 +114,9 @@ impl Server {
     /// Compiles the configuration and binds every listener. Must run inside a Tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
         let metrics = Metrics::new();
-        let gateway = Arc::new(Gateway::new(Snapshot::build(config, &metrics)?, metrics.clone()));
+        let snapshot = Snapshot::build(config, &metrics)?;
+        let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
+        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log));
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let listeners = config
             .listeners
@@ -119,6 +134,11 @@ impl Server {
         };
         let drain_timeout = config.server.drain_timeout.0;
         Ok(Server { gateway, listeners, admin, drain_timeout, listeners_closed: None })
+    }
+
+    /// The access log, for the process to reopen on SIGUSR1 and flush on exit.
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.gateway.access_log.clone()
     }
 
     /// The admin API's address, when it is configured.
@@ -178,6 +198,14 @@ impl Server {
             Err(_) => Drained::TimedOut,
         }
     }
+}
+
+fn start_access_log(config: &weir_config::AccessLog, metrics: &Metrics) -> Result<Arc<AccessLog>, ServeError> {
+    let started = AccessLog::start(config, metrics).map_err(|source| ServeError::AccessLog {
+        destination: config.path.as_ref().map_or("standard output".into(), |path| path.display().to_string()),
+        source,
+    });
+    started.map(Arc::new)
 }
 
 fn bind_listener(index: usize, config: &ListenerConfig, metrics: &Metrics) -> Result<BoundListener, ServeError> {
@@ -293,11 +321,17 @@ fn serve_connection(
         listener: listener.index,
         peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
         max_uri_length: listener.max_uri_length,
+        protocol: std::sync::OnceLock::new(),
     });
     let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));
-    let service = service_fn(move |request| {
+    let metrics = listener.metrics.clone();
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         // Taken when hyper hands the request over, before any later read can raise another.
         let violation = signal.take();
+        if conn.protocol.get().is_none() {
+            let http2 = request.version() == http::Version::HTTP_2;
+            let _ = conn.protocol.set(metrics.protocol_seen(http2));
+        }
         let gateway = gateway.clone();
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(serve_request(&gateway, &conn, violation, request).await) }

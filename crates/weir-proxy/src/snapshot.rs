@@ -14,6 +14,7 @@ use weir_resilience::retry::{RetryConditions, RetryPolicy};
 
 use weir_telemetry::{Metrics, RouteMetrics};
 
+use crate::admin_views::AdminViews;
 use crate::clusters::{Clusters, build_clusters};
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
@@ -32,6 +33,8 @@ pub struct Snapshot {
     pub request_id: RequestIdSettings,
     /// The request header clients send their deadline in (milliseconds), besides `grpc-timeout`.
     pub deadline_header: Option<http::HeaderName>,
+    /// What the admin API shows of this configuration.
+    pub admin_views: AdminViews,
 }
 
 /// How requests get their ids.
@@ -98,6 +101,7 @@ impl Snapshot {
                 in_response: request_id.in_response,
             },
             deadline_header: config.server.deadline_header.as_ref().map(|h| h.0.clone()),
+            admin_views: AdminViews::render(config),
         })
     }
 }

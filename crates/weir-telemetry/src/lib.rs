@@ -6,18 +6,22 @@
 //! series, so counts carry on across loads.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub mod access_log;
 mod histogram;
+mod route;
+pub mod trace_context;
 mod upstreams;
 
 pub use histogram::DurationHistogram;
+pub use prometheus_client::metrics::counter::Counter;
+use route::RouteFamilies;
+pub use route::{RequestTimer, RouteMetrics};
 pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,13 +37,19 @@ struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
+pub(crate) struct RouteLabel {
     route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    listener: String,
+    protocol: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,10 +63,17 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     refusals: Family<RefusalLabels, Counter>,
     durations: Family<RouteLabel, DurationHistogram>,
+    route_families: RouteFamilies,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
     upstreams: Arc<upstreams::UpstreamCollector>,
+    http_connections: Family<ProtocolLabels, Counter>,
+    http_connections_open: Family<ProtocolLabels, Gauge>,
+    access_log_dropped: Counter,
 }
+
+/// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
+const PROTOCOLS: [&str; 2] = ["http1", "http2"];
 
 /// The status classes a response falls in, as labelled.
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -74,16 +91,47 @@ impl Metrics {
             "Time from a request's arrival to the end of its response body",
             durations.clone(),
         );
+        let route_families = RouteFamilies::register(&mut registry);
         let connections_open = Family::default();
         registry.register("connections_open", "Client connections open, by listener", connections_open.clone());
         let connections = Family::default();
         registry.register("connections", "Client connections accepted, by listener", connections.clone());
+        let http_connections = Family::default();
+        registry.register(
+            "http_connections",
+            "Client connections that sent a request, by listener and protocol",
+            http_connections.clone(),
+        );
+        let http_connections_open = Family::default();
+        registry.register(
+            "http_connections_open",
+            "Client connections open that sent a request, by listener and protocol",
+            http_connections_open.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
         let upstreams = upstreams::collector();
         registry.register_collector(Box::new(upstreams.clone()));
-        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, upstreams })
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the writer's queue was full",
+            access_log_dropped.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            requests,
+            refusals,
+            durations,
+            route_families,
+            connections_open,
+            connections,
+            http_connections,
+            http_connections_open,
+            access_log_dropped,
+            upstreams,
+        })
     }
 
     /// The handles for one route (or `""` for requests that matched none). `reasons` lists every
@@ -98,22 +146,36 @@ impl Metrics {
                 self.refusals.get_or_create(&RefusalLabels { route: route.into(), reason: (*reason).into() }).clone()
             })
             .collect();
-        let duration = self.durations.get_or_create(&RouteLabel { route: route.into() }).clone();
-        RouteMetrics { classes, refusals, duration }
+        let label = RouteLabel { route: route.into() };
+        let duration = self.durations.get_or_create(&label).clone();
+        RouteMetrics::new(classes, refusals, duration, self.route_families.handles(&label))
     }
 
     /// The handles for one listener.
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
         let label = ListenerLabel { listener: listener.into() };
+        let protocols = PROTOCOLS.map(|protocol| {
+            let labels = ProtocolLabels { listener: listener.into(), protocol: protocol.into() };
+            (
+                self.http_connections.get_or_create(&labels).clone(),
+                self.http_connections_open.get_or_create(&labels).clone(),
+            )
+        });
         ListenerMetrics {
             open: self.connections_open.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
+            protocols: Arc::new(protocols),
         }
     }
 
     /// Where the upstream endpoint series are read from at each scrape.
     pub fn report_upstreams(&self, source: UpstreamSource) {
         self.upstreams.set_source(source);
+    }
+
+    /// The counter of access-log lines dropped on a full queue.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
     }
 
     /// Every metric in the OpenMetrics text format.
@@ -124,51 +186,12 @@ impl Metrics {
     }
 }
 
-/// What a request on one route touches.
-#[derive(Clone)]
-pub struct RouteMetrics {
-    classes: [Counter; 5],
-    refusals: Box<[Counter]>,
-    duration: DurationHistogram,
-}
-
-impl RouteMetrics {
-    /// Counts a response by its status code.
-    pub fn answered(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.classes[class].inc();
-    }
-
-    /// Counts a refusal by the index of its reason in the list given to [`Metrics::route`].
-    pub fn refused(&self, reason: usize) {
-        if let Some(counter) = self.refusals.get(reason) {
-            counter.inc();
-        }
-    }
-
-    /// A timer for a request that arrived at `started`, to be finished when its response body ends.
-    pub fn timer(&self, started: Instant) -> RequestTimer {
-        RequestTimer { histogram: self.duration.clone(), started }
-    }
-}
-
-/// Measures one request, from its arrival to the end of its response body.
-pub struct RequestTimer {
-    histogram: DurationHistogram,
-    started: Instant,
-}
-
-impl RequestTimer {
-    pub fn finish(self) {
-        self.histogram.observe(self.started.elapsed());
-    }
-}
-
 /// What a connection on one listener touches.
 #[derive(Clone)]
 pub struct ListenerMetrics {
     open: Gauge,
     accepted: Counter,
+    protocols: Arc<[(Counter, Gauge); 2]>,
 }
 
 impl ListenerMetrics {
@@ -177,6 +200,14 @@ impl ListenerMetrics {
         self.accepted.inc();
         self.open.inc();
         OpenConnection { open: self.open.clone() }
+    }
+
+    /// Counts a connection by the protocol its first request used; the guard counts it closed.
+    pub fn protocol_seen(&self, http2: bool) -> OpenConnection {
+        let (accepted, open) = &self.protocols[usize::from(http2)];
+        accepted.inc();
+        open.inc();
+        OpenConnection { open: open.clone() }
     }
 }
 
@@ -193,16 +224,16 @@ impl Drop for OpenConnection {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
 
     #[test]
     fn duration_buckets_are_cumulative_with_sum_and_count() {
         let metrics = Metrics::new();
-        let route = metrics.route("r", &[]);
+        let histogram = metrics.durations.get_or_create(&RouteLabel { route: "r".into() }).clone();
         for millis in [0, 1, 3, 3, 40_000] {
-            route.duration.observe(Duration::from_millis(millis));
+            histogram.observe(Duration::from_millis(millis));
         }
         let text = metrics.encode();
         for line in [
@@ -227,7 +258,7 @@ mod tests {
         route.answered(204);
         route.answered(503);
         route.refused(1);
-        route.timer(Instant::now()).finish();
+        route.timer(Instant::now()).finish(0);
         // A later load creates the same handles again: the counts go on.
         metrics.route("users", &["no_route", "connect_error"]).answered(200);
         let listener = metrics.listener("public");
@@ -241,6 +272,13 @@ mod tests {
         assert!(text.contains("weir_request_duration_seconds_bucket{le=\"+Inf\",route=\"users\"} 1"), "{text}");
         assert!(text.contains("weir_connections_open{listener=\"public\"} 1"), "{text}");
         assert!(text.contains("weir_build_info{version=\""), "{text}");
+        let http2 = listener.protocol_seen(true);
+        let text = metrics.encode();
+        assert!(text.contains("weir_http_connections_total{listener=\"public\",protocol=\"http2\"} 1"), "{text}");
+        assert!(text.contains("weir_http_connections_open{listener=\"public\",protocol=\"http2\"} 1"), "{text}");
+        assert!(text.contains("weir_http_connections_open{listener=\"public\",protocol=\"http1\"} 0"), "{text}");
+        drop(http2);
+        assert!(metrics.encode().contains("weir_http_connections_open{listener=\"public\",protocol=\"http2\"} 0"));
         drop(connection);
         assert!(metrics.encode().contains("weir_connections_open{listener=\"public\"} 0"));
     }

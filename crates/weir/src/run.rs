@@ -2,15 +2,18 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use weir_config::Config;
+use weir_proxy::access::AccessLog;
 use weir_proxy::{Drained, Server, Snapshot};
 use weir_telemetry::Metrics;
 
 use crate::cli::{RunArgs, ValidateArgs};
 use crate::logging;
 
-/// Loads the configuration, serves it, and drains on SIGTERM/SIGINT. Exit code 0 after a drain.
+/// Loads the configuration, serves it, reopens the access log on SIGUSR1, and drains on
+/// SIGTERM/SIGINT. Exit code 0 after a drain.
 pub fn run(args: &RunArgs) -> ExitCode {
     let Some(config) = load(&args.config) else { return ExitCode::FAILURE };
     if let Err(error) = logging::init(&config.log) {
@@ -41,11 +44,32 @@ async fn serve(config: Config) -> ExitCode {
     if let Some(address) = server.admin_addr() {
         tracing::info!(listener = "admin", %address, "listening");
     }
+    let access_log = server.access_log();
+    let reopener = access_log.clone().map(|log| tokio::spawn(reopen_on_sigusr1(log)));
     match server.run(termination_signal()).await {
         Drained::Clean => tracing::info!("drained; exiting"),
         Drained::TimedOut => tracing::warn!("drain timeout passed with requests in flight; exiting"),
     }
+    reopener.inspect(|task| task.abort());
+    if let Some(log) = access_log
+        && !log.flush(std::time::Duration::from_secs(5))
+    {
+        tracing::warn!("the access log did not flush within 5s; its last lines may be lost");
+    }
     ExitCode::SUCCESS
+}
+
+/// Reopens the access log's file on every SIGUSR1, for log rotation (rename, then signal).
+async fn reopen_on_sigusr1(log: Arc<AccessLog>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::error!("cannot install the SIGUSR1 handler; the access log will not be reopened");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        tracing::info!("SIGUSR1 received: reopening the access log");
+        log.reopen();
+    }
 }
 
 fn build_runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {

@@ -9,6 +9,7 @@ use weir_upstream::{Attempt, Cluster, Connection, Outcome, Unavailable, Upstream
 use crate::body::{RequestBody, RequestBodyError};
 use crate::framing::BodyFramingError;
 use crate::refusal::Refusal;
+use crate::upstream_notes;
 
 /// Endpoints tried for one try when connections fail. A connection that was never made sent
 /// nothing, so another endpoint can take the request as it is (what nginx and HAProxy do too).
@@ -32,6 +33,7 @@ pub async fn connect<'c>(
             // No endpoint left that this request has not failed on.
             return Err(refusal);
         }
+        upstream_notes::attempt(attempt.endpoint().addr);
         let refusal = match tokio::time::timeout_at(deadline, attempt.endpoint().pool.connection()).await {
             Ok(Ok(connection)) => return Ok((attempt, connection)),
             Ok(Err(error)) => classify(&error),

@@ -1,0 +1,213 @@
+//! One request's access-log line: what the request path hands over ([`Entry`], all borrowed) and how
+//! it becomes one JSON object on one line.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use super::fields::{Field, FieldSet};
+use super::json;
+
+/// What the log knows about one finished request. Optional fields are left out of the line when
+/// they are `None`.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    /// When the request arrived.
+    pub time: SystemTime,
+    pub request_id: Option<&'a [u8]>,
+    /// 32 hex digits from an incoming `traceparent`.
+    pub trace_id: Option<&'a [u8]>,
+    pub client: SocketAddr,
+    pub method: Option<&'a str>,
+    pub host: Option<&'a [u8]>,
+    /// The request target's path, with its query if it had one.
+    pub path_and_query: Option<&'a [u8]>,
+    /// `HTTP/1.1`, `HTTP/2` and so on.
+    pub protocol: &'static str,
+    pub status: u16,
+    /// Request body bytes read from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    pub duration: Duration,
+    /// The upstream endpoint of the last attempt.
+    pub upstream: Option<SocketAddr>,
+    pub attempts: u32,
+    pub route: Option<&'a str>,
+    /// The refusal reason when weir answered itself.
+    pub reason: Option<&'static str>,
+    /// The client went away before the response was complete.
+    pub aborted: bool,
+    pub user_agent: Option<&'a [u8]>,
+}
+
+/// How lines are written: which fields, and whether the path keeps its query.
+#[derive(Debug, Clone, Copy)]
+pub struct LineFormat {
+    pub fields: FieldSet,
+    pub query: bool,
+}
+
+impl LineFormat {
+    /// Appends `entry` as one JSON object and a newline.
+    pub fn write(&self, entry: &Entry, out: &mut Vec<u8>) {
+        let mut line = Line { out, first: true, fields: self.fields };
+        line.out.push(b'{');
+        if line.key(Field::Time) {
+            json::push_time(line.out, entry.time);
+        }
+        line.string(Field::RequestId, entry.request_id);
+        line.string(Field::TraceId, entry.trace_id);
+        if line.key(Field::Client) {
+            json::push_addr(line.out, entry.client);
+        }
+        line.string(Field::Method, entry.method.map(str::as_bytes));
+        line.string(Field::Host, entry.host);
+        line.string(Field::Path, entry.path_and_query.map(|target| self.path(target)));
+        line.string(Field::Protocol, Some(entry.protocol.as_bytes()));
+        line.number(Field::Status, u64::from(entry.status));
+        line.number(Field::BytesIn, entry.bytes_in);
+        line.number(Field::BytesOut, entry.bytes_out);
+        if line.key(Field::DurationMs) {
+            json::push_millis(line.out, entry.duration);
+        }
+        if let Some(upstream) = entry.upstream
+            && line.key(Field::Upstream)
+        {
+            json::push_addr(line.out, upstream);
+        }
+        line.number(Field::Attempts, u64::from(entry.attempts));
+        line.string(Field::Route, entry.route.map(str::as_bytes));
+        line.string(Field::Reason, entry.reason.map(str::as_bytes));
+        if line.key(Field::Aborted) {
+            line.out.extend_from_slice(if entry.aborted { b"true" } else { b"false" });
+        }
+        line.string(Field::UserAgent, entry.user_agent);
+        line.out.extend_from_slice(b"}\n");
+    }
+
+    fn path<'a>(&self, path_and_query: &'a [u8]) -> &'a [u8] {
+        match path_and_query.iter().position(|b| *b == b'?') {
+            Some(query_at) if !self.query => &path_and_query[..query_at],
+            _ => path_and_query,
+        }
+    }
+}
+
+/// A line being written: tracks the comma between members.
+struct Line<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    fields: FieldSet,
+}
+
+impl Line<'_> {
+    /// Writes `"key":` when the field is chosen; says whether it was.
+    fn key(&mut self, field: Field) -> bool {
+        if !self.fields.contains(field) {
+            return false;
+        }
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(field.key().as_bytes());
+        self.out.extend_from_slice(b"\":");
+        true
+    }
+
+    fn string(&mut self, field: Field, value: Option<&[u8]>) {
+        if let Some(value) = value
+            && self.key(field)
+        {
+            json::push_string(self.out, value);
+        }
+    }
+
+    fn number(&mut self, field: Field, value: u64) {
+        if self.key(field) {
+            json::push_u64(self.out, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    fn entry() -> Entry<'static> {
+        Entry {
+            time: UNIX_EPOCH + Duration::from_millis(1_795_374_853_007),
+            request_id: Some(b"abc123"),
+            trace_id: Some(b"4bf92f3577b34da6a3ce929d0e0e4736"),
+            client: "192.0.2.7:51000".parse().unwrap(),
+            method: Some("GET"),
+            host: Some(b"api.example.com"),
+            path_and_query: Some(b"/users/42?token=x"),
+            protocol: "HTTP/1.1",
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 1234,
+            duration: Duration::from_micros(2_500),
+            upstream: Some("10.0.0.1:8080".parse().unwrap()),
+            attempts: 1,
+            route: Some("users"),
+            reason: None,
+            aborted: false,
+            user_agent: Some(b"curl/8.5.0"),
+        }
+    }
+
+    fn line(format: LineFormat, entry: &Entry) -> String {
+        let mut out = Vec::new();
+        format.write(entry, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn writes_every_field_in_order_without_the_query() {
+        let format = LineFormat { fields: FieldSet::ALL, query: false };
+        assert_eq!(
+            line(format, &entry()),
+            "{\"time\":\"2026-11-22T19:14:13.007Z\",\"request_id\":\"abc123\",\
+             \"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"client\":\"192.0.2.7:51000\",\"method\":\"GET\",\
+             \"host\":\"api.example.com\",\"path\":\"/users/42\",\"protocol\":\"HTTP/1.1\",\"status\":200,\
+             \"bytes_in\":0,\"bytes_out\":1234,\"duration_ms\":2.500,\"upstream\":\"10.0.0.1:8080\",\
+             \"attempts\":1,\"route\":\"users\",\"aborted\":false,\"user_agent\":\"curl/8.5.0\"}\n"
+        );
+    }
+
+    #[test]
+    fn chosen_fields_only_and_the_query_when_asked() {
+        let fields = [Field::Path, Field::Status, Field::Reason].into_iter().collect();
+        let mut refused = entry();
+        refused.reason = Some("no_route");
+        refused.status = 404;
+        let format = LineFormat { fields, query: true };
+        assert_eq!(line(format, &refused), "{\"path\":\"/users/42?token=x\",\"status\":404,\"reason\":\"no_route\"}\n");
+    }
+
+    #[test]
+    fn absent_values_leave_their_keys_out() {
+        let mut bare = entry();
+        (bare.trace_id, bare.host, bare.upstream, bare.route) = (None, None, None, None);
+        (bare.request_id, bare.method, bare.path_and_query, bare.user_agent) = (None, None, None, None);
+        let text = line(LineFormat { fields: FieldSet::ALL, query: false }, &bare);
+        for key in ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason", "user_agent"] {
+            assert!(!text.contains(&format!("\"{key}\"")), "{key} in {text}");
+        }
+    }
+
+    #[test]
+    fn hostile_values_stay_inside_their_strings() {
+        let mut hostile = entry();
+        hostile.host = Some(b"evil\"}\n{\"status\":1\xff");
+        hostile.path_and_query = Some(b"/a\\b\x01\"c\xc3");
+        let text = line(LineFormat { fields: FieldSet::ALL, query: false }, &hostile);
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.contains(r#""host":"evil\"}\n{\"status\":1\ufffd""#), "{text}");
+        assert!(text.contains(r#""path":"/a\\b\u0001\"c\ufffd""#), "{text}");
+    }
+}
