@@ -15,6 +15,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod stages;
 
 pub use refusal::Refusal;
 pub use server::{Drained, Gateway, ServeError, Server};

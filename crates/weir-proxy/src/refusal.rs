@@ -3,7 +3,7 @@
 //! the RFC's error type and weir's own reason, which is also the reason logged and counted.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
@@ -36,11 +36,13 @@ pub enum Refusal {
     UpstreamReset,
     /// The upstream's response could not be parsed.
     UpstreamProtocolError,
+    /// A rate-limit rule refused the request; see [`Refusal::rate_limited`].
+    RateLimited,
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 13] = [
+    pub const REASONS: [&'static str; 14] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -54,6 +56,7 @@ impl Refusal {
         "upstream_timeout",
         "upstream_reset",
         "upstream_protocol_error",
+        "rate_limited",
     ];
 
     /// The position of this refusal's reason in [`Refusal::REASONS`].
@@ -72,6 +75,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => 10,
             Refusal::UpstreamReset => 11,
             Refusal::UpstreamProtocolError => 12,
+            Refusal::RateLimited => 13,
         }
     }
 
@@ -91,6 +95,7 @@ impl Refusal {
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::ConnectError | Refusal::UpstreamReset | Refusal::UpstreamProtocolError => StatusCode::BAD_GATEWAY,
             Refusal::ConnectTimeout | Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -119,6 +124,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => "http_response_timeout",
             Refusal::UpstreamReset => "http_response_incomplete",
             Refusal::UpstreamProtocolError => "http_protocol_error",
+            Refusal::RateLimited => "http_request_denied",
             _ => "http_request_error",
         }
     }
@@ -148,6 +154,17 @@ impl Refusal {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl Refusal {
+    /// The 429 for a request the rule `rule` refused: `Retry-After` in whole seconds, and the rule's
+    /// name in the body. The rate-limit stage adds the rule's `RateLimit` fields.
+    pub fn rate_limited(rule: &str, retry_after_secs: u64) -> Response<ResponseBody> {
+        let mut response = Refusal::RateLimited.into_response();
+        *response.body_mut() = ResponseBody::full(Bytes::from(format!("429 rate_limited by rule {rule}\n")));
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
         response
     }
 }

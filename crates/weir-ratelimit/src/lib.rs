@@ -9,3 +9,10 @@ mod metrics;
 pub use gcra::{Decision, Quota};
 pub use local::LocalLimiter;
 pub use metrics::LocalMetrics;
+
+/// Nanoseconds on a monotonic clock shared by every limiter in the process.
+pub fn monotonic_nanos() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}

@@ -15,8 +15,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 mod histogram;
+mod ratelimit;
 
 pub use histogram::DurationHistogram;
+pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -53,6 +55,7 @@ pub struct Metrics {
     durations: Family<RouteLabel, DurationHistogram>,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
+    rate_limits: ratelimit::RateLimitFamilies,
 }
 
 /// The status classes a response falls in, as labelled.
@@ -78,7 +81,8 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
-        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections })
+        let rate_limits = ratelimit::RateLimitFamilies::register(&mut registry);
+        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, rate_limits })
     }
 
     /// The handles for one route (or `""` for requests that matched none). `reasons` lists every
@@ -104,6 +108,11 @@ impl Metrics {
             open: self.connections_open.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
         }
+    }
+
+    /// The handles for one rate-limit rule; `scope` is the route's name, or `global`.
+    pub fn rate_limit_rule(&self, scope: &str, rule: &str) -> RuleMetrics {
+        self.rate_limits.rule(scope, rule)
     }
 
     /// Every metric in the OpenMetrics text format.
