@@ -1,14 +1,16 @@
 //! weir's rate limiter. [`gcra`] holds the math; [`LocalLimiter`] keeps one bucket per key in
-//! memory with a hard bound on keys. The proxy's rate-limit stage builds the keys and turns
+//! memory with a hard bound on keys; [`redis`] decides global rules on a shared Redis. The proxy's rate-limit stage builds the keys and turns
 //! decisions into responses; this crate knows nothing about HTTP.
 
 pub mod gcra;
 mod local;
 mod metrics;
+pub mod redis;
 
 pub use gcra::{Decision, Quota};
 pub use local::LocalLimiter;
 pub use metrics::LocalMetrics;
+pub use redis::{RedisClient, RedisError, RedisSettings};
 
 /// Nanoseconds on a monotonic clock shared by every limiter in the process.
 pub fn monotonic_nanos() -> u64 {

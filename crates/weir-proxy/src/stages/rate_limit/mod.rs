@@ -17,7 +17,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response};
 use weir_config::values::Cidr;
 use weir_config::{Config, Route as RouteConfig};
-use weir_ratelimit::Decision;
+use weir_ratelimit::{Decision, RedisClient, RedisSettings};
 use weir_telemetry::{Metrics, RouteMetrics};
 
 use crate::body::ResponseBody;
@@ -29,16 +29,26 @@ pub use key::client_ip;
 pub use rule::Rule;
 
 /// Rules every route applies, compiled once per load so their buckets are shared by all routes.
+/// The Redis client global rules share is made here too: one pipelined connection per snapshot.
 pub struct SharedRules {
     rules: Vec<Arc<Rule>>,
     trusted_proxies: Arc<[Cidr]>,
+    redis: Option<Arc<RedisClient>>,
 }
 
 impl SharedRules {
     pub fn build(config: &Config, metrics: &Metrics) -> SharedRules {
         let limits = &config.rate_limit;
-        let rules = limits.rules.iter().map(|rule| Arc::new(Rule::build(rule, limits, None, "global", metrics)));
-        SharedRules { rules: rules.collect(), trusted_proxies: config.server.trusted_proxies.clone().into() }
+        let redis = limits.redis.as_ref().map(|redis| {
+            RedisClient::new(RedisSettings {
+                host: redis.address.host.clone(),
+                port: redis.address.port,
+                connect_timeout: redis.connect_timeout.0,
+            })
+        });
+        let build = |rule| Arc::new(Rule::build(rule, limits, None, "global", redis.as_ref(), metrics));
+        let rules = limits.rules.iter().map(build).collect();
+        SharedRules { rules, trusted_proxies: config.server.trusted_proxies.clone().into(), redis }
     }
 }
 
@@ -59,10 +69,9 @@ impl RateLimitStage {
         metrics: &Metrics,
     ) -> RateLimitStage {
         let template = route.matches.path_template.as_deref();
-        let own = route
-            .rate_limit
-            .iter()
-            .map(|rule| Arc::new(Rule::build(rule, &config.rate_limit, template, name, metrics)));
+        let redis = shared.redis.as_ref();
+        let build = |rule| Arc::new(Rule::build(rule, &config.rate_limit, template, name, redis, metrics));
+        let own = route.rate_limit.iter().map(build);
         RateLimitStage {
             route: name.clone(),
             rules: shared.rules.iter().cloned().chain(own).collect(),

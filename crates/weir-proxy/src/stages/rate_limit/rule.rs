@@ -1,10 +1,11 @@
 //! One compiled rule: its key, its exemptions, its local limiter, and its metric handles.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::HeaderValue;
-use weir_config::ratelimit::{RateLimitRule, RateLimits};
-use weir_ratelimit::{Decision, LocalLimiter, LocalMetrics, Quota, monotonic_nanos};
+use weir_config::ratelimit::{LimitMode, RateLimitRule, RateLimits, RedisFailure};
+use weir_ratelimit::{Decision, LocalLimiter, LocalMetrics, Quota, RedisClient, monotonic_nanos};
 use weir_telemetry::{Metrics, RuleMetrics};
 
 use super::exempt::Exemption;
@@ -26,8 +27,22 @@ pub struct Rule {
     pub response_headers: bool,
     /// This rule's `RateLimit-Policy` member.
     pub policy: HeaderValue,
+    global: Option<Global>,
     metrics: RuleMetrics,
 }
+
+/// Where a global rule decides, and what it does when it cannot.
+struct Global {
+    client: Arc<RedisClient>,
+    /// `weir:rl:{<scope>/<rule>/`: the key's parts and a closing `}` follow, so the whole key is
+    /// its own hash tag and keys spread over a cluster's slots.
+    prefix: Box<[u8]>,
+    timeout: Duration,
+    on_error: RedisFailure,
+}
+
+/// What a fail-closed rule tells a client to wait while Redis is unreachable.
+const CLOSED_RETRY: u64 = 1_000_000_000;
 
 impl Rule {
     /// Compiles a rule applied in `scope` (a route's name, or `global`); `template` is the route's
@@ -37,6 +52,7 @@ impl Rule {
         limits: &RateLimits,
         template: Option<&str>,
         scope: &str,
+        redis: Option<&Arc<RedisClient>>,
         metrics: &Metrics,
     ) -> Rule {
         let name: Arc<str> = rule.display_name().into();
@@ -49,7 +65,17 @@ impl Rule {
             evictions: metrics.evictions.clone(),
             overflowed: metrics.overflowed.clone(),
         };
+        let global = match (rule.mode, redis, &limits.redis) {
+            (LimitMode::Global, Some(client), Some(settings)) => Some(Global {
+                client: client.clone(),
+                prefix: format!("weir:rl:{{{scope}/{name}/").into_bytes().into(),
+                timeout: settings.timeout.0,
+                on_error: rule.on_redis_error,
+            }),
+            _ => None,
+        };
         Rule {
+            global,
             policy: fields::policy(&name, &rule.rate),
             name,
             key: KeySpec::new(&rule.key, template),
@@ -66,13 +92,48 @@ impl Rule {
             self.metrics.decided(EXEMPT);
             return None;
         }
+        let decision = match &self.global {
+            None => self.decide_locally(view)?,
+            Some(global) => self.decide_globally(global, view).await?,
+        };
+        self.metrics.decided(if decision.allowed { ALLOWED } else { LIMITED });
+        Some(decision)
+    }
+
+    fn decide_locally(&self, view: &RequestView<'_>) -> Option<Decision> {
         let mut sink = HashSink(self.limiter.key_hasher());
         if !self.key.build(view, &mut sink) {
             self.metrics.decided(NO_KEY);
             return None;
         }
-        let decision = self.limiter.check(std::hash::Hasher::finish(&sink.0), monotonic_nanos());
-        self.metrics.decided(if decision.allowed { ALLOWED } else { LIMITED });
-        Some(decision)
+        Some(self.limiter.check(std::hash::Hasher::finish(&sink.0), monotonic_nanos()))
+    }
+
+    /// One round trip to Redis within the timeout; when it fails, the local limiter (fail open) or
+    /// a refusal (fail closed).
+    async fn decide_globally(&self, global: &Global, view: &RequestView<'_>) -> Option<Decision> {
+        let mut key = global.prefix.to_vec();
+        if !self.key.build(view, &mut key) {
+            self.metrics.decided(NO_KEY);
+            return None;
+        }
+        key.push(b'}');
+        let started = Instant::now();
+        let error = match tokio::time::timeout(global.timeout, global.client.decide(&key, self.limiter.quota())).await {
+            Ok(Ok(decision)) => {
+                self.metrics.redis_latency.observe(started.elapsed());
+                return Some(decision);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => weir_ratelimit::RedisError::Timeout,
+        };
+        self.metrics.redis_errors.inc();
+        tracing::debug!(rule = &*self.name, %error, "global rate limit undecided");
+        Some(match global.on_error {
+            RedisFailure::Local => self.limiter.check(self.limiter.hash_key(&key[..]), monotonic_nanos()),
+            RedisFailure::Refuse => {
+                Decision { allowed: false, remaining: 0, retry_after: CLOSED_RETRY, reset_after: CLOSED_RETRY }
+            }
+        })
     }
 }

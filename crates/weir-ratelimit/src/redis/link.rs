@@ -1,0 +1,108 @@
+//! One multiplexed connection to Redis. Callers hand commands to the connection's task through a
+//! bounded queue; the task writes every command waiting at that moment in one write (pipelining)
+//! and matches replies to callers in order, since Redis answers a connection's commands in the
+//! order they arrived. When the connection breaks, the task ends, every waiting caller gets an
+//! error, and the queue closes so the client knows to reconnect.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::RedisError;
+use super::resp::{self, Reply};
+
+/// Commands waiting for the connection's task, at most.
+const QUEUE: usize = 4096;
+/// Commands written in one batch, at most.
+const BATCH: usize = 256;
+
+struct Command {
+    bytes: Vec<u8>,
+    reply: oneshot::Sender<Result<Reply, RedisError>>,
+}
+
+/// A handle on a live connection; cheap to clone.
+#[derive(Clone)]
+pub struct Link {
+    queue: mpsc::Sender<Command>,
+}
+
+impl Link {
+    /// Connects within `timeout` and starts the connection's task.
+    pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<Link, RedisError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| RedisError::Timeout)?
+            .map_err(RedisError::Io)?;
+        stream.set_nodelay(true).map_err(RedisError::Io)?;
+        let (queue, commands) = mpsc::channel(QUEUE);
+        tokio::spawn(drive(stream, commands));
+        Ok(Link { queue })
+    }
+
+    /// Whether the connection's task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Sends one command (already encoded) and waits for its reply.
+    pub async fn call(&self, bytes: Vec<u8>) -> Result<Reply, RedisError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.try_send(Command { bytes, reply }).map_err(|_| RedisError::Unavailable)?;
+        answer.await.map_err(|_| RedisError::Closed)?
+    }
+}
+
+/// The connection's task: writes batches, reads replies, until either side fails.
+async fn drive(stream: TcpStream, mut commands: mpsc::Receiver<Command>) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut waiting: VecDeque<oneshot::Sender<Result<Reply, RedisError>>> = VecDeque::new();
+    let mut input = Vec::with_capacity(16 * 1024);
+    let mut output = Vec::with_capacity(16 * 1024);
+    let failure = loop {
+        tokio::select! {
+            read = reader.read_buf(&mut input) => match read {
+                Ok(0) => break RedisError::Closed,
+                Ok(_) => if let Err(error) = deliver(&mut input, &mut waiting) { break error },
+                Err(error) => break RedisError::Io(error),
+            },
+            command = commands.recv() => {
+                let Some(first) = command else { break RedisError::Closed };
+                let mut next = Some(first);
+                let mut batched = 0;
+                while let Some(command) = next.take() {
+                    output.extend_from_slice(&command.bytes);
+                    waiting.push_back(command.reply);
+                    batched += 1;
+                    if batched < BATCH { next = commands.try_recv().ok(); }
+                }
+                if let Err(error) = writer.write_all(&output).await { break RedisError::Io(error) }
+                output.clear();
+            }
+        }
+    };
+    commands.close();
+    let message = failure.to_string();
+    for caller in waiting {
+        let _ = caller.send(Err(RedisError::Broken(message.clone())));
+    }
+}
+
+/// Hands every whole reply in `input` to the caller waiting longest, and drops the bytes used.
+fn deliver(
+    input: &mut Vec<u8>,
+    waiting: &mut VecDeque<oneshot::Sender<Result<Reply, RedisError>>>,
+) -> Result<(), RedisError> {
+    let mut used = 0;
+    while let Some((reply, len)) = resp::parse(&input[used..]).map_err(|_| RedisError::Protocol)? {
+        used += len;
+        let caller = waiting.pop_front().ok_or(RedisError::Protocol)?;
+        // A caller that gave up (timed out) no longer listens; its reply is dropped.
+        let _ = caller.send(Ok(reply));
+    }
+    input.drain(..used);
+    Ok(())
+}
