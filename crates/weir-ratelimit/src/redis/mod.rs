@@ -54,6 +54,9 @@ pub struct RedisClient {
     settings: RedisSettings,
     link: ArcSwapOption<Connected>,
     connecting: AtomicBool,
+    /// Set after the first connection: from then on decisions never wait for a reconnection, so an
+    /// outage costs no latency; only the first connection is waited for (within the caller's timeout).
+    was_connected: AtomicBool,
     /// Milliseconds since the client was made before which no new attempt starts.
     retry_at_ms: AtomicU64,
     born: std::time::Instant,
@@ -72,6 +75,7 @@ impl RedisClient {
             settings,
             link: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
+            was_connected: AtomicBool::new(false),
             retry_at_ms: AtomicU64::new(0),
             born: std::time::Instant::now(),
             attempt_done: Notify::new(),
@@ -111,7 +115,8 @@ impl RedisClient {
         if let Some(connected) = self.link.load_full().filter(|c| !c.link.is_closed()) {
             return Ok(connected);
         }
-        if !self.start_attempt() && !self.connecting.load(Ordering::Acquire) {
+        let started = self.start_attempt();
+        if self.was_connected.load(Ordering::Acquire) || (!started && !self.connecting.load(Ordering::Acquire)) {
             return Err(RedisError::Unavailable);
         }
         done.await;
@@ -132,7 +137,10 @@ impl RedisClient {
         tokio::spawn(async move {
             let result = client.connect().await;
             match result {
-                Ok(connected) => client.link.store(Some(Arc::new(connected))),
+                Ok(connected) => {
+                    client.link.store(Some(Arc::new(connected)));
+                    client.was_connected.store(true, Ordering::Release);
+                }
                 Err(error) => {
                     tracing::warn!(%error, host = %client.settings.host, port = client.settings.port, "cannot connect to Redis");
                     let retry = client.born.elapsed() + RECONNECT_DELAY;
