@@ -10,7 +10,7 @@ pub mod redis;
 pub use gcra::{Decision, Quota};
 pub use local::LocalLimiter;
 pub use metrics::LocalMetrics;
-pub use redis::{RedisClient, RedisError, RedisSettings};
+pub use redis::{ClusterClient, RedisBackend, RedisClient, RedisError, RedisSettings};
 
 /// Nanoseconds on a monotonic clock shared by every limiter in the process.
 pub fn monotonic_nanos() -> u64 {

@@ -11,7 +11,7 @@ pub use client::{Exchange, h2c_request, http1_request};
 pub use gateway::TestGateway;
 pub use mock::{MockUpstream, Received};
 pub use raw::{RawResponse, raw_exchange};
-pub use redis::RedisServer;
+pub use redis::{RedisCluster, RedisServer};
 
 /// Every wait in tests is bounded by this, so a broken test fails instead of hanging.
 pub const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,8 +1,10 @@
-//! A real `redis-server` for tests, on a free port of 127.0.0.1. `redis-server` cannot be asked for
-//! port 0, so a free port is found by binding and releasing one; if another process takes it in
-//! between, the server exits at once and a new port is tried.
+//! A real `redis-server` for tests, on a free port of 127.0.0.1, and a three-node Redis Cluster made
+//! of them. `redis-server` cannot be asked for port 0, so a free port is found by binding and
+//! releasing one; if another process takes it in between, the server exits at once and a new port is
+//! tried.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,14 +15,20 @@ use tokio::net::TcpStream;
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// For a cluster node: where its cluster state file goes.
+    cluster_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
     /// Starts a server with persistence off and waits until it answers `PING`.
     pub async fn start() -> RedisServer {
-        for _ in 0..5 {
+        Self::start_in(None).await
+    }
+
+    async fn start_in(cluster_dir: Option<PathBuf>) -> RedisServer {
+        for _ in 0..10 {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut server = RedisServer { port, child: None };
+            let mut server = RedisServer { port, child: None, cluster_dir: cluster_dir.clone() };
             if server.spawn().await {
                 return server;
             }
@@ -61,10 +69,23 @@ impl RedisServer {
         String::from_utf8_lossy(&reply).trim_end().to_string()
     }
 
+    /// Runs `redis-cli` against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output();
+        String::from_utf8_lossy(&output.expect("run redis-cli").stdout).into_owned()
+    }
+
     /// Spawns on `self.port` and waits for `PING`; `false` when the server exited (port taken).
     async fn spawn(&mut self) -> bool {
+        let port = self.port.to_string();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        let state_file = self.cluster_dir.as_ref().map(|dir| dir.join(format!("nodes-{port}.conf")));
+        let state_file = state_file.as_ref().map(|f| f.to_string_lossy().into_owned());
+        if let Some(file) = &state_file {
+            args.extend(["--cluster-enabled", "yes", "--cluster-config-file", file]);
+        }
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -88,5 +109,49 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Three `redis-server`s joined into a Redis Cluster, each owning a third of the slots.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, joins them with `redis-cli --cluster create` and waits until every node
+    /// reports the cluster ok.
+    pub async fn start() -> RedisCluster {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("weir-redis-cluster-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("cluster state directory");
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(RedisServer::start_in(Some(dir.clone())).await);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(created.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&created.stdout));
+        let deadline = tokio::time::Instant::now() + crate::TEST_TIMEOUT;
+        while !nodes.iter().all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok")) {
+            assert!(tokio::time::Instant::now() < deadline, "the cluster did not become ok");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        RedisCluster { nodes, dir }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -10,18 +10,25 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Empty;
 use tokio::sync::Mutex;
-use weir_test::{MockUpstream, RedisServer, TEST_TIMEOUT, TestGateway, http1_request};
+use weir_test::{MockUpstream, RedisCluster, RedisServer, TEST_TIMEOUT, TestGateway, http1_request};
 
 fn config(mock: &MockUpstream, redis: &RedisServer, rule: &str) -> String {
+    config_with(mock, &format!("{{ address: \"{}\", timeout: 200ms }}", redis.addr()), rule)
+}
+
+fn config_with(mock: &MockUpstream, redis: &str, rule: &str) -> String {
     format!(
-        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\nupstreams:\n  app:\n    endpoints: [\"{}\"]\nrate_limit:\n  redis: {{ address: \"{}\", timeout: 200ms }}\nroutes:\n  - name: api\n    upstream: app\n    rate_limit: [{rule}]\n",
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\nupstreams:\n  app:\n    endpoints: [\"{}\"]\nrate_limit:\n  redis: {redis}\nroutes:\n  - name: api\n    upstream: app\n    rate_limit: [{rule}]\n",
         mock.addr(),
-        redis.addr()
     )
 }
 
 async fn status(gateway: &TestGateway) -> u16 {
-    let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+    status_as(gateway, "").await
+}
+
+async fn status_as(gateway: &TestGateway, tenant: &str) -> u16 {
+    let request = Request::get("/").header("x-tenant", tenant).body(Empty::<Bytes>::new()).unwrap();
     http1_request(gateway.addr(), request).await.map(|r| r.status.as_u16()).unwrap_or(0)
 }
 
@@ -33,7 +40,8 @@ async fn metrics(gateway: &TestGateway) -> String {
 /// Statuses seen by load clients, with when each arrived.
 type Seen = Arc<Mutex<Vec<(Instant, u16)>>>;
 
-/// Drives each gateway with `clients` sequential clients until `stop` is set.
+/// Drives each gateway with `clients` sequential clients until `stop` is set; client `i` sends
+/// `x-tenant: t<i>`.
 fn drive(
     gateways: &[Arc<TestGateway>],
     clients: usize,
@@ -42,11 +50,12 @@ fn drive(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for gateway in gateways {
-        for _ in 0..clients {
+        for client in 0..clients {
             let (gateway, stop, seen) = (gateway.clone(), stop.clone(), seen.clone());
             tasks.push(tokio::spawn(async move {
+                let tenant = format!("t{client}");
                 while !stop.load(Ordering::Relaxed) {
-                    let status = status(&gateway).await;
+                    let status = status_as(&gateway, &tenant).await;
                     seen.lock().await.push((Instant::now(), status));
                 }
             }));
@@ -84,6 +93,42 @@ async fn three_gateways_share_one_global_budget_within_five_percent() {
     assert!(seen.iter().all(|(_, s)| *s == 200 || *s == 429), "only 200 and 429 expected");
     for gateway in &gateways {
         assert!(metrics(gateway).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"shared\"} 0"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_gateways_share_budgets_through_a_redis_cluster_within_five_percent() {
+    let cluster = RedisCluster::start().await;
+    let mock = MockUpstream::start("app").await;
+    let tenants = 6;
+    let (rate, burst) = (30.0, 5.0);
+    let redis = format!("{{ address: \"{}\", cluster: true, timeout: 200ms }}", cluster.nodes[0].addr());
+    let text = config_with(&mock, &redis, "{ name: tenant, key: header:x-tenant, rate: 30/s, burst: 5, mode: global }");
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(Arc::new(TestGateway::start(&text).await));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Seen = Arc::default();
+    let started = Instant::now();
+    let tasks = drive(&gateways, tenants, &stop, &seen);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let expected = tenants as f64 * (burst + rate * elapsed);
+    let passed = mock.count() as f64;
+    let keys: Vec<String> = cluster.nodes.iter().map(|n| n.cli(&["dbsize"]).trim().to_string()).collect();
+    eprintln!(
+        "{} requests, {passed} passed, {expected:.1} expected over {elapsed:.3}s; keys per node {keys:?}",
+        seen.lock().await.len()
+    );
+    assert!((passed - expected).abs() <= 0.05 * expected, "{passed} passed, {expected:.0} expected");
+    assert!(keys.iter().filter(|k| *k != "0").count() >= 2, "keys did not spread over the nodes: {keys:?}");
+    for gateway in &gateways {
+        assert!(metrics(gateway).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"tenant\"} 0"));
     }
 }
 

@@ -118,8 +118,11 @@ pub struct ExemptHeader {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    /// `host:port`.
+    /// `host:port`; with `cluster`, any node of the cluster.
     pub address: Authority,
+    /// The address is a node of a Redis Cluster: keys go to the node owning their slot.
+    #[serde(default)]
+    pub cluster: bool,
     #[serde(default = "default_redis_connect_timeout")]
     pub connect_timeout: Duration,
     /// How long one decision may wait for Redis before the rule's `on_redis_error` applies.

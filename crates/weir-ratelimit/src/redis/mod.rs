@@ -3,6 +3,7 @@
 //! bucket per key. Many decisions share one pipelined connection ([`link`]); a broken connection
 //! is replaced in the background while decisions fall back as their rule says.
 
+mod cluster;
 mod link;
 mod resp;
 
@@ -14,6 +15,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::Notify;
 
 use crate::gcra::{Decision, Quota};
+pub use cluster::ClusterClient;
 use link::Link;
 use resp::Reply;
 
@@ -107,6 +109,14 @@ impl RedisClient {
         decision(reply)
     }
 
+    /// Sends one command and returns its reply, whatever it is.
+    async fn command(self: &Arc<Self>, args: &[&[u8]]) -> Result<Reply, RedisError> {
+        let connected = self.connected().await?;
+        let mut command = Vec::new();
+        resp::write_command(&mut command, args);
+        connected.link.call(command).await
+    }
+
     /// The live connection, waiting for an attempt already under way (or one started now).
     async fn connected(self: &Arc<Self>) -> Result<Arc<Connected>, RedisError> {
         let done = self.attempt_done.notified();
@@ -188,4 +198,30 @@ fn decision(reply: Reply) -> Result<Decision, RedisError> {
         retry_after: retry_after_us.saturating_mul(1000),
         reset_after: reset_after_us.saturating_mul(1000),
     })
+}
+
+/// Where global rules decide: one Redis, or a Redis Cluster.
+#[derive(Clone)]
+pub enum RedisBackend {
+    Node(Arc<RedisClient>),
+    Cluster(Arc<ClusterClient>),
+}
+
+impl RedisBackend {
+    /// A backend for the Redis at `settings`; with `cluster`, that Redis is a seed of a cluster.
+    pub fn new(settings: RedisSettings, cluster: bool) -> RedisBackend {
+        if cluster {
+            RedisBackend::Cluster(ClusterClient::new(settings))
+        } else {
+            RedisBackend::Node(RedisClient::new(settings))
+        }
+    }
+
+    /// Decides one request for `key`. The caller bounds the wait with its own timeout.
+    pub async fn decide(&self, key: &[u8], quota: &Quota) -> Result<Decision, RedisError> {
+        match self {
+            RedisBackend::Node(client) => client.decide(key, quota).await,
+            RedisBackend::Cluster(cluster) => cluster.decide(key, quota).await,
+        }
+    }
 }

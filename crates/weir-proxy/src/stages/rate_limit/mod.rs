@@ -17,7 +17,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response};
 use weir_config::values::Cidr;
 use weir_config::{Config, Route as RouteConfig};
-use weir_ratelimit::{Decision, RedisClient, RedisSettings};
+use weir_ratelimit::{Decision, RedisBackend, RedisSettings};
 use weir_telemetry::{Metrics, RouteMetrics};
 
 use crate::body::ResponseBody;
@@ -29,22 +29,24 @@ pub use key::client_ip;
 pub use rule::Rule;
 
 /// Rules every route applies, compiled once per load so their buckets are shared by all routes.
-/// The Redis client global rules share is made here too: one pipelined connection per snapshot.
+/// The Redis client global rules share is made here too: one pipelined connection (per node) per
+/// snapshot.
 pub struct SharedRules {
     rules: Vec<Arc<Rule>>,
     trusted_proxies: Arc<[Cidr]>,
-    redis: Option<Arc<RedisClient>>,
+    redis: Option<RedisBackend>,
 }
 
 impl SharedRules {
     pub fn build(config: &Config, metrics: &Metrics) -> SharedRules {
         let limits = &config.rate_limit;
         let redis = limits.redis.as_ref().map(|redis| {
-            RedisClient::new(RedisSettings {
+            let settings = RedisSettings {
                 host: redis.address.host.clone(),
                 port: redis.address.port,
                 connect_timeout: redis.connect_timeout.0,
-            })
+            };
+            RedisBackend::new(settings, redis.cluster)
         });
         let build = |rule| Arc::new(Rule::build(rule, limits, None, "global", redis.as_ref(), metrics));
         let rules = limits.rules.iter().map(build).collect();

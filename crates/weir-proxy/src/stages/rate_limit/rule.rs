@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use weir_config::ratelimit::{LimitMode, RateLimitRule, RateLimits, RedisFailure};
-use weir_ratelimit::{Decision, LocalLimiter, LocalMetrics, Quota, RedisClient, monotonic_nanos};
+use weir_ratelimit::{Decision, LocalLimiter, LocalMetrics, Quota, RedisBackend, monotonic_nanos};
 use weir_telemetry::{Metrics, RuleMetrics};
 
 use super::exempt::Exemption;
@@ -33,7 +33,7 @@ pub struct Rule {
 
 /// Where a global rule decides, and what it does when it cannot.
 struct Global {
-    client: Arc<RedisClient>,
+    client: RedisBackend,
     /// `weir:rl:{<scope>/<rule>/`: the key's parts and a closing `}` follow, so the whole key is
     /// its own hash tag and keys spread over a cluster's slots.
     prefix: Box<[u8]>,
@@ -52,7 +52,7 @@ impl Rule {
         limits: &RateLimits,
         template: Option<&str>,
         scope: &str,
-        redis: Option<&Arc<RedisClient>>,
+        redis: Option<&RedisBackend>,
         metrics: &Metrics,
     ) -> Rule {
         let name: Arc<str> = rule.display_name().into();
