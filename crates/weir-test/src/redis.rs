@@ -147,6 +147,21 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// Moves every slot (and key) of node `from` to node `to`, as an operator's resharding would.
+    pub fn move_all_slots(&self, from: usize, to: usize) {
+        let id = |node: &RedisServer| node.cli(&["cluster", "myid"]).trim().to_string();
+        let (from_node, to_node) = (&self.nodes[from], &self.nodes[to]);
+        let moved = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &from_node.addr().to_string()])
+            .args(["--cluster-from", &id(from_node), "--cluster-to", &id(to_node)])
+            .args(["--cluster-slots", "16384", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        assert!(moved.status.success(), "reshard failed: {}", String::from_utf8_lossy(&moved.stdout));
+    }
+}
+
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {

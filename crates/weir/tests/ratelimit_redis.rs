@@ -132,6 +132,29 @@ async fn three_gateways_share_budgets_through_a_redis_cluster_within_five_percen
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharded_cluster_is_followed_through_moved_answers() {
+    let cluster = RedisCluster::start().await;
+    let mock = MockUpstream::start("app").await;
+    let redis = format!("{{ address: \"{}\", cluster: true, timeout: 500ms }}", cluster.nodes[0].addr());
+    let rule = "{ name: tenant, key: header:x-tenant, rate: 1/min, burst: 2, mode: global, on_redis_error: refuse }";
+    let gateway = TestGateway::start(&config_with(&mock, &redis, rule)).await;
+    let tenants: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    for tenant in &tenants {
+        assert_eq!(status_as(&gateway, tenant).await, 200);
+    }
+    assert_ne!(cluster.nodes[0].cli(&["dbsize"]).trim(), "0", "no key on the node to be emptied");
+    cluster.move_all_slots(0, 1);
+    assert_eq!(cluster.nodes[0].cli(&["dbsize"]).trim(), "0");
+    // Every tenant has one request left, then none: the buckets moved with their slots, and the
+    // gateway follows MOVED to their new node (a failure would refuse: the rule fails closed).
+    for tenant in &tenants {
+        assert_eq!(status_as(&gateway, tenant).await, 200, "{tenant}");
+        assert_eq!(status_as(&gateway, tenant).await, 429, "{tenant}");
+    }
+    assert!(metrics(&gateway).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"tenant\"} 0"));
+}
+
 #[tokio::test]
 async fn buckets_live_in_redis_and_survive_a_flushed_script_cache() {
     let redis = RedisServer::start().await;
