@@ -209,6 +209,25 @@ async fn a_redis_crash_falls_back_to_local_limits_and_recovery_is_automatic() {
     assert!(!metrics(&gateway).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"shared\"} 0"));
 }
 
+#[tokio::test]
+async fn a_fail_closed_rule_refuses_while_redis_is_unreachable() {
+    let mock = MockUpstream::start("app").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let redis = format!("{{ address: \"{closed}\", timeout: 100ms }}");
+    // The first rule falls back to its local limiter and passes; the second fails closed.
+    let rules = "{ name: lenient, key: route, rate: 100/s, mode: global }, \
+                 { name: strict, key: client_ip, rate: 100/s, mode: global, on_redis_error: refuse }";
+    let text = config_with(&mock, &redis, rules);
+    let gateway = TestGateway::start(&text).await;
+    let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+    let refused = http1_request(gateway.addr(), request).await.unwrap();
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.text(), "429 rate_limited by rule strict\n");
+    assert_eq!(mock.count(), 0);
+    assert!(metrics(&gateway).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"strict\"} 1"));
+}
+
 /// Polls `condition` until it holds, failing the test after [`TEST_TIMEOUT`].
 async fn wait_for<F, Fut>(condition: F)
 where
