@@ -26,6 +26,8 @@ SCENARIOS = {
     "Proxies talk HTTP/1.1 to the backend.",
     "default_features": "GET / (13-byte body), 64 connections, wrk -t1; weir runs its default-features "
     "config (weir-default-features.yaml) against the same peers.",
+    "least_request": "GET / (13-byte body), 64 connections, wrk -t1; weir balances its two endpoints with "
+    "least_request (weir-least-request.yaml) instead of round robin. Compare its ratios with small_get's.",
 }
 TARGETS = ["weir", "nginx", "haproxy", "backend"]
 PEERS = ["nginx", "haproxy"]
@@ -206,6 +208,8 @@ def render_scenario(name, runs):
         label = LABELS.get(target, target)
         if name == "default_features" and target == "weir":
             label = "weir (default features)"
+        if name == "least_request" and target == "weir":
+            label = "weir (least_request)"
         errors = [f"r{r}: {describe_problems(run['problems'])}" for r, run in sorted(by_round.items())
                   if run["problems"]]
         rps = median_of(run.get("rps") for run in by_round.values())

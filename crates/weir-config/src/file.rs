@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::ratelimit::{RateLimitRule, RateLimits};
+use crate::upstream::Upstream;
 use crate::values::{
-    Authority, ByteSize, Cidr, Duration, HeaderName, HeaderValue, HostPattern, Method, Pattern, StatusCode, UrlPath,
+    ByteSize, Cidr, Duration, HeaderName, HeaderValue, HostPattern, Method, Pattern, StatusCode, UrlPath,
 };
 
 /// A whole configuration file.
@@ -175,76 +176,6 @@ fn default_max_headers() -> usize {
 }
 fn default_max_uri_length() -> ByteSize {
     ByteSize(8 * 1024)
-}
-
-/// A named group of endpoints that routes send traffic to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Upstream {
-    pub endpoints: Vec<Endpoint>,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Duration,
-    #[serde(default)]
-    pub pool: Pool,
-}
-
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-
-/// An endpoint: `host:port`, or `{ address: host:port, weight: 3 }`.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub address: Authority,
-    pub weight: u32,
-}
-
-impl<'de> Deserialize<'de> for Endpoint {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Long {
-            address: Authority,
-            #[serde(default = "default_weight")]
-            weight: u32,
-        }
-        struct EndpointVisitor;
-        impl<'de> Visitor<'de> for EndpointVisitor {
-            type Value = Endpoint;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an address like \"10.0.0.1:8080\" or { address: ..., weight: ... }")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Endpoint, E> {
-                let address = text.parse().map_err(E::custom)?;
-                Ok(Endpoint { address, weight: default_weight() })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Endpoint, A::Error> {
-                let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(Endpoint { address: long.address, weight: long.weight })
-            }
-        }
-        deserializer.deserialize_any(EndpointVisitor)
-    }
-}
-
-fn default_weight() -> u32 {
-    1
-}
-
-/// Keep-alive connections to each endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Pool {
-    /// Idle connections kept per endpoint.
-    pub max_idle: usize,
-    /// An idle connection unused for this long is closed.
-    pub idle_timeout: Duration,
-}
-
-impl Default for Pool {
-    fn default() -> Self {
-        Pool { max_idle: 128, idle_timeout: Duration::from_secs(60) }
-    }
 }
 
 /// Which requests a route takes, and what it does with them.

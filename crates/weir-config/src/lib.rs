@@ -8,10 +8,12 @@ mod file;
 mod load;
 mod locate;
 pub mod ratelimit;
+mod upstream;
 mod validate;
 pub mod values;
 
 pub use error::{ConfigError, Problem};
 pub use file::*;
 pub use load::{Format, load_file, parse_str};
+pub use upstream::*;
 pub use validate::Config;

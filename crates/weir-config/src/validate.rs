@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use crate::error::Problem;
-use crate::file::{ConfigFile, Listener, Route, Upstream, ValueMatch};
+use crate::file::{ConfigFile, Listener, Route, ValueMatch};
 use crate::locate::locate;
 use crate::ratelimit::check as ratelimit;
+use crate::upstream::{Balance, Upstream};
 use crate::values::Duration;
 
 /// A configuration that passed validation: every reference resolves and every option is coherent.
@@ -142,7 +143,6 @@ fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
         checker.fail(field.clone(), "upstream names use letters, digits, '-', '_' and '.'".into());
     }
     check_positive(checker, &format!("{field}.connect_timeout"), upstream.connect_timeout);
-    check_positive(checker, &format!("{field}.pool.idle_timeout"), upstream.pool.idle_timeout);
     if upstream.endpoints.is_empty() {
         checker.fail(format!("{field}.endpoints"), "at least one endpoint is needed".into());
     }
@@ -150,6 +150,65 @@ fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
         if !(1..=10_000).contains(&endpoint.weight) {
             checker.fail(format!("{field}.endpoints[{index}].weight"), "must be between 1 and 10000".into());
         }
+    }
+    check_balance(checker, &field, upstream);
+    check_pool(checker, &field, upstream);
+    check_health_check(checker, &field, upstream);
+    check_outlier_detection(checker, &field, upstream);
+    if let Some(dns) = &upstream.dns {
+        check_positive(checker, &format!("{field}.dns.refresh"), dns.refresh);
+    }
+}
+
+fn check_balance(checker: &mut Checker, field: &str, upstream: &Upstream) {
+    match (upstream.balance, &upstream.hash_key) {
+        (Balance::ConsistentHash, None) => checker.fail(
+            format!("{field}.hash_key"),
+            "balance: consistent_hash needs a hash_key (client_ip, path, { header: name } or { cookie: name })".into(),
+        ),
+        (balance, Some(_)) if balance != Balance::ConsistentHash => {
+            checker.fail(format!("{field}.hash_key"), "hash_key is only used with balance: consistent_hash".into())
+        }
+        _ => {}
+    }
+}
+
+fn check_pool(checker: &mut Checker, field: &str, upstream: &Upstream) {
+    let pool = &upstream.pool;
+    check_positive(checker, &format!("{field}.pool.idle_timeout"), pool.idle_timeout);
+    check_positive(checker, &format!("{field}.pool.acquire_timeout"), pool.acquire_timeout);
+    if pool.max_connections == 0 {
+        checker.fail(format!("{field}.pool.max_connections"), "must be at least 1".into());
+    }
+}
+
+fn check_health_check(checker: &mut Checker, field: &str, upstream: &Upstream) {
+    let Some(check) = &upstream.health_check else { return };
+    let field = format!("{field}.health_check");
+    check_positive(checker, &format!("{field}.interval"), check.interval);
+    check_positive(checker, &format!("{field}.timeout"), check.timeout);
+    for (name, threshold) in
+        [("healthy_threshold", check.healthy_threshold), ("unhealthy_threshold", check.unhealthy_threshold)]
+    {
+        if threshold == 0 {
+            checker.fail(format!("{field}.{name}"), "must be at least 1".into());
+        }
+    }
+    if check.expected_statuses.is_empty() {
+        checker
+            .fail(format!("{field}.expected_statuses"), "list at least one status or range, like \"200-399\"".into());
+    }
+}
+
+fn check_outlier_detection(checker: &mut Checker, field: &str, upstream: &Upstream) {
+    let outlier = &upstream.outlier_detection;
+    let field = format!("{field}.outlier_detection");
+    check_positive(checker, &format!("{field}.base_ejection_time"), outlier.base_ejection_time);
+    if outlier.max_ejection_time < outlier.base_ejection_time {
+        checker.fail(format!("{field}.max_ejection_time"), "must be at least base_ejection_time".into());
+    }
+    if outlier.failure_percentage.0 > 0 && outlier.failure_percentage_window == 0 {
+        checker.fail(format!("{field}.failure_percentage_window"), "must be at least 1".into());
     }
 }
 

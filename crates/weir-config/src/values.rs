@@ -307,3 +307,69 @@ impl fmt::Display for Authority {
         }
     }
 }
+
+/// Reads a value written either as a number or as a string (`50` or `"50%"`, `200` or `"200-299"`).
+macro_rules! deserialize_from_number_or_str {
+    ($ty:ty, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct NumberOrStr;
+                impl serde::de::Visitor<'_> for NumberOrStr {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<$ty, E> {
+                        self.visit_str(&n.to_string())
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<$ty, E> {
+                        self.visit_str(&n.to_string())
+                    }
+                    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<$ty, E> {
+                        text.parse().map_err(E::custom)
+                    }
+                }
+                deserializer.deserialize_any(NumberOrStr)
+            }
+        }
+    };
+}
+
+/// A percentage from 0 to 100, written `50` or `"50%"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Percent(pub u32);
+
+impl FromStr for Percent {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let digits = text.trim().trim_end_matches('%').trim_end();
+        digits.parse::<u32>().ok().filter(|n| *n <= 100).map(Percent).ok_or_else(|| {
+            format!("invalid percentage {text:?}: write a whole number from 0 to 100, like 50 or \"50%\"")
+        })
+    }
+}
+deserialize_from_number_or_str!(Percent, "a percentage like 50 or \"50%\"");
+
+/// HTTP statuses: one (`200`) or an inclusive range (`"200-399"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRange(pub std::ops::RangeInclusive<u16>);
+
+impl FromStr for StatusRange {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || format!("invalid status range {text:?}: write a status like 200 or a range like \"200-399\"");
+        let status = |s: &str| s.trim().parse::<u16>().ok().filter(|n| (100..600).contains(n));
+        let (low, high) = match text.split_once('-') {
+            Some((low, high)) => (status(low).ok_or_else(invalid)?, status(high).ok_or_else(invalid)?),
+            None => {
+                let one = status(text).ok_or_else(invalid)?;
+                (one, one)
+            }
+        };
+        if low > high {
+            return Err(invalid());
+        }
+        Ok(StatusRange(low..=high))
+    }
+}
+deserialize_from_number_or_str!(StatusRange, "a status like 200 or a range like \"200-399\"");

@@ -1,37 +1,44 @@
-//! Full configurations shown in the rate-limiting guide are valid: every YAML block there that has a
-//! `listeners` section passes validation.
+//! The complete examples in docs/configuration.md and docs/rate-limiting.md and the files in examples/
+//! load and validate, so the documentation never shows a file weir would refuse.
 
 use weir_config::{Format, parse_str};
 
-/// The YAML blocks of a Markdown text.
-fn yaml_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_end()) {
-            (None, "```yaml") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
+/// The code blocks of one language in a Markdown text.
+fn code_blocks<'a>(markdown: &'a str, language: &str) -> Vec<&'a str> {
+    let fence = format!("```{language}\n");
+    markdown.split(&fence).skip(1).filter_map(|rest| rest.split_once("```").map(|(block, _)| block)).collect()
 }
 
 #[test]
-fn rate_limiting_guide_examples_validate() {
+fn complete_examples_in_the_configuration_reference_are_valid() {
+    let reference = include_str!("../../../docs/configuration.md");
+    let yaml: Vec<_> = code_blocks(reference, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    let toml: Vec<_> = code_blocks(reference, "toml").into_iter().filter(|b| b.contains("[[listeners]]")).collect();
+    assert!(!yaml.is_empty() && !toml.is_empty(), "the reference has complete examples");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "configuration.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+    for block in toml {
+        parse_str(block, Format::Toml, "configuration.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
+
+#[test]
+fn example_configurations_are_valid() {
+    for (name, text) in [
+        ("quickstart.yaml", include_str!("../../../examples/quickstart.yaml")),
+        ("upstreams.yaml", include_str!("../../../examples/upstreams.yaml")),
+    ] {
+        parse_str(text, Format::Yaml, name).unwrap_or_else(|e| panic!("examples/{name}: {e}"));
+    }
+}
+
+#[test]
+fn complete_examples_in_the_rate_limiting_guide_are_valid() {
     let guide = include_str!("../../../docs/rate-limiting.md");
-    let full: Vec<String> = yaml_blocks(guide).into_iter().filter(|b| b.contains("listeners:")).collect();
-    assert!(!full.is_empty(), "no full configuration in the guide");
-    for block in full {
-        if let Err(error) = parse_str(&block, Format::Yaml, "rate-limiting.md") {
-            panic!("{error}\n{block}");
-        }
+    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    assert!(!yaml.is_empty(), "the guide has a complete example");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "rate-limiting.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
     }
 }

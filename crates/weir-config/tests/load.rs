@@ -142,3 +142,61 @@ fn error_display_names_file_and_line() {
     let rendered = parse_str(&text, Format::Yaml, "gw.yaml").unwrap_err().to_string();
     assert!(rendered.starts_with("gw.yaml:13:"), "{rendered}");
 }
+
+const UPSTREAM_OPTIONS: &str = r#"
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+upstreams:
+  users:
+    endpoints: [127.0.0.1:9001, 127.0.0.1:9002]
+    balance: consistent_hash
+    hash_key: { cookie: session }
+    pool: { max_connections: 64, acquire_timeout: 250ms, tcp_keepalive: 0s }
+    health_check: { type: http, path: /healthz, expected_statuses: [200, "300-399"], interval: 2s }
+    outlier_detection: { consecutive_5xx: 0, failure_percentage: "40%", max_ejection_percent: 30 }
+  search:
+    endpoints: [127.0.0.1:9003]
+    balance: least_request
+    health_check: { type: tcp }
+    outlier_detection: { enabled: false }
+routes:
+  - upstream: users
+"#;
+
+#[test]
+fn upstream_options_parse() {
+    let config = parse_str(UPSTREAM_OPTIONS, Format::Yaml, "u.yaml").unwrap();
+    let users = &config.upstreams["users"];
+    assert_eq!(users.hash_key, Some(weir_config::HashKey::Cookie("session".into())));
+    assert_eq!(users.pool.max_connections, 64);
+    let check = users.health_check.as_ref().unwrap();
+    assert_eq!(check.expected_statuses.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), vec![200..=200, 300..=399]);
+    assert_eq!(check.unhealthy_threshold, 3);
+    assert_eq!(users.outlier_detection.failure_percentage.0, 40);
+    assert_eq!(users.outlier_detection.consecutive_gateway_errors, 5);
+    let search = &config.upstreams["search"];
+    assert_eq!(search.balance, weir_config::Balance::LeastRequest);
+    assert_eq!(search.health_check.as_ref().unwrap().kind, weir_config::HealthCheckKind::Tcp);
+    assert!(!search.outlier_detection.enabled);
+}
+
+#[test]
+fn bad_upstream_options_are_explained() {
+    let cases = [
+        ("    hash_key: { cookie: session }\n", "", "needs a hash_key"),
+        ("    balance: least_request\n", "    balance: least_request\n    hash_key: path\n", "only used with"),
+        ("balance: least_request", "balance: fastest", "least_request"),
+        ("\"300-399\"", "\"399-300\"", "invalid status range"),
+        ("\"40%\"", "\"140%\"", "0 to 100"),
+        ("max_connections: 64", "max_connections: 0", "at least 1"),
+        ("interval: 2s", "interval: 2s, unhealthy_threshold: 0", "at least 1"),
+        ("max_ejection_percent: 30", "max_ejection_percent: 30, max_ejection_time: 1s", "at least base_ejection_time"),
+    ];
+    for (from, to, expected) in cases {
+        let text = UPSTREAM_OPTIONS.replace(from, to);
+        assert_ne!(text, UPSTREAM_OPTIONS, "case {from:?} did not apply");
+        let problems = problems(&text, Format::Yaml);
+        assert!(problems.iter().any(|p| p.to_string().contains(expected)), "{expected:?} not in {problems:?}");
+    }
+}

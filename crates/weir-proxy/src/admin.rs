@@ -1,5 +1,5 @@
 //! The admin API on its own listener: `/healthz` (the process is alive), `/readyz` (serving, not
-//! draining) and `/metrics` (OpenMetrics text). With a token configured, every path but `/healthz`
+//! draining), `/metrics` (OpenMetrics text) and `/upstreams` (endpoint state as JSON). With a token configured, every path but `/healthz`
 //! asks for `Authorization: Bearer <token>`.
 
 use std::convert::Infallible;
@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::server::Gateway;
+use crate::upstream_status;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -56,7 +57,8 @@ fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             response
         }
-        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics\n"),
+        "/upstreams" => json(upstream_status::json(&gateway.snapshot())),
+        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics /upstreams\n"),
     }
 }
 
@@ -66,6 +68,12 @@ fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
         request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(presented) = presented else { return false };
     presented.len() == token.len() && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn json(body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -13,7 +13,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use weir_telemetry::RouteMetrics;
-use weir_upstream::{Cluster, UpstreamError};
+use weir_upstream::{Attempt, Cluster, Connection, Outcome, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
@@ -118,16 +118,62 @@ async fn proxy(
     if declared_length(&parts).is_some_and(|len| len > route.max_body) {
         return Err(Refusal::BodyTooLarge);
     }
-    let endpoint = cluster.pick();
-    let mut request = upstream_request(route, conn, parts, body, endpoint.addr)?;
+    let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
+    let deadline = tokio::time::Instant::now() + route.timeout;
+    let (attempt, connection) = connect(cluster, key, deadline).await?;
+    let mut request = upstream_request(route, conn, parts, body, attempt.endpoint().addr)?;
     let headers = request.headers_mut();
     headers.insert(snapshot.request_id.header.clone(), id.clone());
     // The route's edits come last, so they can change anything weir set, Host included.
     route.request_headers.apply(headers);
-    let sent = tokio::time::timeout(route.timeout, endpoint.pool.send(request)).await;
-    let mut response = sent.map_err(|_| Refusal::UpstreamTimeout)?.map_err(|e| classify(&e))?;
+    let sent = tokio::time::timeout_at(deadline, connection.send(request)).await;
+    let sent = sent.map_err(|_| Refusal::UpstreamTimeout).and_then(|sent| sent.map_err(|e| classify(&e)));
+    attempt.finish(match &sent {
+        Ok(response) => Outcome::Response(response.status()),
+        Err(refusal) => attempt_outcome(*refusal),
+    });
+    let mut response = sent?;
     forward::strip_hop_by_hop(response.headers_mut());
     Ok(response.map(ResponseBody::Upstream))
+}
+
+/// Endpoints tried for one request when connections fail. A connection that was never made sent
+/// nothing, so another endpoint can take the request as it is (what nginx and HAProxy do too).
+const CONNECT_TRIES: usize = 3;
+
+/// A connection to an endpoint of the cluster, and the attempt it belongs to.
+async fn connect(
+    cluster: &Cluster<RequestBody>,
+    key: Option<u64>,
+    deadline: tokio::time::Instant,
+) -> Result<(Attempt<'_, RequestBody>, Connection<RequestBody>), Refusal> {
+    let mut failed = Vec::new();
+    loop {
+        let attempt = cluster.pick_avoiding(key, &failed).ok_or(Refusal::NoHealthyEndpoint)?;
+        let refusal = match tokio::time::timeout_at(deadline, attempt.endpoint().pool.connection()).await {
+            Ok(Ok(connection)) => return Ok((attempt, connection)),
+            Ok(Err(error)) => classify(&error),
+            Err(_) => Refusal::UpstreamTimeout,
+        };
+        let (outcome, addr) = (attempt_outcome(refusal), attempt.endpoint().addr);
+        attempt.finish(outcome);
+        if outcome != Outcome::ConnectFailure || failed.len() + 1 >= CONNECT_TRIES {
+            return Err(refusal);
+        }
+        tracing::debug!(upstream = cluster.name(), endpoint = %addr, reason = refusal.reason(), "connect failed: trying another endpoint");
+        failed.push(addr);
+    }
+}
+
+/// What a failed attempt says about the endpoint. Failures of the client's or weir's own making
+/// (a body over the limit, a client that stopped sending, a full pool) say nothing.
+fn attempt_outcome(refusal: Refusal) -> Outcome {
+    match refusal {
+        Refusal::ConnectError | Refusal::ConnectTimeout => Outcome::ConnectFailure,
+        Refusal::UpstreamReset | Refusal::UpstreamProtocolError => Outcome::Reset,
+        Refusal::UpstreamTimeout => Outcome::Timeout,
+        _ => Outcome::Local,
+    }
 }
 
 /// The request as the upstream gets it: HTTP/1.1, origin-form target, hop-by-hop headers gone,
@@ -207,6 +253,7 @@ fn classify(error: &UpstreamError) -> Refusal {
     match error {
         UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => Refusal::ConnectError,
         UpstreamError::ConnectTimeout { .. } => Refusal::ConnectTimeout,
+        UpstreamError::PoolExhausted { .. } => Refusal::PoolExhausted,
         UpstreamError::Exchange { source, .. } => {
             match find_cause::<RequestBodyError>(source) {
                 Some(RequestBodyError::TooLarge { .. }) => return Refusal::BodyTooLarge,

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod clusters;
 pub mod forward;
 pub mod framing;
 pub mod handler;
@@ -16,6 +17,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stages;
+pub mod upstream_status;
 
 pub use refusal::Refusal;
 pub use server::{Drained, Gateway, ServeError, Server};

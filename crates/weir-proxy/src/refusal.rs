@@ -36,13 +36,17 @@ pub enum Refusal {
     UpstreamReset,
     /// The upstream's response could not be parsed.
     UpstreamProtocolError,
+    /// The upstream has no endpoint at all (a discovered name that resolves to nothing).
+    NoHealthyEndpoint,
+    /// Every connection to the endpoint was busy, and none came free within the pool's acquire timeout.
+    PoolExhausted,
     /// A rate-limit rule refused the request; see [`Refusal::rate_limited`].
     RateLimited,
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 14] = [
+    pub const REASONS: [&'static str; 16] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -56,6 +60,8 @@ impl Refusal {
         "upstream_timeout",
         "upstream_reset",
         "upstream_protocol_error",
+        "no_healthy_endpoint",
+        "pool_exhausted",
         "rate_limited",
     ];
 
@@ -75,7 +81,9 @@ impl Refusal {
             Refusal::UpstreamTimeout => 10,
             Refusal::UpstreamReset => 11,
             Refusal::UpstreamProtocolError => 12,
-            Refusal::RateLimited => 13,
+            Refusal::NoHealthyEndpoint => 13,
+            Refusal::PoolExhausted => 14,
+            Refusal::RateLimited => 15,
         }
     }
 
@@ -95,6 +103,7 @@ impl Refusal {
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::ConnectError | Refusal::UpstreamReset | Refusal::UpstreamProtocolError => StatusCode::BAD_GATEWAY,
             Refusal::ConnectTimeout | Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::NoHealthyEndpoint | Refusal::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -124,6 +133,8 @@ impl Refusal {
             Refusal::UpstreamTimeout => "http_response_timeout",
             Refusal::UpstreamReset => "http_response_incomplete",
             Refusal::UpstreamProtocolError => "http_protocol_error",
+            Refusal::NoHealthyEndpoint => "destination_unavailable",
+            Refusal::PoolExhausted => "connection_limit_reached",
             Refusal::RateLimited => "http_request_denied",
             _ => "http_request_error",
         }

@@ -24,6 +24,7 @@ use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
 use crate::snapshot::{Snapshot, SnapshotError};
+use crate::upstream_status;
 
 /// The state every request reads: the current snapshot, replaced whole on reload.
 pub struct Gateway {
@@ -101,6 +102,7 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
         let metrics = Metrics::new();
         let gateway = Arc::new(Gateway::new(Snapshot::build(config, &metrics)?, metrics.clone()));
+        metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let listeners = config
             .listeners
             .iter()
@@ -140,6 +142,7 @@ impl Server {
     /// in-flight requests finish within the drain timeout, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
         let gateway = self.gateway.clone();
+        gateway.snapshot().start();
         let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
         let drained = self.serve_until(shutdown).await;
         if let Some(admin) = admin {

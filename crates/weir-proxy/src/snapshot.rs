@@ -2,18 +2,16 @@
 //! clusters and the settings a request needs. Built from a validated [`Config`] once per load and
 //! swapped in whole; a request loads it once and keeps it to the end.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::HeaderMap;
 use weir_config::values::Cidr;
-use weir_config::{Config, Endpoint as EndpointConfig, HeaderList, Route as RouteConfig, Upstream, ValueMatch};
-use weir_upstream::{Cluster, ClusterSettings, EndpointSpec, PoolSettings, resolve};
+use weir_config::{Config, HeaderList, Route as RouteConfig, ValueMatch};
 
 use weir_telemetry::{Metrics, RouteMetrics};
 
-use crate::body::RequestBody;
+use crate::clusters::{Clusters, build_clusters};
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
@@ -22,6 +20,8 @@ use crate::stages::rate_limit::{RateLimitStage, SharedRules};
 /// Everything a request is served from.
 pub struct Snapshot {
     pub routes: Vec<Route>,
+    /// The upstream clusters, by name.
+    pub clusters: Clusters,
     /// What requests that match no route count into.
     pub unmatched: RouteMetrics,
     /// One router per listener, in the configuration's listener order.
@@ -52,6 +52,14 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
+    /// Starts the background work of the snapshot's clusters (health checks). Needs a Tokio runtime;
+    /// the work ends when the snapshot is dropped.
+    pub fn start(&self) {
+        for cluster in self.clusters.values() {
+            cluster.start();
+        }
+    }
+
     /// Compiles a configuration. Resolves endpoint host names once, here, and creates every metric
     /// handle a request will touch.
     pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
@@ -81,6 +89,7 @@ impl Snapshot {
         let request_id = &config.server.request_id;
         Ok(Snapshot {
             routes,
+            clusters,
             unmatched: metrics.route("", &Refusal::REASONS),
             routers,
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -90,39 +99,6 @@ impl Snapshot {
                 in_response: request_id.in_response,
             },
         })
-    }
-}
-
-type Clusters = HashMap<String, Arc<Cluster<RequestBody>>>;
-
-fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
-    let mut clusters = HashMap::new();
-    for (name, upstream) in &config.upstreams {
-        let specs =
-            upstream.endpoints.iter().map(|endpoint| endpoint_spec(name, endpoint)).collect::<Result<Vec<_>, _>>()?;
-        let cluster = Cluster::new(&specs, cluster_settings(upstream));
-        clusters.insert(name.clone(), Arc::new(cluster));
-    }
-    Ok(clusters)
-}
-
-fn endpoint_spec(upstream: &str, endpoint: &EndpointConfig) -> Result<EndpointSpec, SnapshotError> {
-    let address = &endpoint.address;
-    let addr = resolve(&address.host, address.port).map_err(|source| SnapshotError::Resolve {
-        upstream: upstream.to_string(),
-        endpoint: address.to_string(),
-        source,
-    })?;
-    Ok(EndpointSpec { addr, weight: endpoint.weight })
-}
-
-fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
-    ClusterSettings {
-        pool: PoolSettings {
-            connect_timeout: upstream.connect_timeout.0,
-            max_idle: upstream.pool.max_idle,
-            idle_timeout: upstream.pool.idle_timeout.0,
-        },
     }
 }
 

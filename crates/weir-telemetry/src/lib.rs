@@ -16,9 +16,11 @@ use prometheus_client::registry::Registry;
 
 mod histogram;
 mod ratelimit;
+mod upstreams;
 
 pub use histogram::DurationHistogram;
 pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
+pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -56,6 +58,7 @@ pub struct Metrics {
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
     rate_limits: ratelimit::RateLimitFamilies,
+    upstreams: Arc<upstreams::UpstreamCollector>,
 }
 
 /// The status classes a response falls in, as labelled.
@@ -82,7 +85,18 @@ impl Metrics {
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
         let rate_limits = ratelimit::RateLimitFamilies::register(&mut registry);
-        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, rate_limits })
+        let upstreams = upstreams::collector();
+        registry.register_collector(Box::new(upstreams.clone()));
+        Arc::new(Metrics {
+            registry,
+            requests,
+            refusals,
+            durations,
+            connections_open,
+            connections,
+            rate_limits,
+            upstreams,
+        })
     }
 
     /// The handles for one route (or `""` for requests that matched none). `reasons` lists every
@@ -113,6 +127,11 @@ impl Metrics {
     /// The handles for one rate-limit rule; `scope` is the route's name, or `global`.
     pub fn rate_limit_rule(&self, scope: &str, rule: &str) -> RuleMetrics {
         self.rate_limits.rule(scope, rule)
+    }
+
+    /// Where the upstream endpoint series are read from at each scrape.
+    pub fn report_upstreams(&self, source: UpstreamSource) {
+        self.upstreams.set_source(source);
     }
 
     /// Every metric in the OpenMetrics text format.

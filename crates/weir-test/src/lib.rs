@@ -2,12 +2,14 @@
 //! clients, a raw TCP client for malformed input, and a real redis-server. Everything binds 127.0.0.1 port 0.
 
 mod client;
+mod dns;
 mod gateway;
 mod mock;
 mod raw;
 mod redis;
 
 pub use client::{Exchange, h2c_request, http1_request};
+pub use dns::DnsServer;
 pub use gateway::TestGateway;
 pub use mock::{MockUpstream, Received};
 pub use raw::{RawResponse, raw_exchange};

@@ -11,6 +11,8 @@
 //! | `x-mock-trailer: name=value` | send this trailer (declared in `Trailer`) |
 //! | `x-mock-header: name=value` | add this response header |
 //! | `x-mock-reset: 1` | close the connection without answering |
+//!
+//! A test can also set the status for a path, or all paths, with [`MockUpstream::set_status`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,12 +53,19 @@ struct State {
     received: Mutex<Vec<Received>>,
     arrived: Notify,
     connections: std::sync::atomic::AtomicUsize,
+    /// Statuses set by the test for requests without `x-mock-status`: by path, or for every path ("").
+    statuses: Mutex<std::collections::HashMap<String, u16>>,
 }
 
 impl MockUpstream {
     /// Starts a mock that names itself `name` in default bodies and an `x-upstream` header.
     pub async fn start(name: &str) -> MockUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock upstream");
+        MockUpstream::start_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts a mock on a given address: a stopped mock's, to bring an endpoint back.
+    pub async fn start_at(name: &str, addr: SocketAddr) -> MockUpstream {
+        let listener = TcpListener::bind(addr).await.expect("bind mock upstream");
         let addr = listener.local_addr().expect("mock address");
         let state = Arc::new(State::default());
         let task = tokio::spawn(accept_loop(listener, name.to_string(), state.clone()));
@@ -97,6 +106,17 @@ impl MockUpstream {
             }
         };
         tokio::time::timeout(crate::TEST_TIMEOUT, wait).await.expect("mock upstream: requests did not arrive")
+    }
+
+    /// Answers requests for `path` (or every path, for `""`) that carry no `x-mock-status` with
+    /// `status`, until changed again.
+    pub fn set_status(&self, path: &str, status: u16) {
+        self.state.statuses.lock().unwrap().insert(path.to_string(), status);
+    }
+
+    /// Requests received for `path`.
+    pub fn count_path(&self, path: &str) -> usize {
+        self.state.received.lock().unwrap().iter().filter(|r| r.uri.path() == path).count()
     }
 
     /// Stops accepting; open connections are closed.
@@ -144,8 +164,17 @@ async fn answer(
         trailers,
         peer,
     };
-    let headers = received.headers.clone();
+    let mut headers = received.headers.clone();
     let echo = received.body.clone();
+    let set_status = {
+        let statuses = state.statuses.lock().unwrap();
+        statuses.get(received.uri.path()).or_else(|| statuses.get("")).copied()
+    };
+    if let Some(status) = set_status
+        && !headers.contains_key("x-mock-status")
+    {
+        headers.insert("x-mock-status", HeaderValue::from(status));
+    }
     state.received.lock().unwrap().push(received);
     state.arrived.notify_waiters();
     let instruction = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);

@@ -1,66 +1,293 @@
-//! A cluster: an upstream's endpoints, each with its connection pool, and the balancer that picks
-//! one per request.
+//! A cluster: an upstream's endpoints, the rotation requests are balanced over, and the state that
+//! decides the rotation (health check verdicts, outlier ejections, discovered membership).
+//!
+//! The rotation is rebuilt, never edited: when an endpoint is ejected, returns, changes health or
+//! appears through discovery, a new rotation (eligible endpoints plus the balancer's tables) is built
+//! under the membership lock and swapped in. A request does one lock-free load of the rotation, a
+//! balancer pick, and a few atomic operations when its attempt finishes.
+//!
+//! When no endpoint is eligible, the cluster is in panic mode: it balances over all of them, since
+//! refusing everything is never better than trying endpoints that may have recovered.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use http_body::Body;
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::balance::WeightedRoundRobin;
-use crate::pool::{EndpointPool, PoolSettings};
+use crate::balance::{BalancePolicy, PickInput, Table};
+use crate::discovery::DnsDiscovery;
+use crate::endpoint::{Endpoint, EndpointSpec, EndpointStatus};
+use crate::ewma::FAILURE_PENALTY;
+use crate::hash_key::HashKey;
+use crate::health::HealthCheckSettings;
+use crate::outlier::{EjectReason, Outcome, OutlierSettings};
+use crate::pool::PoolSettings;
+use crate::rng::BalanceRng;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// An endpoint as configured.
+/// How a cluster balances, pools, checks and ejects.
 #[derive(Debug, Clone)]
-pub struct EndpointSpec {
-    pub addr: SocketAddr,
-    pub weight: u32,
-}
-
-/// Settings shared by a cluster's endpoints.
-#[derive(Debug, Clone, Copy)]
 pub struct ClusterSettings {
     pub pool: PoolSettings,
-}
-
-/// One endpoint and its connections.
-pub struct Endpoint<B> {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    pub pool: Arc<EndpointPool<B>>,
+    pub balance: BalancePolicy,
+    /// The request key, for consistent hashing.
+    pub hash_key: Option<HashKey>,
+    pub outlier: OutlierSettings,
+    pub health_check: Option<HealthCheckSettings>,
+    /// Names re-resolved on an interval; `None` keeps the endpoints given at start.
+    pub discovery: Option<DnsDiscovery>,
 }
 
 /// The endpoints of one upstream.
 pub struct Cluster<B> {
-    endpoints: Box<[Endpoint<B>]>,
-    balancer: WeightedRoundRobin,
+    pub(crate) name: Arc<str>,
+    pub(crate) settings: ClusterSettings,
+    epoch: Instant,
+    members: Mutex<Vec<Arc<Endpoint<B>>>>,
+    rotation: ArcSwap<Rotation<B>>,
+    rng: BalanceRng,
+    /// Dropped with the cluster, which tells its background tasks to end.
+    pub(crate) alive: watch::Sender<()>,
 }
 
-impl<B> Cluster<B>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    /// A cluster over at least one endpoint.
-    pub fn new(specs: &[EndpointSpec], settings: ClusterSettings) -> Self {
-        let endpoints: Box<[Endpoint<B>]> = specs
-            .iter()
-            .map(|spec| Endpoint {
-                addr: spec.addr,
-                weight: spec.weight,
-                pool: Arc::new(EndpointPool::new(spec.addr, settings.pool)),
-            })
-            .collect();
-        let weights: Vec<u32> = specs.iter().map(|s| s.weight).collect();
-        Cluster { endpoints, balancer: WeightedRoundRobin::new(&weights) }
+/// The endpoints requests are balanced over now, and the balancer's tables for them.
+struct Rotation<B> {
+    endpoints: Box<[Arc<Endpoint<B>>]>,
+    table: Table,
+    panic: bool,
+    /// When the first ejected endpoint is due back.
+    next_return: Option<Instant>,
+}
+
+/// What operators can read about a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
+    pub balance: BalancePolicy,
+    pub panic: bool,
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+impl<B> Cluster<B> {
+    /// A cluster over these endpoints (validated non-empty unless they are discovered later).
+    pub fn new(name: &str, specs: &[EndpointSpec], settings: ClusterSettings) -> Self {
+        Cluster::with_rng(name, specs, settings, BalanceRng::from_entropy())
     }
 
-    /// The endpoint for the next request.
-    pub fn pick(&self) -> &Endpoint<B> {
-        &self.endpoints[self.balancer.pick()]
+    /// A cluster whose random choices follow `rng`: for tests that check distributions exactly.
+    pub fn with_rng(name: &str, specs: &[EndpointSpec], settings: ClusterSettings, rng: BalanceRng) -> Self {
+        let epoch = Instant::now();
+        let members: Vec<_> = specs.iter().map(|spec| Arc::new(Endpoint::new(*spec, settings.pool, epoch))).collect();
+        let cluster = Cluster {
+            name: name.into(),
+            epoch,
+            members: Mutex::new(Vec::new()),
+            rotation: ArcSwap::from_pointee(Rotation::empty(settings.balance)),
+            settings,
+            rng,
+            alive: watch::channel(()).0,
+        };
+        cluster.replace_members(members);
+        cluster
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key consistent hashing needs from each request, if this cluster hashes.
+    pub fn hash_key(&self) -> Option<&HashKey> {
+        self.settings.hash_key.as_ref()
+    }
+
+    /// Starts an attempt on the endpoint the balancer picks, or `None` when the cluster has no
+    /// endpoint at all (a discovered name that resolves to nothing).
+    pub fn pick(&self, key_hash: Option<u64>) -> Option<Attempt<'_, B>> {
+        self.pick_avoiding(key_hash, &[])
+    }
+
+    /// Like [`Cluster::pick`], but passing over the endpoints in `avoid` (ones that just failed)
+    /// while the rotation has others.
+    pub fn pick_avoiding(&self, key_hash: Option<u64>, avoid: &[SocketAddr]) -> Option<Attempt<'_, B>> {
+        let mut rotation = self.rotation.load();
+        if rotation.next_return.is_some_and(|at| Instant::now() >= at) {
+            self.refresh();
+            rotation = self.rotation.load();
+        }
+        let endpoints = &rotation.endpoints;
+        if endpoints.is_empty() {
+            return None;
+        }
+        let input =
+            PickInput { len: endpoints.len(), key: key_hash, rng: &self.rng, cost: |i, now| endpoints[i].cost(now) };
+        let mut index = rotation.table.pick(input);
+        if avoid.contains(&endpoints[index].addr) {
+            let start = self.rng.below(endpoints.len());
+            let others = (0..endpoints.len()).map(|i| (start + i) % endpoints.len());
+            index = others.into_iter().find(|i| !avoid.contains(&endpoints[*i].addr)).unwrap_or(index);
+        }
+        let endpoint = endpoints[index].clone();
+        endpoint.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Attempt { cluster: self, endpoint, started: Instant::now(), finished: false })
+    }
+
+    /// Replaces the membership (discovery): endpoints that stay keep their state and connections;
+    /// endpoints that leave finish the requests they have in flight.
+    pub fn set_members(&self, specs: &[EndpointSpec]) {
+        let current = self.lock_members().clone();
+        let members = specs
+            .iter()
+            .map(|spec| {
+                let kept = current.iter().find(|e| e.addr == spec.addr && e.weight == spec.weight);
+                kept.cloned().unwrap_or_else(|| Arc::new(Endpoint::new(*spec, self.settings.pool, self.epoch)))
+            })
+            .collect();
+        self.replace_members(members);
+    }
+
+    /// The endpoints as they are now, for discovery to compare with.
+    pub(crate) fn member_specs(&self) -> Vec<EndpointSpec> {
+        self.lock_members().iter().map(|e| EndpointSpec { addr: e.addr, weight: e.weight }).collect()
+    }
+
+    /// The endpoints, for health checking.
+    pub(crate) fn members(&self) -> Vec<Arc<Endpoint<B>>> {
+        self.lock_members().clone()
+    }
+
+    /// Rebuilds the rotation from the endpoints' current state.
+    pub(crate) fn refresh(&self) {
+        let members = self.lock_members();
+        self.rebuild(&members, Instant::now());
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        let now = Instant::now();
+        ClusterStatus {
+            balance: self.settings.balance,
+            panic: self.rotation.load().panic,
+            endpoints: self.lock_members().iter().map(|e| e.status(now)).collect(),
+        }
+    }
+
+    fn replace_members(&self, new: Vec<Arc<Endpoint<B>>>) {
+        let mut members = self.lock_members();
+        *members = new;
+        self.rebuild(&members, Instant::now());
+    }
+
+    /// Takes an endpoint out of the rotation for its ejection time, unless too many already are out.
+    fn eject(&self, endpoint: &Arc<Endpoint<B>>, reason: EjectReason) {
+        let rules = &self.settings.outlier;
+        let members = self.lock_members();
+        let now = Instant::now();
+        let out = members.iter().filter(|e| e.ejection().until.is_some_and(|until| until > now)).count();
+        let allowed = rules.max_ejection_percent > 0
+            && (out == 0 || (out + 1) * 100 <= rules.max_ejection_percent as usize * members.len());
+        if !allowed || !members.iter().any(|e| Arc::ptr_eq(e, endpoint)) {
+            return;
+        }
+        let duration = {
+            let mut ejection = endpoint.ejection();
+            if ejection.until.is_some_and(|until| until > now) {
+                return;
+            }
+            if ejection.last_return.is_some_and(|at| now - at > rules.max_ejection_time) {
+                ejection.times = 0;
+            }
+            ejection.times += 1;
+            let duration = rules.ejection_time(ejection.times);
+            ejection.until = Some(now + duration);
+            duration
+        };
+        endpoint.count_ejection();
+        endpoint.outlier.reset();
+        tracing::warn!(upstream = %self.name, endpoint = %endpoint.addr, reason = reason.as_str(), ?duration, "endpoint ejected");
+        self.rebuild(&members, now);
+    }
+
+    fn rebuild(&self, members: &[Arc<Endpoint<B>>], now: Instant) {
+        let mut eligible = Vec::with_capacity(members.len());
+        let mut next_return: Option<Instant> = None;
+        for endpoint in members {
+            let mut ejection = endpoint.ejection();
+            match ejection.until {
+                Some(until) if until > now => {
+                    next_return = Some(next_return.map_or(until, |at| at.min(until)));
+                    continue;
+                }
+                Some(_) => {
+                    ejection.until = None;
+                    ejection.last_return = Some(now);
+                    tracing::info!(upstream = %self.name, endpoint = %endpoint.addr, "endpoint returns from ejection");
+                }
+                None => {}
+            }
+            if endpoint.is_healthy() {
+                eligible.push(endpoint.clone());
+            }
+        }
+        let panic = eligible.is_empty() && !members.is_empty();
+        if panic {
+            tracing::warn!(upstream = %self.name, "no healthy endpoint: balancing over all of them (panic mode)");
+            eligible = members.to_vec();
+        }
+        let names: Vec<String> = eligible.iter().map(|e| e.addr.to_string()).collect();
+        let weights: Vec<u32> = eligible.iter().map(|e| e.weight).collect();
+        let table = Table::build(self.settings.balance, &names, &weights);
+        self.rotation.store(Arc::new(Rotation { endpoints: eligible.into(), table, panic, next_return }));
+    }
+
+    fn lock_members(&self) -> MutexGuard<'_, Vec<Arc<Endpoint<B>>>> {
+        self.members.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<B> Rotation<B> {
+    fn empty(policy: BalancePolicy) -> Self {
+        Rotation { endpoints: Box::new([]), table: Table::build(policy, &[], &[]), panic: false, next_return: None }
+    }
+}
+
+/// One request's use of one endpoint. Finish it with how it went; dropped unfinished (the client
+/// went away), it only leaves the in-flight count.
+pub struct Attempt<'a, B> {
+    cluster: &'a Cluster<B>,
+    endpoint: Arc<Endpoint<B>>,
+    started: Instant,
+    finished: bool,
+}
+
+impl<B> Attempt<'_, B> {
+    pub fn endpoint(&self) -> &Arc<Endpoint<B>> {
+        &self.endpoint
+    }
+
+    /// Records the outcome: latency for the least-request balancer (failures count as slow), and
+    /// the outlier rules, which may eject the endpoint.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.finished = true;
+        let endpoint = &self.endpoint;
+        endpoint.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if outcome == Outcome::Local {
+            return;
+        }
+        let now = Instant::now();
+        let latency = now - self.started;
+        let sample = if outcome.is_failure() { latency.max(FAILURE_PENALTY) } else { latency };
+        endpoint.latency.observe(sample, now);
+        if let Some(reason) = endpoint.outlier.record(outcome, &self.cluster.settings.outlier) {
+            self.cluster.eject(endpoint, reason);
+        }
+    }
+}
+
+impl<B> Drop for Attempt<'_, B> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.endpoint.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -71,3 +298,7 @@ pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))
 }
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;

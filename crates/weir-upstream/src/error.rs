@@ -11,6 +11,8 @@ pub enum UpstreamError {
         #[source]
         source: std::io::Error,
     },
+    #[error("endpoint {addr}: all {max} connections busy, none freed in time")]
+    PoolExhausted { addr: SocketAddr, max: usize },
     #[error("endpoint {addr}: connect timed out")]
     ConnectTimeout { addr: SocketAddr },
     #[error("endpoint {addr}: HTTP handshake failed: {source}")]

@@ -1,16 +1,30 @@
 //! Upstream clusters: the endpoints a route sends traffic to, how one is picked for each request,
-//! and the keep-alive connections kept to each of them.
+//! what weir learns about each (health checks, outlier detection, latency), and the keep-alive
+//! connections kept to each of them.
 //!
-//! On the request path: the proxy asks a [`Cluster`] to pick an [`Endpoint`], then sends the request
-//! through that endpoint's [`EndpointPool`]. The response body hands its connection back to the pool
-//! when it ends.
+//! On the request path: the proxy asks a [`Cluster`] to pick an endpoint, which starts an
+//! [`Attempt`]; it sends the request through that endpoint's [`EndpointPool`] and finishes the
+//! attempt with its [`Outcome`]. The response body hands its connection back to the pool when it ends.
 
 mod balance;
 mod cluster;
+mod discovery;
+mod endpoint;
 mod error;
+mod ewma;
+mod hash_key;
+mod health;
+mod outlier;
 mod pool;
+mod rng;
 
-pub use balance::WeightedRoundRobin;
-pub use cluster::{Cluster, ClusterSettings, Endpoint, EndpointSpec, resolve};
+pub use balance::{BalancePolicy, WeightedRoundRobin};
+pub use cluster::{Attempt, Cluster, ClusterSettings, ClusterStatus, resolve};
+pub use discovery::{DnsDiscovery, NamedEndpoint, Resolver};
+pub use endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 pub use error::UpstreamError;
-pub use pool::{EndpointPool, PoolSettings, PooledBody};
+pub use hash_key::HashKey;
+pub use health::{HealthCheckSettings, HealthProbe};
+pub use outlier::{EjectReason, Outcome, OutlierSettings};
+pub use pool::{Connection, EndpointPool, PoolSettings, PooledBody};
+pub use rng::BalanceRng;

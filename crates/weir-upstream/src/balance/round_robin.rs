@@ -1,5 +1,5 @@
-//! Weighted round robin over a cluster's endpoints, lock-free: the order is computed once when the
-//! cluster is built (smooth weighted round robin, so heavy endpoints are interleaved, not bunched),
+//! Weighted round robin over a rotation's endpoints, lock-free: the order is computed once when the
+//! rotation is built (smooth weighted round robin, so heavy endpoints are interleaved, not bunched),
 //! and each pick advances one shared atomic cursor.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +25,11 @@ impl WeightedRoundRobin {
     pub fn pick(&self) -> usize {
         let turn = self.cursor.fetch_add(1, Ordering::Relaxed);
         self.schedule[turn % self.schedule.len()] as usize
+    }
+
+    /// The endpoint at a given place in the schedule (a random place gives a weighted random pick).
+    pub fn pick_at(&self, place: u64) -> usize {
+        self.schedule[(place % self.schedule.len() as u64) as usize] as usize
     }
 }
 
