@@ -48,6 +48,22 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server without closing its sockets (SIGSTOP), as a hung server would behave.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is not running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Starts the server again on the same port, empty.
     pub async fn restart(&mut self) {
         self.kill();

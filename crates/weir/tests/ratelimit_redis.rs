@@ -228,6 +228,47 @@ async fn a_fail_closed_rule_refuses_while_redis_is_unreachable() {
     assert!(metrics(&gateway).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"strict\"} 1"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_is_given_up_and_picked_up_again_when_it_answers() {
+    let redis = RedisServer::start().await;
+    let mock = MockUpstream::start("app").await;
+    let text = config(&mock, &redis, "{ name: shared, key: route, rate: 50/s, burst: 5, mode: global }");
+    let gateway = Arc::new(TestGateway::start(&text).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Seen = Arc::default();
+    let tasks = drive(std::slice::from_ref(&gateway), 4, &stop, &seen);
+    wait_for(|| async { redis.command("DBSIZE").await == ":1" }).await;
+    redis.pause();
+    let paused = Instant::now();
+    // Decisions wait out the 200 ms timeout, then pass on the local limiter; after the connection's
+    // stall time it is given up and decisions fall back at once.
+    let flowing = |after: Instant| {
+        let seen = seen.clone();
+        async move { seen.lock().await.iter().any(|(at, s)| *at > after && *s == 200) }
+    };
+    wait_for(|| flowing(paused + Duration::from_millis(300))).await;
+    wait_for(|| flowing(paused + Duration::from_secs(3))).await;
+    // Four clients waiting 200 ms per decision would get about ten answers in half a second; with the
+    // stalled connection given up, decisions are immediate again.
+    let window = (paused + Duration::from_millis(2500))..(paused + Duration::from_secs(3));
+    let answered = seen.lock().await.iter().filter(|(at, _)| window.contains(at)).count();
+    assert!(answered > 40, "{answered} answers in half a second after the stall");
+    let round_trips = |text: &str| {
+        let line = text.lines().find(|l| l.starts_with("weir_ratelimit_redis_duration_seconds_count{"));
+        line.and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let before = round_trips(&metrics(&gateway).await);
+    redis.resume();
+    wait_for(|| async { round_trips(&metrics(&gateway).await) > before }).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let seen = seen.lock().await;
+    let failed = seen.iter().find(|(_, s)| *s != 200 && *s != 429);
+    assert!(failed.is_none(), "a request failed: {failed:?}");
+}
+
 /// Polls `condition` until it holds, failing the test after [`TEST_TIMEOUT`].
 async fn wait_for<F, Fut>(condition: F)
 where
