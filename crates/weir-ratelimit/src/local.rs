@@ -46,6 +46,7 @@ impl LocalLimiter {
         let capacity = max_keys.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS).map(|_| Mutex::new(Shard::new(capacity))).collect();
         metrics.capacity.set((capacity * SHARDS) as i64);
+        metrics.memory_bytes.set(table_bytes(capacity).saturating_mul(SHARDS) as i64);
         LocalLimiter { quota, seed: RandomState::new(), shards, metrics }
     }
 
@@ -140,6 +141,13 @@ impl Shard {
         self.next_sweep = earliest;
         before - self.tats.len()
     }
+}
+
+/// The bytes a shard's table takes: the map keeps a slot (key hash and TAT) and a control byte per
+/// bucket, with buckets a power of two at most 7/8 full.
+fn table_bytes(capacity: usize) -> usize {
+    let buckets = (capacity.saturating_mul(8) / 7).next_power_of_two();
+    buckets * (std::mem::size_of::<(u64, u64)>() + 1)
 }
 
 /// Key hashes are already uniformly random (seeded SipHash), but every key in a shard shares its top

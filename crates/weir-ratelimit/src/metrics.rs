@@ -12,6 +12,8 @@ pub struct LocalMetrics {
     pub keys: Gauge,
     /// The most keys the limiter remembers.
     pub capacity: Gauge,
+    /// Bytes the limiter's tables take, set aside in full when it is made.
+    pub memory_bytes: Gauge,
     /// Keys forgotten to make room (only keys whose burst was whole again).
     pub evictions: Counter,
     /// Decisions made on a shard's overflow bucket because the shard was full of busy keys.

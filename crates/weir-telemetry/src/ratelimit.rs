@@ -31,6 +31,7 @@ pub(crate) struct RateLimitFamilies {
     decisions: Family<DecisionLabels, Counter>,
     keys: Family<RuleLabels, Gauge>,
     capacity: Family<RuleLabels, Gauge>,
+    memory: Family<RuleLabels, Gauge>,
     evictions: Family<RuleLabels, Counter>,
     overflowed: Family<RuleLabels, Counter>,
     redis_errors: Family<RuleLabels, Counter>,
@@ -43,6 +44,7 @@ impl RateLimitFamilies {
             decisions: Family::default(),
             keys: Family::default(),
             capacity: Family::default(),
+            memory: Family::default(),
             evictions: Family::default(),
             overflowed: Family::default(),
             redis_errors: Family::default(),
@@ -52,6 +54,7 @@ impl RateLimitFamilies {
         r.register("decisions", "Rate-limit decisions, by rule and outcome", families.decisions.clone());
         r.register("keys", "Keys a local limiter remembers", families.keys.clone());
         r.register("key_capacity", "The most keys a local limiter remembers", families.capacity.clone());
+        r.register("memory_bytes", "Bytes a local limiter's key tables take", families.memory.clone());
         r.register("evictions", "Keys forgotten to make room (their burst was whole)", families.evictions.clone());
         r.register(
             "overflow_decisions",
@@ -77,6 +80,7 @@ impl RateLimitFamilies {
             decisions: OUTCOMES.map(outcome),
             keys: self.keys.get_or_create(&labels).clone(),
             capacity: self.capacity.get_or_create(&labels).clone(),
+            memory_bytes: self.memory.get_or_create(&labels).clone(),
             evictions: self.evictions.get_or_create(&labels).clone(),
             overflowed: self.overflowed.get_or_create(&labels).clone(),
             redis_errors: self.redis_errors.get_or_create(&labels).clone(),
@@ -92,6 +96,7 @@ pub struct RuleMetrics {
     decisions: [Counter; 4],
     pub keys: Gauge,
     pub capacity: Gauge,
+    pub memory_bytes: Gauge,
     pub evictions: Counter,
     pub overflowed: Counter,
     pub redis_errors: Counter,

@@ -80,6 +80,8 @@ async fn global_rules_apply_to_every_route_with_one_budget_and_are_counted() {
         "weir_ratelimit_decisions_total{scope=\"global\",rule=\"everyone\",outcome=\"allowed\"} 3",
         "weir_ratelimit_decisions_total{scope=\"global\",rule=\"everyone\",outcome=\"limited\"} 1",
         "weir_ratelimit_keys{scope=\"global\",rule=\"everyone\"} 1",
+        "weir_ratelimit_key_capacity{scope=\"global\",rule=\"everyone\"} 100032",
+        "weir_ratelimit_memory_bytes{scope=\"global\",rule=\"everyone\"} 2228224",
         "weir_refusals_total{route=\"other\",reason=\"rate_limited\"} 1",
         "weir_requests_total{route=\"other\",code_class=\"4xx\"} 1",
     ] {

@@ -38,6 +38,11 @@ fn a_full_shard_forgets_only_keys_whose_bucket_is_whole() {
     assert_eq!(metrics.keys.get() as usize, limiter.len());
 }
 
+/// The room the shards' tables have: it never changes if they never grow.
+fn table_capacity(limiter: &LocalLimiter) -> usize {
+    (0..SHARDS).map(|i| limiter.lock(i).tats.capacity()).sum()
+}
+
 /// Counts, per key, the requests the limiter allowed.
 struct Tally {
     allowed: HashMap<u64, u32>,
@@ -59,6 +64,7 @@ fn a_million_keys_stay_within_the_bound_and_never_exceed_their_burst() {
     let burst = 3;
     let limiter = LocalLimiter::new(Quota::new(1, 3600 * SECOND, burst), 10_000, LocalMetrics::default());
     let metrics = limiter.metrics.clone();
+    let tables = table_capacity(&limiter);
     let mut tally = Tally { allowed: HashMap::new() };
     let start = 1000 * SECOND;
     for key in 0..1_000_000u64 {
@@ -76,6 +82,7 @@ fn a_million_keys_stay_within_the_bound_and_never_exceed_their_burst() {
         assert!(limiter.len() <= limiter.max_keys());
     }
     assert!(metrics.keys.get() as usize <= limiter.max_keys());
+    assert_eq!(table_capacity(&limiter), tables, "a table grew");
     assert!(metrics.overflowed.get() > 0, "the bound never bit");
     let worst = tally.allowed.values().max().copied().unwrap_or(0);
     assert!(worst <= burst, "a key was allowed {worst} requests with a burst of {burst}");

@@ -62,6 +62,7 @@ impl Rule {
         let local_metrics = LocalMetrics {
             keys: metrics.keys.clone(),
             capacity: metrics.capacity.clone(),
+            memory_bytes: metrics.memory_bytes.clone(),
             evictions: metrics.evictions.clone(),
             overflowed: metrics.overflowed.clone(),
         };
