@@ -42,12 +42,12 @@ fn rules_parse_with_defaults() {
     assert_eq!(global.rate.count, 6000);
     assert_eq!(global.rate.period, Duration::from_secs(60));
     assert_eq!(global.mode, LimitMode::Local);
-    assert_eq!(global.on_redis_error, RedisFailure::Local);
+    assert_eq!(global.redis_failure(), RedisFailure::Local);
     let rule = &config.routes[0].rate_limit[0];
     assert_eq!(rule.display_name(), "header:x-api-key+path:tenant");
     assert_eq!(rule.effective_burst(), 10);
     assert_eq!(rule.mode, LimitMode::Global);
-    assert_eq!(rule.on_redis_error, RedisFailure::Refuse);
+    assert_eq!(rule.redis_failure(), RedisFailure::Refuse);
     assert_eq!(config.rate_limit.redis.as_ref().unwrap().timeout.0, Duration::from_millis(50));
 }
 
@@ -72,6 +72,7 @@ fn rule_mistakes_are_caught() {
         ("name: per-ip", "name: \"per ip\"", "letters, digits"),
         ("      - key: [", "      - name: per-ip\n        key: [", "used twice"),
         ("key: client_ip,", "key: \"path:tenant\",", "use them on a route"),
+        ("burst: 20 }", "burst: 20, on_redis_error: refuse }", "global rules only"),
     ];
     for (from, to, expected) in cases {
         let text = GOOD.replace(from, to);

@@ -72,6 +72,9 @@ fn check_rule(checker: &mut Checker, limits: &RateLimits, field: &str, rule: &Ra
     if rule.max_keys.is_some_and(|k| !(1..=MAX_KEYS).contains(&k)) {
         checker.fail(format!("{field}.max_keys"), format!("must be between 1 and {MAX_KEYS}"));
     }
+    if rule.mode == LimitMode::Local && rule.on_redis_error.is_some() {
+        checker.fail(format!("{field}.on_redis_error"), "applies to global rules only: add mode: global".into());
+    }
     if rule.mode == LimitMode::Global && limits.redis.is_none() {
         checker.fail(format!("{field}.mode"), "a global rule needs rate_limit.redis { address: host:port }".into());
     }

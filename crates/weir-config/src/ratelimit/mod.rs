@@ -46,9 +46,9 @@ pub struct RateLimitRule {
     pub burst: Option<u32>,
     #[serde(default)]
     pub mode: LimitMode,
-    /// Global rules only: what to do while Redis cannot be reached.
+    /// Global rules only: what to do while Redis cannot be reached; `local` when not set.
     #[serde(default)]
-    pub on_redis_error: RedisFailure,
+    pub on_redis_error: Option<RedisFailure>,
     /// Send `RateLimit-Policy` and `RateLimit` on allowed responses too (429s always carry them).
     #[serde(default)]
     pub response_headers: bool,
@@ -66,6 +66,11 @@ impl RateLimitRule {
             Some(name) => name.clone(),
             None => self.key.iter().map(ToString::to_string).collect::<Vec<_>>().join("+"),
         }
+    }
+
+    /// What the rule does while Redis fails: as configured, else fall back to the local limiter.
+    pub fn redis_failure(&self) -> RedisFailure {
+        self.on_redis_error.unwrap_or_default()
     }
 
     /// The burst as configured, else the rate's count (at least 1).

@@ -71,7 +71,7 @@ impl Rule {
                 client: client.clone(),
                 prefix: format!("weir:rl:{{{scope}/{name}/").into_bytes().into(),
                 timeout: settings.timeout.0,
-                on_error: rule.on_redis_error,
+                on_error: rule.redis_failure(),
             }),
             _ => None,
         };
