@@ -48,6 +48,8 @@ pub struct Server {
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed.
     pub trusted_proxies: Vec<Cidr>,
     pub request_id: RequestId,
+    /// A request header holding the client's deadline in milliseconds (besides `grpc-timeout`).
+    pub deadline_header: Option<HeaderName>,
 }
 
 impl Default for Server {
@@ -57,6 +59,7 @@ impl Default for Server {
             drain_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             request_id: RequestId::default(),
+            deadline_header: None,
         }
     }
 }
@@ -210,6 +213,9 @@ pub struct Route {
     /// Rate limits on this route, after the global ones; all must pass.
     #[serde(default)]
     pub rate_limit: Vec<RateLimitRule>,
+    /// Retries of failed requests; none without it.
+    #[serde(default)]
+    pub retry: Option<crate::resilience::Retry>,
 }
 
 fn default_route_timeout() -> Duration {

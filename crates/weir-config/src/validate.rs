@@ -229,6 +229,28 @@ fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Ro
     check_match(checker, field, route);
     check_rewrite(checker, field, route);
     ratelimit::check_route(checker, file, field, route);
+    check_retry(checker, field, route);
+}
+
+fn check_retry(checker: &mut Checker, field: &str, route: &Route) {
+    let Some(retry) = &route.retry else { return };
+    let field = format!("{field}.retry");
+    if !(1..=10).contains(&retry.attempts) {
+        checker.fail(format!("{field}.attempts"), "must be between 1 and 10 (tries in all, the first included)".into());
+    }
+    if retry.on.is_empty() {
+        checker.fail(format!("{field}.on"), "list at least one condition, like connect_failure or 503".into());
+    }
+    if let Some(per_try) = retry.per_try_timeout {
+        check_positive(checker, &format!("{field}.per_try_timeout"), per_try);
+    }
+    check_positive(checker, &format!("{field}.backoff.base"), retry.backoff.base);
+    if retry.backoff.max < retry.backoff.base {
+        checker.fail(format!("{field}.backoff.max"), "must be at least backoff.base".into());
+    }
+    if route.direct_response.is_some() {
+        checker.fail(field, "a direct_response route sends nothing upstream, so it cannot retry".into());
+    }
 }
 
 fn check_action(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {

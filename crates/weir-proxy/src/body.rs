@@ -11,11 +11,11 @@ use hyper::body::Incoming;
 use weir_telemetry::RequestTimer;
 use weir_upstream::PooledBody;
 
-/// A request body streamed upstream, failing once it passes its size limit.
-pub struct RequestBody {
-    inner: Incoming,
-    remaining: u64,
-    limit: u64,
+/// A request body on its way upstream: streamed from the client and held to the route's size limit,
+/// or held whole in memory so a retry can send it again.
+pub enum RequestBody {
+    Streaming { inner: Incoming, remaining: u64, limit: u64 },
+    Replay(Option<Bytes>),
 }
 
 /// Why a request body could not be sent on.
@@ -30,7 +30,12 @@ pub enum RequestBodyError {
 impl RequestBody {
     /// `limit` of `u64::MAX` means no limit.
     pub fn new(inner: Incoming, limit: u64) -> Self {
-        RequestBody { inner, remaining: limit, limit }
+        RequestBody::Streaming { inner, remaining: limit, limit }
+    }
+
+    /// A body already read whole (bytes are reference-counted: sending it again copies nothing).
+    pub fn replay(bytes: Bytes) -> Self {
+        RequestBody::Replay(Some(bytes).filter(|b| !b.is_empty()))
     }
 }
 
@@ -38,8 +43,12 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = RequestBodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let (inner, remaining, limit) = match self.get_mut() {
+            RequestBody::Replay(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            RequestBody::Streaming { inner, remaining, limit } => (inner, remaining, *limit),
+        };
+        let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(RequestBodyError::Read(error)))),
             Poll::Ready(None) => return Poll::Ready(None),
@@ -47,20 +56,26 @@ impl Body for RequestBody {
         };
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
-            if len > self.remaining {
-                return Poll::Ready(Some(Err(RequestBodyError::TooLarge { limit: self.limit })));
+            if len > *remaining {
+                return Poll::Ready(Some(Err(RequestBodyError::TooLarge { limit })));
             }
-            self.remaining -= len;
+            *remaining -= len;
         }
         Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match self {
+            RequestBody::Streaming { inner, .. } => inner.is_end_stream(),
+            RequestBody::Replay(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self {
+            RequestBody::Streaming { inner, .. } => inner.size_hint(),
+            RequestBody::Replay(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }
 

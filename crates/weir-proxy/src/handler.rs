@@ -4,20 +4,18 @@
 //! metrics (counted by status and refusal reason, timed to the end of the response body).
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use http::header::{CONTENT_LENGTH, EXPECT, HOST};
+use http::header::HOST;
 use http::request::Parts;
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use weir_telemetry::RouteMetrics;
-use weir_upstream::{Attempt, Cluster, Connection, Outcome, UpstreamError};
 
-use crate::body::{RequestBody, RequestBodyError, ResponseBody, TimedBody};
+use crate::body::{ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
-use crate::framing::{BodyFramingError, Violation};
+use crate::framing::Violation;
+use crate::proxy::proxy;
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Route};
 use crate::router::RouteId;
@@ -50,7 +48,7 @@ pub async fn serve_request(
     let matched = match_route(&snapshot, conn, &parts);
     let metrics = matched.map_or(&snapshot.unmatched, |route| &snapshot.routes[route as usize].metrics);
     let outcome = match matched {
-        Ok(route) => run_route(&snapshot, &snapshot.routes[route as usize], conn, parts, body, &id).await,
+        Ok(route) => run_route(&snapshot, &snapshot.routes[route as usize], conn, parts, body, &id, started).await,
         Err(refusal) => Err(refusal),
     };
     let mut response = outcome.unwrap_or_else(|refusal| refuse(refusal, conn, metrics));
@@ -85,6 +83,7 @@ async fn run_route(
     parts: Parts,
     body: Incoming,
     id: &HeaderValue,
+    arrived: Instant,
 ) -> Result<Response<ResponseBody>, Refusal> {
     let admission = match route.rate_limit.check(&conn.peer, &parts).await {
         Ok(admission) => admission,
@@ -92,7 +91,10 @@ async fn run_route(
     };
     let mut response = match &route.action {
         Action::Direct(direct) => direct_response(direct),
-        Action::Proxy(cluster) => proxy(snapshot, route, cluster, conn, parts, body, id).await?,
+        Action::Proxy(cluster) => {
+            let arrived = tokio::time::Instant::from_std(arrived);
+            proxy(snapshot, route, cluster, conn, parts, body, id, arrived).await?
+        }
     };
     admission.apply(response.headers_mut());
     route.response_headers.apply(response.headers_mut());
@@ -104,123 +106,6 @@ fn direct_response(direct: &DirectResponse) -> Response<ResponseBody> {
     *response.status_mut() = direct.status;
     *response.headers_mut() = direct.headers.clone();
     response
-}
-
-async fn proxy(
-    snapshot: &Snapshot,
-    route: &Route,
-    cluster: &Cluster<RequestBody>,
-    conn: &ConnContext,
-    parts: Parts,
-    body: Incoming,
-    id: &HeaderValue,
-) -> Result<Response<ResponseBody>, Refusal> {
-    if declared_length(&parts).is_some_and(|len| len > route.max_body) {
-        return Err(Refusal::BodyTooLarge);
-    }
-    let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
-    let deadline = tokio::time::Instant::now() + route.timeout;
-    let (attempt, connection) = connect(cluster, key, deadline).await?;
-    let mut request = upstream_request(route, conn, parts, body, attempt.endpoint().addr)?;
-    let headers = request.headers_mut();
-    headers.insert(snapshot.request_id.header.clone(), id.clone());
-    // The route's edits come last, so they can change anything weir set, Host included.
-    route.request_headers.apply(headers);
-    let sent = tokio::time::timeout_at(deadline, connection.send(request)).await;
-    let sent = sent.map_err(|_| Refusal::UpstreamTimeout).and_then(|sent| sent.map_err(|e| classify(&e)));
-    attempt.finish(match &sent {
-        Ok(response) => Outcome::Response(response.status()),
-        Err(refusal) => attempt_outcome(*refusal),
-    });
-    let mut response = sent?;
-    forward::strip_hop_by_hop(response.headers_mut());
-    Ok(response.map(ResponseBody::Upstream))
-}
-
-/// Endpoints tried for one request when connections fail. A connection that was never made sent
-/// nothing, so another endpoint can take the request as it is (what nginx and HAProxy do too).
-const CONNECT_TRIES: usize = 3;
-
-/// A connection to an endpoint of the cluster, and the attempt it belongs to.
-async fn connect(
-    cluster: &Cluster<RequestBody>,
-    key: Option<u64>,
-    deadline: tokio::time::Instant,
-) -> Result<(Attempt<'_, RequestBody>, Connection<RequestBody>), Refusal> {
-    let mut failed = Vec::new();
-    loop {
-        let attempt = cluster.pick_avoiding(key, &failed).ok_or(Refusal::NoHealthyEndpoint)?;
-        let refusal = match tokio::time::timeout_at(deadline, attempt.endpoint().pool.connection()).await {
-            Ok(Ok(connection)) => return Ok((attempt, connection)),
-            Ok(Err(error)) => classify(&error),
-            Err(_) => Refusal::UpstreamTimeout,
-        };
-        let (outcome, addr) = (attempt_outcome(refusal), attempt.endpoint().addr);
-        attempt.finish(outcome);
-        if outcome != Outcome::ConnectFailure || failed.len() + 1 >= CONNECT_TRIES {
-            return Err(refusal);
-        }
-        tracing::debug!(upstream = cluster.name(), endpoint = %addr, reason = refusal.reason(), "connect failed: trying another endpoint");
-        failed.push(addr);
-    }
-}
-
-/// What a failed attempt says about the endpoint. Failures of the client's or weir's own making
-/// (a body over the limit, a client that stopped sending, a full pool) say nothing.
-fn attempt_outcome(refusal: Refusal) -> Outcome {
-    match refusal {
-        Refusal::ConnectError | Refusal::ConnectTimeout => Outcome::ConnectFailure,
-        Refusal::UpstreamReset | Refusal::UpstreamProtocolError => Outcome::Reset,
-        Refusal::UpstreamTimeout => Outcome::Timeout,
-        _ => Outcome::Local,
-    }
-}
-
-/// The request as the upstream gets it: HTTP/1.1, origin-form target, hop-by-hop headers gone,
-/// forwarding headers added, the route's path and host rewrites applied. `Expect` is answered by weir itself (hyper
-/// sends `100 Continue` when the body is first read), so it is not passed on. A request without a
-/// host gets the endpoint's address as `Host`, which HTTP/1.1 requires.
-fn upstream_request(
-    route: &Route,
-    conn: &ConnContext,
-    mut parts: Parts,
-    body: Incoming,
-    endpoint: SocketAddr,
-) -> Result<Request<RequestBody>, Refusal> {
-    let client_host = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
-    let client_host = client_host.or_else(|| parts.headers.get(HOST).cloned());
-    let headers = &mut parts.headers;
-    forward::strip_hop_by_hop(headers);
-    headers.remove(EXPECT);
-    forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
-    let host = match route.host_rewrite.as_ref().or(client_host.as_ref()) {
-        Some(host) => host.clone(),
-        None => HeaderValue::from_str(&endpoint.to_string()).expect("a socket address is a valid header value"),
-    };
-    headers.insert(HOST, host);
-    let path_and_query = upstream_target(route, &parts.uri)?;
-    let mut request = Request::new(RequestBody::new(body, route.max_body));
-    *request.method_mut() = parts.method;
-    *request.uri_mut() = path_and_query;
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = parts.headers;
-    Ok(request)
-}
-
-/// The origin-form target for the upstream: the client's path and query, shared rather than copied
-/// when no rewrite applies.
-fn upstream_target(route: &Route, uri: &Uri) -> Result<Uri, Refusal> {
-    let Some(new_path) = route.rewrite.apply(uri.path()) else {
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = Some(uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
-        return Uri::from_parts(parts).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine));
-    };
-    // Validation keeps rewrites to valid path characters, so this fails only on a client's query.
-    let target = match uri.query() {
-        Some(query) => format!("{new_path}?{query}"),
-        None => new_path,
-    };
-    Uri::try_from(target).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine))
 }
 
 /// The host a request is for, lower-case, without a port: from the target URI, else `Host`.
@@ -242,52 +127,6 @@ fn strip_port(authority: &str) -> &str {
         return authority.split_once(']').map_or(authority, |(v6, _)| &authority[..=v6.len()]);
     }
     authority.rsplit_once(':').map_or(authority, |(host, _)| host)
-}
-
-fn declared_length(parts: &Parts) -> Option<u64> {
-    parts.headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Maps a failed upstream call to the refusal the client sees.
-fn classify(error: &UpstreamError) -> Refusal {
-    match error {
-        UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => Refusal::ConnectError,
-        UpstreamError::ConnectTimeout { .. } => Refusal::ConnectTimeout,
-        UpstreamError::PoolExhausted { .. } => Refusal::PoolExhausted,
-        UpstreamError::Exchange { source, .. } => {
-            match find_cause::<RequestBodyError>(source) {
-                Some(RequestBodyError::TooLarge { .. }) => return Refusal::BodyTooLarge,
-                Some(RequestBodyError::Read(read)) => {
-                    return find_cause::<BodyFramingError>(read)
-                        .map_or(Refusal::BodyIncomplete, |e| Refusal::from(e.0));
-                }
-                None => {}
-            }
-            if source.is_parse() || source.is_parse_status() {
-                Refusal::UpstreamProtocolError
-            } else {
-                Refusal::UpstreamReset
-            }
-        }
-    }
-}
-
-/// The first error of type `E` in `error`'s chain, looking inside I/O errors too (their `source`
-/// skips the error they carry).
-fn find_cause<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<E>() {
-            return Some(found);
-        }
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && let Some(found) = inner.downcast_ref::<E>()
-        {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod clusters;
 pub mod forward;
 pub mod framing;
 pub mod handler;
+pub mod proxy;
 pub mod refusal;
 pub mod route;
 pub mod router;

@@ -40,13 +40,17 @@ pub enum Refusal {
     NoHealthyEndpoint,
     /// Every connection to the endpoint was busy, and none came free within the pool's acquire timeout.
     PoolExhausted,
+    /// The request's deadline (the route's timeout or the client's shorter one) left no time for a try.
+    DeadlineExceeded,
+    /// A try failed and a retry would have helped, but the route's retry budget was spent.
+    BudgetExhausted,
     /// A rate-limit rule refused the request; see [`Refusal::rate_limited`].
     RateLimited,
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 16] = [
+    pub const REASONS: [&'static str; 18] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -62,6 +66,8 @@ impl Refusal {
         "upstream_protocol_error",
         "no_healthy_endpoint",
         "pool_exhausted",
+        "deadline_exceeded",
+        "budget_exhausted",
         "rate_limited",
     ];
 
@@ -83,7 +89,9 @@ impl Refusal {
             Refusal::UpstreamProtocolError => 12,
             Refusal::NoHealthyEndpoint => 13,
             Refusal::PoolExhausted => 14,
-            Refusal::RateLimited => 15,
+            Refusal::DeadlineExceeded => 15,
+            Refusal::BudgetExhausted => 16,
+            Refusal::RateLimited => 17,
         }
     }
 
@@ -102,8 +110,12 @@ impl Refusal {
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::ConnectError | Refusal::UpstreamReset | Refusal::UpstreamProtocolError => StatusCode::BAD_GATEWAY,
-            Refusal::ConnectTimeout | Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::NoHealthyEndpoint | Refusal::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ConnectTimeout | Refusal::UpstreamTimeout | Refusal::DeadlineExceeded => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Refusal::NoHealthyEndpoint | Refusal::PoolExhausted | Refusal::BudgetExhausted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -135,6 +147,8 @@ impl Refusal {
             Refusal::UpstreamProtocolError => "http_protocol_error",
             Refusal::NoHealthyEndpoint => "destination_unavailable",
             Refusal::PoolExhausted => "connection_limit_reached",
+            Refusal::DeadlineExceeded => "http_response_timeout",
+            Refusal::BudgetExhausted => "destination_unavailable",
             Refusal::RateLimited => "http_request_denied",
             _ => "http_request_error",
         }

@@ -30,6 +30,8 @@ pub struct Route {
     pub timeout: Duration,
     /// Largest request body in bytes; `u64::MAX` when unlimited.
     pub max_body: u64,
+    /// Retries of failed tries, with the route's budget.
+    pub retry: Option<weir_resilience::retry::RetryPolicy>,
 }
 
 /// How a route's path condition is written.

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use weir_config::values::Cidr;
-use weir_config::{Config, HeaderList, Route as RouteConfig, ValueMatch};
+use weir_config::{Config, HeaderList, RetryOn, Route as RouteConfig, ValueMatch};
+use weir_resilience::backoff::Backoff;
+use weir_resilience::budget::{BudgetSettings, RetryBudget};
+use weir_resilience::retry::{RetryConditions, RetryPolicy};
 
 use weir_telemetry::{Metrics, RouteMetrics};
 
@@ -28,6 +31,8 @@ pub struct Snapshot {
     pub routers: Vec<Router>,
     pub trusted_proxies: Vec<Cidr>,
     pub request_id: RequestIdSettings,
+    /// The request header clients send their deadline in (milliseconds), besides `grpc-timeout`.
+    pub deadline_header: Option<http::HeaderName>,
 }
 
 /// How requests get their ids.
@@ -98,6 +103,7 @@ impl Snapshot {
                 keep_incoming: request_id.keep_incoming,
                 in_response: request_id.in_response,
             },
+            deadline_header: config.server.deadline_header.as_ref().map(|h| h.0.clone()),
         })
     }
 }
@@ -128,6 +134,33 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         response_headers: header_edits(&route.response_headers),
         timeout: route.timeout.0,
         max_body: route.max_body_size.map_or(u64::MAX, |s| s.0),
+        retry: route.retry.as_ref().map(retry_policy),
+    }
+}
+
+fn retry_policy(retry: &weir_config::Retry) -> RetryPolicy {
+    let mut on = RetryConditions::default();
+    for condition in &retry.on {
+        match *condition {
+            RetryOn::ConnectFailure => on.connect_failure = true,
+            RetryOn::Reset => on.reset = true,
+            RetryOn::Timeout => on.timeout = true,
+            RetryOn::ServerErrors => on.server_errors = true,
+            RetryOn::Status(status) => on.statuses.push(status),
+            RetryOn::Grpc(code) => on.grpc_codes |= 1 << code,
+        }
+    }
+    RetryPolicy {
+        attempts: retry.attempts,
+        on,
+        per_try_timeout: retry.per_try_timeout.map(|d| d.0),
+        backoff: Backoff { base: retry.backoff.base.0, max: retry.backoff.max.0 },
+        non_idempotent: retry.non_idempotent,
+        max_replay_body: retry.max_replay_body.0,
+        budget: RetryBudget::new(BudgetSettings {
+            ratio: f64::from(retry.budget.ratio.0) / 100.0,
+            min_per_second: retry.budget.min_per_second,
+        }),
     }
 }
 

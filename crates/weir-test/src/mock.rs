@@ -55,6 +55,8 @@ struct State {
     connections: std::sync::atomic::AtomicUsize,
     /// Statuses set by the test for requests without `x-mock-status`: by path, or for every path ("").
     statuses: Mutex<std::collections::HashMap<String, u16>>,
+    /// A delay set by the test for requests without `x-mock-delay-ms`, in milliseconds.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl MockUpstream {
@@ -112,6 +114,11 @@ impl MockUpstream {
     /// `status`, until changed again.
     pub fn set_status(&self, path: &str, status: u16) {
         self.state.statuses.lock().unwrap().insert(path.to_string(), status);
+    }
+
+    /// Delays every response head that `x-mock-delay-ms` does not delay, by `ms` milliseconds.
+    pub fn set_delay(&self, ms: u64) {
+        self.state.delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Requests received for `path`.
@@ -174,6 +181,10 @@ async fn answer(
         && !headers.contains_key("x-mock-status")
     {
         headers.insert("x-mock-status", HeaderValue::from(status));
+    }
+    let set_delay = state.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+    if set_delay > 0 && !headers.contains_key("x-mock-delay-ms") {
+        headers.insert("x-mock-delay-ms", HeaderValue::from(set_delay));
     }
     state.received.lock().unwrap().push(received);
     state.arrived.notify_waiters();

@@ -1,0 +1,97 @@
+//! The upstream request's head, built once per request and sent on every try: HTTP/1.1, origin-form
+//! target, hop-by-hop headers gone, forwarding headers and the request id added, the route's path,
+//! host and header edits applied. `Expect` is answered by weir itself (hyper sends `100 Continue`
+//! when the body is first read), so it is not passed on.
+
+use std::net::SocketAddr;
+
+use http::header::{EXPECT, HOST};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+
+use crate::body::RequestBody;
+use crate::forward;
+use crate::framing::Violation;
+use crate::handler::ConnContext;
+use crate::refusal::Refusal;
+use crate::route::Route;
+use crate::snapshot::Snapshot;
+
+/// What every try of a request sends.
+pub struct UpstreamHead {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl UpstreamHead {
+    pub fn build(
+        snapshot: &Snapshot,
+        route: &Route,
+        conn: &ConnContext,
+        mut parts: Parts,
+        id: &HeaderValue,
+    ) -> Result<UpstreamHead, Refusal> {
+        let client_host = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
+        let client_host = client_host.or_else(|| parts.headers.get(HOST).cloned());
+        let headers = &mut parts.headers;
+        forward::strip_hop_by_hop(headers);
+        headers.remove(EXPECT);
+        forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
+        if let Some(host) = route.host_rewrite.as_ref().or(client_host.as_ref()) {
+            headers.insert(HOST, host.clone());
+        }
+        headers.insert(snapshot.request_id.header.clone(), id.clone());
+        // The route's edits come last, so they can change anything weir set, Host included.
+        route.request_headers.apply(headers);
+        let uri = upstream_target(route, &parts.uri)?;
+        Ok(UpstreamHead { method: parts.method, uri, headers: parts.headers })
+    }
+
+    /// The request for one try. A request without a host (HTTP/1.0) gets the endpoint's address as
+    /// `Host`, which HTTP/1.1 requires.
+    pub fn request(&self, body: RequestBody, endpoint: SocketAddr) -> Request<RequestBody> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.headers.clone();
+        add_endpoint_host(request.headers_mut(), endpoint);
+        request
+    }
+
+    /// The request for the last try: the head moves into it, nothing is copied.
+    pub fn into_request(self, body: RequestBody, endpoint: SocketAddr) -> Request<RequestBody> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.headers;
+        add_endpoint_host(request.headers_mut(), endpoint);
+        request
+    }
+}
+
+fn add_endpoint_host(headers: &mut HeaderMap, endpoint: SocketAddr) {
+    if !headers.contains_key(HOST) {
+        let host = HeaderValue::from_str(&endpoint.to_string()).expect("a socket address is a valid header value");
+        headers.insert(HOST, host);
+    }
+}
+
+/// The origin-form target for the upstream: the client's path and query, shared rather than copied
+/// when no rewrite applies.
+fn upstream_target(route: &Route, uri: &Uri) -> Result<Uri, Refusal> {
+    let Some(new_path) = route.rewrite.apply(uri.path()) else {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        return Uri::from_parts(parts).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine));
+    };
+    // Validation keeps rewrites to valid path characters, so this fails only on a client's query.
+    let target = match uri.query() {
+        Some(query) => format!("{new_path}?{query}"),
+        None => new_path,
+    };
+    Uri::try_from(target).map_err(|_| Refusal::BadRequest(Violation::InvalidRequestLine))
+}

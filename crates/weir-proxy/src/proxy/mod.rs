@@ -1,0 +1,220 @@
+//! Forwarding a request to its route's upstream: the deadline, the upstream request's head, then
+//! one try, or several under the route's retry policy, each on an endpoint picked from the cluster
+//! and finished with its outcome.
+//!
+//! A try is retried when its failure is one the policy names, tries remain, the request can be sent
+//! again (an idempotent method or an `Idempotency-Key`, and a body small enough to be held), the
+//! deadline leaves time, and the route's retry budget allows it. Retries prefer endpoints the
+//! request has not failed on, and wait a jittered backoff (or the upstream's `Retry-After`) first.
+
+mod connect;
+mod deadline;
+mod head;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use weir_resilience::retry::{Failure, MAX_RETRY_AFTER, RetryPolicy, retry_after};
+use weir_upstream::{BalanceRng, Cluster, Outcome, PooledBody};
+
+pub use connect::classify;
+use connect::{attempt_outcome, connect};
+use deadline::Deadline;
+use head::UpstreamHead;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::forward;
+use crate::handler::ConnContext;
+use crate::refusal::Refusal;
+use crate::route::Route;
+use crate::snapshot::Snapshot;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Sends the request upstream and returns the upstream's response, or why there is none.
+#[allow(clippy::too_many_arguments)]
+pub async fn proxy(
+    snapshot: &Snapshot,
+    route: &Route,
+    cluster: &Cluster<RequestBody>,
+    conn: &ConnContext,
+    parts: Parts,
+    body: Incoming,
+    id: &HeaderValue,
+    arrived: Instant,
+) -> Result<Response<ResponseBody>, Refusal> {
+    let declared = declared_length(&parts);
+    if declared.is_some_and(|len| len > route.max_body) {
+        return Err(Refusal::BodyTooLarge);
+    }
+    let deadline = Deadline::of(route, &parts.headers, snapshot.deadline_header.as_ref(), arrived);
+    if Instant::now() >= deadline.at {
+        return Err(Refusal::DeadlineExceeded);
+    }
+    let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
+    let policy = route.retry.as_ref().filter(|p| may_retry(p, &parts, declared, &body));
+    let head = UpstreamHead::build(snapshot, route, conn, parts, id)?;
+    let tries = Tries { snapshot, route, cluster, key, deadline };
+    let mut response = match policy {
+        None => tries.once(head, RequestBody::new(body, route.max_body)).await?,
+        Some(policy) => {
+            let body = replay_body(body, route.max_body).await?;
+            tries.with_retries(policy, head, body).await?
+        }
+    };
+    forward::strip_hop_by_hop(response.headers_mut());
+    Ok(response.map(ResponseBody::Upstream))
+}
+
+/// Whether a request could be sent twice: an idempotent method (or an `Idempotency-Key`, or a route
+/// that allows any), and a body that is empty or small enough to hold.
+fn may_retry(policy: &RetryPolicy, parts: &Parts, declared: Option<u64>, body: &Incoming) -> bool {
+    use http_body::Body as _;
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    let repeatable = idempotent || policy.non_idempotent || parts.headers.contains_key(IDEMPOTENCY_KEY);
+    let holdable = body.is_end_stream() || declared.is_some_and(|len| len <= policy.max_replay_body);
+    policy.attempts > 1 && repeatable && holdable
+}
+
+/// The whole request body, read before the first try so every try can send it.
+async fn replay_body(body: Incoming, limit: u64) -> Result<Bytes, Refusal> {
+    let collected = RequestBody::new(body, limit).collect().await;
+    collected.map(|c| c.to_bytes()).map_err(|e| connect::classify_body_error(&e))
+}
+
+/// What every try of one request shares.
+struct Tries<'a> {
+    snapshot: &'a Snapshot,
+    route: &'a Route,
+    cluster: &'a Cluster<RequestBody>,
+    key: Option<u64>,
+    deadline: Deadline,
+}
+
+type Upstream = Response<PooledBody<RequestBody>>;
+
+impl Tries<'_> {
+    /// One try, streaming the body.
+    async fn once(&self, head: UpstreamHead, body: RequestBody) -> Result<Upstream, Refusal> {
+        let (sent, _) = self.attempt(Some(head), None, body, self.deadline.at, &mut Vec::new()).await;
+        sent
+    }
+
+    /// Tries until one succeeds or the policy, the deadline or the budget says stop.
+    async fn with_retries(&self, policy: &RetryPolicy, head: UpstreamHead, body: Bytes) -> Result<Upstream, Refusal> {
+        policy.budget.record_request(Instant::now());
+        let mut avoid = Vec::new();
+        let mut head = Some(head);
+        for retry in 0.. {
+            let now = Instant::now();
+            if now >= self.deadline.at {
+                return Err(Refusal::DeadlineExceeded);
+            }
+            let try_deadline = policy.per_try_timeout.map_or(self.deadline.at, |t| self.deadline.at.min(now + t));
+            let last = retry + 1 >= policy.attempts;
+            let owned = if last { head.take() } else { None };
+            let body = RequestBody::replay(body.clone());
+            let (sent, failure) = self.attempt(owned, head.as_ref(), body, try_deadline, &mut avoid).await;
+            let Some(failure) = failure.filter(|f| !last && policy.on.matches(*f)) else { return sent };
+            if !policy.budget.try_retry(Instant::now()) {
+                tracing::debug!(route = %self.route.name, "retry budget exhausted");
+                return sent.map_err(|_| Refusal::BudgetExhausted);
+            }
+            let wait = policy.backoff.delay(retry + 1, fraction()).max(upstream_wait(&sent));
+            if Instant::now() + wait >= self.deadline.at {
+                return sent;
+            }
+            tracing::debug!(route = %self.route.name, ?failure, retry = retry + 1, ?wait, "retrying");
+            drop(sent);
+            tokio::time::sleep(wait).await;
+        }
+        unreachable!("the loop returns on its last try")
+    }
+
+    /// One try on one endpoint: the head is moved in for a last try, copied otherwise. Returns the
+    /// result and, when it failed, how (for the retry decision).
+    async fn attempt(
+        &self,
+        owned: Option<UpstreamHead>,
+        shared: Option<&UpstreamHead>,
+        body: RequestBody,
+        deadline: Instant,
+        avoid: &mut Vec<SocketAddr>,
+    ) -> (Result<Upstream, Refusal>, Option<Failure>) {
+        let (attempt, connection) = match connect(self.cluster, self.key, deadline, avoid).await {
+            Ok(connected) => connected,
+            Err(refusal) => return (Err(refusal), failure_of(refusal)),
+        };
+        let addr = attempt.endpoint().addr;
+        let mut request = match owned {
+            Some(head) => head.into_request(body, addr),
+            None => shared.expect("a head to copy").request(body, addr),
+        };
+        let header = self.snapshot.deadline_header.as_ref();
+        self.deadline.stamp(request.headers_mut(), header, Instant::now());
+        let sent = tokio::time::timeout_at(deadline, connection.send(request)).await;
+        let sent = sent.map_err(|_| Refusal::UpstreamTimeout).and_then(|sent| sent.map_err(|e| classify(&e)));
+        attempt.finish(match &sent {
+            Ok(response) => Outcome::Response(response.status()),
+            Err(refusal) => attempt_outcome(*refusal),
+        });
+        let failure = match &sent {
+            Ok(response) => response_failure(response),
+            Err(refusal) => failure_of(*refusal),
+        };
+        if failure.is_some() {
+            avoid.push(addr);
+        }
+        (sent, failure)
+    }
+}
+
+/// How a refused try failed, for the retry conditions; `None` for refusals no retry can help.
+fn failure_of(refusal: Refusal) -> Option<Failure> {
+    match refusal {
+        Refusal::ConnectError | Refusal::ConnectTimeout => Some(Failure::ConnectFailure),
+        Refusal::UpstreamReset | Refusal::UpstreamProtocolError => Some(Failure::Reset),
+        Refusal::UpstreamTimeout => Some(Failure::Timeout),
+        _ => None,
+    }
+}
+
+/// A response's failure: its status when 4xx/5xx, or its gRPC status in a trailers-only answer.
+fn response_failure(response: &Upstream) -> Option<Failure> {
+    if let Some(code) = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<u8>().ok())
+        && code != 0
+    {
+        return Some(Failure::Grpc(code));
+    }
+    let status = response.status().as_u16();
+    (status >= 400).then_some(Failure::Status(status))
+}
+
+/// The upstream's `Retry-After`, when it asks for a wait weir is willing to make.
+fn upstream_wait(sent: &Result<Upstream, Refusal>) -> std::time::Duration {
+    let asked = sent
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get(http::header::RETRY_AFTER))
+        .and_then(|v| retry_after(v.as_bytes()));
+    asked.filter(|wait| *wait <= MAX_RETRY_AFTER).unwrap_or_default()
+}
+
+/// A uniform random fraction in `[0, 1)` for backoff jitter.
+fn fraction() -> f64 {
+    static RNG: std::sync::LazyLock<BalanceRng> = std::sync::LazyLock::new(BalanceRng::from_entropy);
+    (RNG.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts.headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
