@@ -28,6 +28,10 @@ SCENARIOS = {
     "config (weir-default-features.yaml) against the same peers.",
     "least_request": "GET / (13-byte body), 64 connections, wrk -t1; weir balances its two endpoints with "
     "least_request (weir-least-request.yaml) instead of round robin. Compare its ratios with small_get's.",
+    "rate_limit_local": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one local rate-limit rule "
+    "keyed by client address, never reached (weir-rate-limit-local.yaml). Compare its ratios with small_get's.",
+    "rate_limit_redis": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one global rate-limit rule "
+    "decided on a local redis-server, never reached (weir-rate-limit-redis.yaml). Compare with small_get's.",
 }
 TARGETS = ["weir", "nginx", "haproxy", "backend"]
 PEERS = ["nginx", "haproxy"]
@@ -210,6 +214,8 @@ def render_scenario(name, runs):
             label = "weir (default features)"
         if name == "least_request" and target == "weir":
             label = "weir (least_request)"
+        if name in ("rate_limit_local", "rate_limit_redis") and target == "weir":
+            label = f"weir ({name})"
         errors = [f"r{r}: {describe_problems(run['problems'])}" for r, run in sorted(by_round.items())
                   if run["problems"]]
         rps = median_of(run.get("rps") for run in by_round.values())

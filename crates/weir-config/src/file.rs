@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::ratelimit::{RateLimitRule, RateLimits};
 use crate::upstream::Upstream;
 use crate::values::{
     ByteSize, Cidr, Duration, HeaderName, HeaderValue, HostPattern, Method, Pattern, StatusCode, UrlPath,
@@ -35,6 +36,8 @@ pub struct ConfigFile {
     pub upstreams: BTreeMap<String, Upstream>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    #[serde(default)]
+    pub rate_limit: RateLimits,
 }
 
 /// Process-wide settings.
@@ -268,6 +271,9 @@ pub struct Route {
     /// Largest request body; larger ones are refused with 413.
     #[serde(default)]
     pub max_body_size: Option<ByteSize>,
+    /// Rate limits on this route, after the global ones; all must pass.
+    #[serde(default)]
+    pub rate_limit: Vec<RateLimitRule>,
     /// Retries of failed requests; none without it.
     #[serde(default)]
     pub retry: Option<crate::resilience::Retry>,
@@ -384,7 +390,7 @@ impl<'de> Deserialize<'de> for HeaderList {
 }
 
 /// Reads either one value written as a string or a list of them.
-fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+pub(crate) fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + FromStr,

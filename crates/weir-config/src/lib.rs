@@ -7,6 +7,7 @@ mod error;
 mod file;
 mod load;
 mod locate;
+pub mod ratelimit;
 mod resilience;
 mod upstream;
 mod validate;

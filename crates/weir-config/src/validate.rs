@@ -7,6 +7,7 @@ use crate::error::Problem;
 use crate::file::{ConfigFile, Listener, Route, ValueMatch};
 use crate::load::Format;
 use crate::locate::locate;
+use crate::ratelimit::check as ratelimit;
 use crate::upstream::{Balance, Upstream};
 use crate::values::Duration;
 
@@ -33,17 +34,17 @@ impl std::ops::Deref for Config {
 }
 
 /// Collects problems with their place in the source text.
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn fail(&mut self, field: String, message: String) {
+    pub(crate) fn fail(&mut self, field: String, message: String) {
         self.problems.push(Problem::new(field, message));
     }
 
-    fn fail_at(&mut self, field: String, key: &str, value: &str, message: String) {
+    pub(crate) fn fail_at(&mut self, field: String, key: &str, value: &str, message: String) {
         let mut problem = Problem::new(field, message);
         problem.line = locate(self.text, key, value);
         self.problems.push(problem);
@@ -56,6 +57,7 @@ pub(crate) fn validate(file: ConfigFile, text: &str, format: Format) -> Result<C
     check_admin(&mut checker, &file);
     check_access_log(&mut checker, &file);
     check_listeners(&mut checker, &file.listeners);
+    ratelimit::check_global(&mut checker, &file);
     for (name, upstream) in &file.upstreams {
         check_upstream(&mut checker, name, upstream);
     }
@@ -279,6 +281,7 @@ fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Ro
     }
     check_match(checker, field, route);
     check_rewrite(checker, field, route);
+    ratelimit::check_route(checker, file, field, route);
     check_retry(checker, field, route);
     check_fallback(checker, file, field, route);
 }

@@ -1,5 +1,5 @@
-//! The complete examples in docs/configuration.md and the files in examples/ load and validate, so
-//! the documentation never shows a file weir would refuse.
+//! The complete examples in docs/configuration.md and docs/rate-limiting.md and the files in examples/
+//! load and validate, so the documentation never shows a file weir would refuse.
 
 use weir_config::{Format, parse_str};
 
@@ -30,5 +30,15 @@ fn example_configurations_are_valid() {
         ("upstreams.yaml", include_str!("../../../examples/upstreams.yaml")),
     ] {
         parse_str(text, Format::Yaml, name).unwrap_or_else(|e| panic!("examples/{name}: {e}"));
+    }
+}
+
+#[test]
+fn complete_examples_in_the_rate_limiting_guide_are_valid() {
+    let guide = include_str!("../../../docs/rate-limiting.md");
+    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    assert!(!yaml.is_empty(), "the guide has a complete example");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "rate-limiting.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
     }
 }

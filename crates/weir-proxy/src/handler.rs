@@ -118,7 +118,7 @@ fn match_route(snapshot: &Snapshot, conn: &ConnContext, parts: &Parts) -> Result
     router.find(&snapshot.routes, host.as_deref().unwrap_or_default(), parts).ok_or(Refusal::NoRoute)
 }
 
-/// The route's action, then its response header edits.
+/// The route's stages, its action, then its response header edits.
 async fn run_route(
     snapshot: &Snapshot,
     route: &Route,
@@ -128,6 +128,10 @@ async fn run_route(
     id: &HeaderValue,
     arrived: Instant,
 ) -> Result<Response<ResponseBody>, Refusal> {
+    let admission = match route.rate_limit.check(&conn.peer, &parts).await {
+        Ok(admission) => admission,
+        Err(limited) => return Ok(limited.into_response(&route.metrics)),
+    };
     let mut response = match &route.action {
         Action::Direct(direct) => direct_response(direct),
         Action::Proxy(cluster) => {
@@ -141,6 +145,7 @@ async fn run_route(
             }
         }
     };
+    admission.apply(response.headers_mut());
     route.response_headers.apply(response.headers_mut());
     Ok(response)
 }

@@ -20,6 +20,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod stages;
 pub mod upstream_notes;
 pub mod upstream_status;
 

@@ -48,11 +48,13 @@ pub enum Refusal {
     BreakerOpen {
         retry_after_secs: u32,
     },
+    /// A rate-limit rule refused the request; see [`Refusal::rate_limited`].
+    RateLimited,
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 18] = [
+    pub const REASONS: [&'static str; 19] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -71,6 +73,7 @@ impl Refusal {
         "deadline_exceeded",
         "budget_exhausted",
         "breaker_open",
+        "rate_limited",
     ];
 
     /// The position of this refusal's reason in [`Refusal::REASONS`].
@@ -94,6 +97,7 @@ impl Refusal {
             Refusal::DeadlineExceeded => 15,
             Refusal::BudgetExhausted => 16,
             Refusal::BreakerOpen { .. } => 17,
+            Refusal::RateLimited => 18,
         }
     }
 
@@ -119,6 +123,7 @@ impl Refusal {
             | Refusal::PoolExhausted
             | Refusal::BudgetExhausted
             | Refusal::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -151,6 +156,7 @@ impl Refusal {
             Refusal::PoolExhausted => "connection_limit_reached",
             Refusal::DeadlineExceeded => "http_response_timeout",
             Refusal::BudgetExhausted | Refusal::BreakerOpen { .. } => "destination_unavailable",
+            Refusal::RateLimited => "http_request_denied",
             _ => "http_request_error",
         }
     }
@@ -183,6 +189,17 @@ impl Refusal {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
         }
         response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl Refusal {
+    /// The 429 for a request the rule `rule` refused: `Retry-After` in whole seconds, and the rule's
+    /// name in the body. The rate-limit stage adds the rule's `RateLimit` fields.
+    pub fn rate_limited(rule: &str, retry_after_secs: u64) -> Response<ResponseBody> {
+        let mut response = Refusal::RateLimited.into_response();
+        *response.body_mut() = ResponseBody::full(Bytes::from(format!("429 rate_limited by rule {rule}\n")));
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
         response
     }
 }

@@ -12,6 +12,7 @@ use weir_upstream::Cluster;
 
 use crate::body::RequestBody;
 use crate::router::Conditions;
+use crate::stages::rate_limit::RateLimitStage;
 
 /// A compiled route.
 pub struct Route {
@@ -20,6 +21,7 @@ pub struct Route {
     pub metrics: RouteMetrics,
     pub path: PathMatcher,
     pub conditions: Conditions,
+    pub rate_limit: RateLimitStage,
     pub action: Action,
     pub rewrite: PathRewrite,
     pub host_rewrite: Option<HeaderValue>,

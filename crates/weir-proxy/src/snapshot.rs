@@ -19,6 +19,7 @@ use crate::clusters::{Clusters, build_clusters};
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
+use crate::stages::rate_limit::{RateLimitStage, SharedRules};
 
 /// Everything a request is served from.
 pub struct Snapshot {
@@ -71,11 +72,16 @@ impl Snapshot {
     /// handle a request will touch.
     pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
         let clusters = build_clusters(config)?;
+        let shared_rules = SharedRules::build(config, metrics);
         let routes: Vec<Route> = config
             .routes
             .iter()
             .enumerate()
-            .map(|(index, route)| compile_route(index, route, &clusters, metrics))
+            .map(|(index, route)| {
+                let mut compiled = compile_route(index, route, &clusters, metrics);
+                compiled.rate_limit = RateLimitStage::build(&shared_rules, config, route, &compiled.name, metrics);
+                compiled
+            })
             .collect();
         let hosts: Vec<_> = config.routes.iter().map(|r| r.matches.host.clone()).collect();
         let mut routers = Vec::with_capacity(config.listeners.len());
@@ -120,6 +126,7 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         metrics: route_metrics,
         path: path_matcher(route),
         conditions: conditions(route),
+        rate_limit: RateLimitStage::default(),
         action,
         rewrite: path_rewrite(route),
         host_rewrite: route.rewrite.host.as_ref().map(|h| h.0.clone()),

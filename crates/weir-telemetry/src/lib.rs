@@ -14,12 +14,14 @@ use prometheus_client::registry::Registry;
 
 pub mod access_log;
 mod histogram;
+mod ratelimit;
 mod route;
 pub mod trace_context;
 mod upstreams;
 
 pub use histogram::DurationHistogram;
 pub use prometheus_client::metrics::counter::Counter;
+pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
 pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
@@ -66,6 +68,7 @@ pub struct Metrics {
     route_families: RouteFamilies,
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
+    rate_limits: ratelimit::RateLimitFamilies,
     upstreams: Arc<upstreams::UpstreamCollector>,
     http_connections: Family<ProtocolLabels, Counter>,
     http_connections_open: Family<ProtocolLabels, Gauge>,
@@ -111,6 +114,7 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
+        let rate_limits = ratelimit::RateLimitFamilies::register(&mut registry);
         let upstreams = upstreams::collector();
         registry.register_collector(Box::new(upstreams.clone()));
         let access_log_dropped = Counter::default();
@@ -130,6 +134,7 @@ impl Metrics {
             http_connections,
             http_connections_open,
             access_log_dropped,
+            rate_limits,
             upstreams,
         })
     }
@@ -166,6 +171,11 @@ impl Metrics {
             accepted: self.connections.get_or_create(&label).clone(),
             protocols: Arc::new(protocols),
         }
+    }
+
+    /// The handles for one rate-limit rule; `scope` is the route's name, or `global`.
+    pub fn rate_limit_rule(&self, scope: &str, rule: &str) -> RuleMetrics {
+        self.rate_limits.rule(scope, rule)
     }
 
     /// Where the upstream endpoint series are read from at each scrape.

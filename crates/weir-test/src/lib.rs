@@ -1,17 +1,19 @@
 //! Test support for weir: programmable mock upstreams, the gateway in-process, HTTP/1.1 and h2c
-//! clients, and a raw TCP client for malformed input. Everything binds 127.0.0.1 port 0.
+//! clients, a raw TCP client for malformed input, and a real redis-server. Everything binds 127.0.0.1 port 0.
 
 mod client;
 mod dns;
 mod gateway;
 mod mock;
 mod raw;
+mod redis;
 
 pub use client::{Exchange, h2c_request, http1_request};
 pub use dns::DnsServer;
 pub use gateway::TestGateway;
 pub use mock::{MockUpstream, Received};
 pub use raw::{RawResponse, raw_exchange};
+pub use redis::{RedisCluster, RedisServer};
 
 /// Every wait in tests is bounded by this, so a broken test fails instead of hanging.
 pub const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,0 +1,140 @@
+//! One compiled rule: its key, its exemptions, its local limiter, and its metric handles.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use weir_config::ratelimit::{LimitMode, RateLimitRule, RateLimits, RedisFailure};
+use weir_ratelimit::{Decision, LocalLimiter, LocalMetrics, Quota, RedisBackend, monotonic_nanos};
+use weir_telemetry::{Metrics, RuleMetrics};
+
+use super::exempt::Exemption;
+use super::fields;
+use super::key::{HashSink, KeySpec, RequestView};
+
+/// Outcome indexes into [`weir_telemetry::RATE_LIMIT_OUTCOMES`].
+const ALLOWED: usize = 0;
+const LIMITED: usize = 1;
+const EXEMPT: usize = 2;
+const NO_KEY: usize = 3;
+
+/// A rule ready to decide requests.
+pub struct Rule {
+    pub name: Arc<str>,
+    key: KeySpec,
+    exemption: Exemption,
+    limiter: LocalLimiter,
+    pub response_headers: bool,
+    /// This rule's `RateLimit-Policy` member.
+    pub policy: HeaderValue,
+    global: Option<Global>,
+    metrics: RuleMetrics,
+}
+
+/// Where a global rule decides, and what it does when it cannot.
+struct Global {
+    client: RedisBackend,
+    /// `weir:rl:{<scope>/<rule>/`: the key's parts and a closing `}` follow, so the whole key is
+    /// its own hash tag and keys spread over a cluster's slots.
+    prefix: Box<[u8]>,
+    timeout: Duration,
+    on_error: RedisFailure,
+}
+
+/// What a fail-closed rule tells a client to wait while Redis is unreachable.
+const CLOSED_RETRY: u64 = 1_000_000_000;
+
+impl Rule {
+    /// Compiles a rule applied in `scope` (a route's name, or `global`); `template` is the route's
+    /// path template, for path keys.
+    pub fn build(
+        rule: &RateLimitRule,
+        limits: &RateLimits,
+        template: Option<&str>,
+        scope: &str,
+        redis: Option<&RedisBackend>,
+        metrics: &Metrics,
+    ) -> Rule {
+        let name: Arc<str> = rule.display_name().into();
+        let metrics = metrics.rate_limit_rule(scope, &name);
+        let period = u64::try_from(rule.rate.period.as_nanos()).unwrap_or(u64::MAX);
+        let quota = Quota::new(rule.rate.count, period, rule.effective_burst());
+        let local_metrics = LocalMetrics {
+            keys: metrics.keys.clone(),
+            capacity: metrics.capacity.clone(),
+            memory_bytes: metrics.memory_bytes.clone(),
+            evictions: metrics.evictions.clone(),
+            overflowed: metrics.overflowed.clone(),
+        };
+        let global = match (rule.mode, redis, &limits.redis) {
+            (LimitMode::Global, Some(client), Some(settings)) => Some(Global {
+                client: client.clone(),
+                prefix: format!("weir:rl:{{{scope}/{name}/").into_bytes().into(),
+                timeout: settings.timeout.0,
+                on_error: rule.redis_failure(),
+            }),
+            _ => None,
+        };
+        Rule {
+            global,
+            policy: fields::policy(&name, &rule.rate),
+            name,
+            key: KeySpec::new(&rule.key, template),
+            exemption: Exemption::new(&rule.exempt),
+            limiter: LocalLimiter::new(quota, rule.max_keys.unwrap_or(limits.max_keys), local_metrics),
+            response_headers: rule.response_headers,
+            metrics,
+        }
+    }
+
+    /// Decides one request; `None` when the rule does not apply (exempt, or a key part missing).
+    pub async fn decide(&self, view: &RequestView<'_>) -> Option<Decision> {
+        if self.exemption.applies(view) {
+            self.metrics.decided(EXEMPT);
+            return None;
+        }
+        let decision = match &self.global {
+            None => self.decide_locally(view)?,
+            Some(global) => self.decide_globally(global, view).await?,
+        };
+        self.metrics.decided(if decision.allowed { ALLOWED } else { LIMITED });
+        Some(decision)
+    }
+
+    fn decide_locally(&self, view: &RequestView<'_>) -> Option<Decision> {
+        let mut sink = HashSink(self.limiter.key_hasher());
+        if !self.key.build(view, &mut sink) {
+            self.metrics.decided(NO_KEY);
+            return None;
+        }
+        Some(self.limiter.check(std::hash::Hasher::finish(&sink.0), monotonic_nanos()))
+    }
+
+    /// One round trip to Redis within the timeout; when it fails, the local limiter (fail open) or
+    /// a refusal (fail closed).
+    async fn decide_globally(&self, global: &Global, view: &RequestView<'_>) -> Option<Decision> {
+        let mut key = global.prefix.to_vec();
+        if !self.key.build(view, &mut key) {
+            self.metrics.decided(NO_KEY);
+            return None;
+        }
+        key.push(b'}');
+        let started = Instant::now();
+        let error = match tokio::time::timeout(global.timeout, global.client.decide(&key, self.limiter.quota())).await {
+            Ok(Ok(decision)) => {
+                self.metrics.redis_latency.observe(started.elapsed());
+                return Some(decision);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => weir_ratelimit::RedisError::Timeout,
+        };
+        self.metrics.redis_errors.inc();
+        tracing::debug!(rule = &*self.name, %error, "global rate limit undecided");
+        Some(match global.on_error {
+            RedisFailure::Local => self.limiter.check(self.limiter.hash_key(&key[..]), monotonic_nanos()),
+            RedisFailure::Refuse => {
+                Decision { allowed: false, remaining: 0, retry_after: CLOSED_RETRY, reset_after: CLOSED_RETRY }
+            }
+        })
+    }
+}
