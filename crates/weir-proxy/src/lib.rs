@@ -6,12 +6,14 @@
 //! ([`router`]) and runs its action -> [`refusal`] answers for anything refused.
 
 pub mod admin;
+pub mod admin_reload;
 pub mod body;
 pub mod clusters;
 pub mod forward;
 pub mod framing;
 pub mod handler;
 pub mod refusal;
+pub mod reload;
 pub mod route;
 pub mod router;
 pub mod server;
@@ -19,5 +21,6 @@ pub mod snapshot;
 pub mod upstream_status;
 
 pub use refusal::Refusal;
+pub use reload::{ConfigDiff, ReloadError, Reloaded, Trigger};
 pub use server::{Drained, Gateway, ServeError, Server};
 pub use snapshot::{Snapshot, SnapshotError};

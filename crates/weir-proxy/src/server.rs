@@ -23,6 +23,8 @@ use crate::admin;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
+use crate::reload::ReloadState;
+use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::upstream_status;
 
@@ -31,11 +33,22 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
     draining: AtomicBool,
+    reload: ReloadState,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Self {
-        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, draining: AtomicBool::new(false) }
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, reload: ReloadState) -> Self {
+        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, draining: AtomicBool::new(false), reload }
+    }
+
+    /// The serving configuration, and what reloads carry across.
+    pub fn reload_state(&self) -> &ReloadState {
+        &self.reload
+    }
+
+    /// Puts a new snapshot in service; requests that loaded the old one keep it.
+    pub(crate) fn replace_snapshot(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
     }
 
     /// The snapshot to serve one request from, kept by the request to its end.
@@ -84,7 +97,6 @@ pub struct Server {
     gateway: Arc<Gateway>,
     listeners: Vec<BoundListener>,
     admin: Option<(TcpListener, Option<Arc<str>>)>,
-    drain_timeout: Duration,
     listeners_closed: Option<oneshot::Sender<()>>,
 }
 
@@ -101,7 +113,10 @@ impl Server {
     /// Compiles the configuration and binds every listener. Must run inside a Tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
         let metrics = Metrics::new();
-        let gateway = Arc::new(Gateway::new(Snapshot::build(config, &metrics)?, metrics.clone()));
+        let set = ClusterRegistry::default().build(config)?;
+        let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters)?;
+        let reload = ReloadState::new(config.clone(), set.registry);
+        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), reload));
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let listeners = config
             .listeners
@@ -117,8 +132,12 @@ impl Server {
             }
             None => None,
         };
-        let drain_timeout = config.server.drain_timeout.0;
-        Ok(Server { gateway, listeners, admin, drain_timeout, listeners_closed: None })
+        Ok(Server { gateway, listeners, admin, listeners_closed: None })
+    }
+
+    /// The gateway, for reload triggers.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
     }
 
     /// The admin API's address, when it is configured.
@@ -163,8 +182,13 @@ impl Server {
             })
             .collect();
         shutdown.await;
-        tracing::info!("shutting down: no new connections, draining in-flight requests");
         self.gateway.draining.store(true, Ordering::Relaxed);
+        let server = self.gateway.reload_state().config().server.clone();
+        if !server.drain_delay.0.is_zero() {
+            tracing::info!(delay = ?server.drain_delay.0, "shutting down: not ready; listeners close after the delay");
+            tokio::time::sleep(server.drain_delay.0).await;
+        }
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
@@ -173,7 +197,7 @@ impl Server {
             let _ = closed.send(());
         }
         let Ok(graceful) = Arc::try_unwrap(graceful) else { return Drained::TimedOut };
-        match tokio::time::timeout(self.drain_timeout, graceful.shutdown()).await {
+        match tokio::time::timeout(server.drain_timeout.0, graceful.shutdown()).await {
             Ok(()) => Drained::Clean,
             Err(_) => Drained::TimedOut,
         }

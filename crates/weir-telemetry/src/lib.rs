@@ -15,9 +15,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 mod histogram;
+mod reloads;
 mod upstreams;
 
 pub use histogram::DurationHistogram;
+pub use reloads::ReloadMetrics;
 pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +58,7 @@ pub struct Metrics {
     connections_open: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
     upstreams: Arc<upstreams::UpstreamCollector>,
+    reloads: ReloadMetrics,
 }
 
 /// The status classes a response falls in, as labelled.
@@ -83,7 +86,8 @@ impl Metrics {
         registry.register("build_info", "weir's version, as a label", build);
         let upstreams = upstreams::collector();
         registry.register_collector(Box::new(upstreams.clone()));
-        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, upstreams })
+        let reloads = ReloadMetrics::register(&mut registry);
+        Arc::new(Metrics { registry, requests, refusals, durations, connections_open, connections, upstreams, reloads })
     }
 
     /// The handles for one route (or `""` for requests that matched none). `reasons` lists every
@@ -109,6 +113,11 @@ impl Metrics {
             open: self.connections_open.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
         }
+    }
+
+    /// The configuration reload series.
+    pub fn reloads(&self) -> &ReloadMetrics {
+        &self.reloads
     }
 
     /// Where the upstream endpoint series are read from at each scrape.
