@@ -90,8 +90,12 @@ impl ReloadState {
         self.config.load_full()
     }
 
-    /// The file reloads read; the watcher watches its directory.
+    /// The file reloads read; the watcher watches its directory. The file's content now counts as
+    /// seen, so the watcher does not reload what is already serving.
     pub fn set_source(&self, path: PathBuf) {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            lock(&self.applying).last_seen = Some(content_hash(&text));
+        }
         *lock(&self.source) = Some(path);
     }
 
