@@ -40,7 +40,7 @@ impl Trigger {
 #[derive(Debug)]
 pub enum Reloaded {
     /// The new configuration is serving; this is what changed.
-    Applied(ConfigDiff),
+    Applied(Box<ConfigDiff>),
     /// The watcher saw the same content again; nothing was done.
     Unchanged,
 }
@@ -126,10 +126,10 @@ impl Gateway {
         let mut applying = lock(&self.reload_state().applying);
         let result = self.swap_in(&mut applying, config);
         drop(applying);
-        let result = result.map(Reloaded::Applied);
+        let result = result.map(|diff| Reloaded::Applied(Box::new(diff)));
         self.record(Trigger::Admin, &result);
         result.map(|reloaded| match reloaded {
-            Reloaded::Applied(diff) => diff,
+            Reloaded::Applied(diff) => *diff,
             Reloaded::Unchanged => ConfigDiff::default(),
         })
     }
@@ -151,7 +151,7 @@ impl Gateway {
         }
         applying.last_seen = Some(hash);
         let config = parse_file(&path, &text)?;
-        self.swap_in(&mut applying, config).map(Reloaded::Applied)
+        self.swap_in(&mut applying, config).map(|diff| Reloaded::Applied(Box::new(diff)))
     }
 
     fn swap_in(&self, applying: &mut Applying, config: Config) -> Result<ConfigDiff, ReloadError> {
