@@ -202,3 +202,23 @@ async fn an_ejected_endpoint_stays_ejected_across_a_reload_of_other_routes() {
     gateway.reload(&ejecting(bad.addr(), good.addr(), other_route, "2h")).unwrap();
     assert!(!ejected(&gateway, bad.addr()).await);
 }
+
+#[tokio::test]
+async fn an_upstream_added_by_a_reload_starts_its_health_checks() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let base = "admin: { address: \"127.0.0.1:0\" }\nlisteners: [{ name: public, address: \"127.0.0.1:0\" }]\n";
+    let path = temp_file("health.yaml", &format!("{base}routes:\n  - {{ direct_response: {{ status: 200 }} }}\n"));
+    let gateway = TestGateway::start_file(path.clone()).await;
+    let added = format!(
+        "{base}upstreams:\n  gone:\n    endpoints: [\"{closed}\"]\n    health_check: {{ type: tcp, interval: 50ms, jitter: 10ms, unhealthy_threshold: 1 }}\nroutes:\n  - {{ upstream: gone }}\n"
+    );
+    std::fs::write(&path, added).unwrap();
+    gateway.reload_file().await.expect("reload");
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        while !admin(&gateway, "GET", "/upstreams").await.1.contains("\"healthy\":false") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the new upstream's health checks never ran");
+}

@@ -137,3 +137,17 @@ async fn file_changes_by_rename_and_symlink_swap_are_picked_up() {
     weir.wait_for(weir.public, "/", "three").await;
     weir.wait_for(weir.admin, "/metrics", "weir_config_reloads_total{result=\"success\"} 2").await;
 }
+
+#[test]
+fn validate_diff_names_what_a_reload_would_change() {
+    let dir = temp_dir("diff");
+    let (current, next) = (dir.join("current.yaml"), dir.join("next.yaml"));
+    std::fs::write(&current, config("one")).unwrap();
+    let more = "  - { name: more, match: { path: /more }, direct_response: { status: 204 } }\n";
+    std::fs::write(&next, config("two") + more).unwrap();
+    let output = Command::new(WEIR).arg("validate").arg(&next).arg("--diff").arg(&current).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("routes: added: more; changed: hello\n"), "{stdout}");
+    assert!(stdout.contains("listeners: no change\n"), "{stdout}");
+}
