@@ -161,7 +161,7 @@ impl Server {
     /// in-flight requests finish within the drain timeout, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
         let gateway = self.gateway.clone();
-        gateway.snapshot().start();
+        gateway.start_clusters();
         let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
         let drained = self.serve_until(shutdown).await;
         if let Some(admin) = admin {

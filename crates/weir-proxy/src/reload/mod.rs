@@ -73,6 +73,8 @@ struct Applying {
     registry: ClusterRegistry,
     /// The content hash of the file as last read, applied or not.
     last_seen: Option<u64>,
+    /// The server runs, so a reload starts its new clusters (before that, the server starts them all).
+    serving: bool,
 }
 
 impl ReloadState {
@@ -80,7 +82,7 @@ impl ReloadState {
         ReloadState {
             source: Mutex::new(None),
             config: ArcSwap::from_pointee(config),
-            applying: Mutex::new(Applying { registry, last_seen: None }),
+            applying: Mutex::new(Applying { registry, last_seen: None, serving: false }),
             last_error: Mutex::new(None),
         }
     }
@@ -141,6 +143,16 @@ impl Gateway {
         Ok(ConfigDiff::between(&self.reload_state().config(), &config))
     }
 
+    /// Starts the serving snapshot's clusters, once, as the server begins; later reloads start
+    /// the clusters they add. Needs a Tokio runtime.
+    pub(crate) fn start_clusters(&self) {
+        let mut applying = lock(&self.reload_state().applying);
+        if !applying.serving {
+            self.snapshot().start();
+            applying.serving = true;
+        }
+    }
+
     fn reload_file(&self, trigger: Trigger) -> Result<Reloaded, ReloadError> {
         let path = self.reload_state().source().ok_or(ReloadError::NoSource)?;
         let mut applying = lock(&self.reload_state().applying);
@@ -162,8 +174,8 @@ impl Gateway {
         }
         let set = applying.registry.build(&config)?;
         let snapshot = Snapshot::build_with_clusters(&config, self.metrics(), set.clusters)?;
-        for cluster in &set.fresh {
-            cluster.start();
+        if applying.serving {
+            set.fresh.iter().for_each(|cluster| cluster.start());
         }
         self.replace_snapshot(snapshot);
         state.config.store(Arc::new(config));
