@@ -48,6 +48,9 @@ pub struct Server {
     pub workers: usize,
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
     pub drain_timeout: Duration,
+    /// After SIGTERM or SIGINT, how long readiness reports false while weir still accepts, so load
+    /// balancers stop sending before the listeners close.
+    pub drain_delay: Duration,
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed.
     pub trusted_proxies: Vec<Cidr>,
     pub request_id: RequestId,
@@ -60,6 +63,7 @@ impl Default for Server {
         Server {
             workers: 0,
             drain_timeout: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(0),
             trusted_proxies: Vec::new(),
             request_id: RequestId::default(),
             deadline_header: None,

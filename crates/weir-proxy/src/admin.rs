@@ -1,7 +1,7 @@
 //! The admin API on its own listener: `/healthz` (the process is alive), `/readyz` (serving, not
 //! draining), `/metrics` (OpenMetrics text), `/upstreams` (endpoint state), `/routes` and `/config`
-//! (JSON, see [`crate::admin_views`]). With a token configured, every path but `/healthz` asks for
-//! `Authorization: Bearer <token>`.
+//! (JSON, see [`crate::admin_views`]); `/reload` and `/reload/diff` live in [`crate::admin_reload`].
+//! With a token configured, every path but `/healthz` asks for `Authorization: Bearer <token>`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::admin_reload;
 use crate::server::Gateway;
 use crate::upstream_status;
 
@@ -26,8 +27,13 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, token: Option<A
         let Ok((stream, _)) = listener.accept().await else { continue };
         let (gateway, token) = (gateway.clone(), token.clone());
         let service = service_fn(move |request| {
-            let response = answer(&gateway, token.as_deref(), &request);
-            async move { Ok::<_, Infallible>(response) }
+            let (gateway, token) = (gateway.clone(), token.clone());
+            async move {
+                if let Some(response) = admin_reload::answer(&gateway, token.as_deref(), &request).await {
+                    return Ok::<_, Infallible>(response);
+                }
+                Ok(answer(&gateway, token.as_deref(), &request))
+            }
         });
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -66,15 +72,15 @@ fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -
 }
 
 /// Compares the presented token in time independent of where it differs.
-fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
+pub(crate) fn bearer_matches(request: &Request<Incoming>, token: &str) -> bool {
     let presented =
         request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(presented) = presented else { return false };
     presented.len() == token.len() && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-fn json(body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+pub(crate) fn json(body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -23,14 +23,19 @@ pub type Clusters = HashMap<String, Arc<Cluster<RequestBody>>>;
 pub fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
     let mut clusters = HashMap::new();
     for (name, upstream) in &config.upstreams {
-        let settings = cluster_settings(upstream);
-        let specs = match &settings.discovery {
-            Some(discovery) => discovered_specs(name, discovery),
-            None => upstream.endpoints.iter().map(|e| endpoint_spec(name, e)).collect::<Result<Vec<_>, _>>()?,
-        };
-        clusters.insert(name.clone(), Arc::new(Cluster::new(name, &specs, settings)));
+        clusters.insert(name.clone(), build_cluster(name, upstream)?);
     }
     Ok(clusters)
+}
+
+/// One upstream's cluster, not yet started.
+pub fn build_cluster(name: &str, upstream: &Upstream) -> Result<Arc<Cluster<RequestBody>>, SnapshotError> {
+    let settings = cluster_settings(upstream);
+    let specs = match &settings.discovery {
+        Some(discovery) => discovered_specs(name, discovery),
+        None => upstream.endpoints.iter().map(|e| endpoint_spec(name, e)).collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(Arc::new(Cluster::new(name, &specs, settings)))
 }
 
 /// A discovered upstream starts with what its names resolve to now; when they do not resolve, it

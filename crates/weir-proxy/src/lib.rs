@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admin_reload;
 pub mod admin_views;
 pub mod body;
 pub mod clusters;
@@ -16,6 +17,7 @@ pub mod framing;
 pub mod handler;
 pub mod proxy;
 pub mod refusal;
+pub mod reload;
 pub mod route;
 pub mod router;
 pub mod server;
@@ -25,5 +27,6 @@ pub mod upstream_notes;
 pub mod upstream_status;
 
 pub use refusal::Refusal;
+pub use reload::{ConfigDiff, ReloadError, Reloaded, Trigger};
 pub use server::{Drained, Gateway, ServeError, Server};
 pub use snapshot::{Snapshot, SnapshotError};

@@ -24,6 +24,8 @@ use crate::admin;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
+use crate::reload::ReloadState;
+use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::upstream_status;
 
@@ -33,16 +35,38 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
     draining: AtomicBool,
+    reload: ReloadState,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, access_log: Option<Arc<AccessLog>>) -> Self {
-        Gateway { snapshot: ArcSwap::from_pointee(snapshot), metrics, access_log, draining: AtomicBool::new(false) }
+    pub fn new(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        access_log: Option<Arc<AccessLog>>,
+        reload: ReloadState,
+    ) -> Self {
+        Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            access_log,
+            draining: AtomicBool::new(false),
+            reload,
+        }
     }
 
     /// The access log, when one is configured.
     pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
         self.access_log.as_ref()
+    }
+
+    /// The serving configuration, and what reloads carry across.
+    pub fn reload_state(&self) -> &ReloadState {
+        &self.reload
+    }
+
+    /// Puts a new snapshot in service; requests that loaded the old one keep it.
+    pub(crate) fn replace_snapshot(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
     }
 
     /// The snapshot to serve one request from, kept by the request to its end.
@@ -97,7 +121,6 @@ pub struct Server {
     gateway: Arc<Gateway>,
     listeners: Vec<BoundListener>,
     admin: Option<(TcpListener, Option<Arc<str>>)>,
-    drain_timeout: Duration,
     listeners_closed: Option<oneshot::Sender<()>>,
 }
 
@@ -114,9 +137,11 @@ impl Server {
     /// Compiles the configuration and binds every listener. Must run inside a Tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
         let metrics = Metrics::new();
-        let snapshot = Snapshot::build(config, &metrics)?;
+        let set = ClusterRegistry::default().build(config)?;
+        let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters)?;
+        let reload = ReloadState::new(config.clone(), set.registry);
         let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
-        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log));
+        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload));
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let listeners = config
             .listeners
@@ -132,8 +157,12 @@ impl Server {
             }
             None => None,
         };
-        let drain_timeout = config.server.drain_timeout.0;
-        Ok(Server { gateway, listeners, admin, drain_timeout, listeners_closed: None })
+        Ok(Server { gateway, listeners, admin, listeners_closed: None })
+    }
+
+    /// The gateway, for reload triggers.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
     }
 
     /// The access log, for the process to reopen on SIGUSR1 and flush on exit.
@@ -162,7 +191,7 @@ impl Server {
     /// in-flight requests finish within the drain timeout, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
         let gateway = self.gateway.clone();
-        gateway.snapshot().start();
+        gateway.start_clusters();
         let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
         let drained = self.serve_until(shutdown).await;
         if let Some(admin) = admin {
@@ -183,8 +212,13 @@ impl Server {
             })
             .collect();
         shutdown.await;
-        tracing::info!("shutting down: no new connections, draining in-flight requests");
         self.gateway.draining.store(true, Ordering::Relaxed);
+        let server = self.gateway.reload_state().config().server.clone();
+        if !server.drain_delay.0.is_zero() {
+            tracing::info!(delay = ?server.drain_delay.0, "shutting down: not ready; listeners close after the delay");
+            tokio::time::sleep(server.drain_delay.0).await;
+        }
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
@@ -193,7 +227,7 @@ impl Server {
             let _ = closed.send(());
         }
         let Ok(graceful) = Arc::try_unwrap(graceful) else { return Drained::TimedOut };
-        match tokio::time::timeout(self.drain_timeout, graceful.shutdown()).await {
+        match tokio::time::timeout(server.drain_timeout.0, graceful.shutdown()).await {
             Ok(()) => Drained::Clean,
             Err(_) => Drained::TimedOut,
         }

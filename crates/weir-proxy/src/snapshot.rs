@@ -71,7 +71,15 @@ impl Snapshot {
     /// Compiles a configuration. Resolves endpoint host names once, here, and creates every metric
     /// handle a request will touch.
     pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
-        let clusters = build_clusters(config)?;
+        Snapshot::build_with_clusters(config, metrics, build_clusters(config)?)
+    }
+
+    /// Compiles a configuration around clusters built already (a reload passes the ones it kept).
+    pub fn build_with_clusters(
+        config: &Config,
+        metrics: &Metrics,
+        clusters: Clusters,
+    ) -> Result<Snapshot, SnapshotError> {
         let shared_rules = SharedRules::build(config, metrics);
         let routes: Vec<Route> = config
             .routes

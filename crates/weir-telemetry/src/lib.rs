@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 pub mod access_log;
 mod histogram;
 mod ratelimit;
+mod reloads;
 mod route;
 pub mod trace_context;
 mod upstreams;
@@ -22,6 +23,7 @@ mod upstreams;
 pub use histogram::DurationHistogram;
 pub use prometheus_client::metrics::counter::Counter;
 pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
+pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
 pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
@@ -73,6 +75,7 @@ pub struct Metrics {
     http_connections: Family<ProtocolLabels, Counter>,
     http_connections_open: Family<ProtocolLabels, Gauge>,
     access_log_dropped: Counter,
+    reloads: ReloadMetrics,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -123,6 +126,7 @@ impl Metrics {
             "Access-log lines dropped because the writer's queue was full",
             access_log_dropped.clone(),
         );
+        let reloads = ReloadMetrics::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -136,6 +140,7 @@ impl Metrics {
             access_log_dropped,
             rate_limits,
             upstreams,
+            reloads,
         })
     }
 
@@ -176,6 +181,11 @@ impl Metrics {
     /// The handles for one rate-limit rule; `scope` is the route's name, or `global`.
     pub fn rate_limit_rule(&self, scope: &str, rule: &str) -> RuleMetrics {
         self.rate_limits.rule(scope, rule)
+    }
+
+    /// The configuration reload series.
+    pub fn reloads(&self) -> &ReloadMetrics {
+        &self.reloads
     }
 
     /// Where the upstream endpoint series are read from at each scrape.

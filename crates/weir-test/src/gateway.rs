@@ -1,10 +1,12 @@
 //! The gateway in-process, on ephemeral ports, for tests that drive it over real sockets.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use weir_config::{Format, parse_str};
-use weir_proxy::{Drained, Server};
+use weir_proxy::{ConfigDiff, Drained, Gateway, ReloadError, Reloaded, Server, Trigger};
 
 /// A running in-process gateway.
 pub struct TestGateway {
@@ -13,6 +15,7 @@ pub struct TestGateway {
     stop: Option<oneshot::Sender<()>>,
     closed: Option<oneshot::Receiver<()>>,
     task: Option<tokio::task::JoinHandle<Drained>>,
+    gateway: Arc<Gateway>,
 }
 
 impl TestGateway {
@@ -23,11 +26,36 @@ impl TestGateway {
         let closed = Some(server.on_listeners_closed());
         let addrs = server.local_addrs();
         let admin = server.admin_addr();
+        let gateway = server.gateway();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        TestGateway { addrs, admin, stop: Some(stop), closed, task: Some(task) }
+        TestGateway { addrs, admin, stop: Some(stop), closed, task: Some(task), gateway }
+    }
+
+    /// Starts a gateway on a configuration file, which `POST /reload` and [`Self::reload_file`] read.
+    pub async fn start_file(path: PathBuf) -> TestGateway {
+        let text = std::fs::read_to_string(&path).expect("read the test configuration");
+        let gateway = TestGateway::start(&text).await;
+        gateway.gateway.reload_state().set_source(path);
+        gateway
+    }
+
+    /// Reloads from YAML configuration text, the way a reload from a file would apply it.
+    pub fn reload(&self, yaml: &str) -> Result<ConfigDiff, ReloadError> {
+        let config = parse_str(yaml, Format::Yaml, "test.yaml")?;
+        self.gateway.apply(config)
+    }
+
+    /// Reloads from the file given to [`Self::start_file`], through the whole reload path.
+    pub async fn reload_file(&self) -> Result<Reloaded, ReloadError> {
+        self.gateway.reload(Trigger::Admin).await
+    }
+
+    /// The gateway itself: its serving configuration and reload state.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
     }
 
     /// The first listener's address.

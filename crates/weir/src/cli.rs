@@ -14,7 +14,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve a configuration until SIGTERM or SIGINT, then drain and exit.
+    /// Serve a configuration until SIGTERM or SIGINT, then drain and exit. SIGHUP, `POST /reload`
+    /// on the admin API and changes to the file reload it.
     Run(RunArgs),
     /// Check a configuration file and report every problem; exits 1 when there is one.
     Validate(ValidateArgs),
@@ -25,10 +26,17 @@ pub struct RunArgs {
     /// The configuration file (.yaml, .yml or .toml).
     #[arg(short, long, env = "WEIR_CONFIG")]
     pub config: PathBuf,
+    /// Do not reload when the configuration file changes (SIGHUP and `POST /reload` still do).
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// The configuration file (.yaml, .yml or .toml).
     pub config: PathBuf,
+    /// The configuration now serving: also print what reloading FILE over it would add, remove
+    /// and change.
+    #[arg(long, value_name = "CURRENT")]
+    pub diff: Option<PathBuf>,
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod logging;
 mod run;
+mod triggers;
 
 use std::process::ExitCode;
 

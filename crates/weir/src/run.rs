@@ -1,4 +1,4 @@
-//! `weir run` and `weir validate`.
+//! `weir run` and `weir validate` (with `--diff`, what a reload would change).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use weir_config::Config;
 use weir_proxy::access::AccessLog;
-use weir_proxy::{Drained, Server, Snapshot};
+use weir_proxy::{ConfigDiff, Drained, Server, Snapshot};
 use weir_telemetry::Metrics;
 
 use crate::cli::{RunArgs, ValidateArgs};
 use crate::logging;
+use crate::triggers;
 
 /// Loads the configuration, serves it, reopens the access log on SIGUSR1, and drains on
 /// SIGTERM/SIGINT. Exit code 0 after a drain.
@@ -27,10 +28,10 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, args))
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, args: &RunArgs) -> ExitCode {
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(error) => {
@@ -46,6 +47,15 @@ async fn serve(config: Config) -> ExitCode {
     }
     let access_log = server.access_log();
     let reopener = access_log.clone().map(|log| tokio::spawn(reopen_on_sigusr1(log)));
+    let gateway = server.gateway();
+    gateway.reload_state().set_source(args.config.clone());
+    triggers::reload_on_sighup(gateway.clone());
+    let _watch = match args.no_watch {
+        true => None,
+        false => triggers::reload_on_change(gateway, &args.config)
+            .inspect_err(|error| tracing::warn!(%error, "cannot watch the configuration file; reload with SIGHUP"))
+            .ok(),
+    };
     match server.run(termination_signal()).await {
         Drained::Clean => tracing::info!("drained; exiting"),
         Drained::TimedOut => tracing::warn!("drain timeout passed with requests in flight; exiting"),
@@ -108,13 +118,23 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
         Ok(_) => {
             let (l, u, r) = (config.listeners.len(), config.upstreams.len(), config.routes.len());
             println!("{}: ok ({l} listeners, {u} upstreams, {r} routes)", args.config.display());
-            ExitCode::SUCCESS
+            match &args.diff {
+                Some(current) => print_diff(current, &config),
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(error) => {
             eprintln!("{}: {error}", args.config.display());
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints what replacing the configuration in `current` with `config` would change.
+fn print_diff(current: &Path, config: &Config) -> ExitCode {
+    let Some(current) = load(current) else { return ExitCode::FAILURE };
+    print!("{}", ConfigDiff::between(&current, config));
+    ExitCode::SUCCESS
 }
 
 /// Loads a configuration file, printing every problem when it cannot.

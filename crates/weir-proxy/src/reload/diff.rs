@@ -1,0 +1,199 @@
+//! What a reload would change: routes, upstreams and listeners added, removed and changed, by name.
+//! Used by `weir validate --diff`, the admin API's `/reload/diff` and the reload log line, and to
+//! refuse reloads that touch what only a restart can change.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use weir_config::Config;
+
+use super::registry::fingerprint;
+
+/// Names added, removed and changed in one section.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SectionDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl SectionDiff {
+    /// Compares two sections given as name -> fingerprint.
+    fn between(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> SectionDiff {
+        let mut diff = SectionDiff::default();
+        for (name, print) in new {
+            match old.get(name) {
+                None => diff.added.push(name.clone()),
+                Some(before) if before != print => diff.changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        diff.removed = old.keys().filter(|name| !new.contains_key(*name)).cloned().collect();
+        diff
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The difference between the serving configuration and a candidate.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    pub routes: SectionDiff,
+    pub upstreams: SectionDiff,
+    pub listeners: SectionDiff,
+    /// Other sections only a restart applies (`admin`, `log`, `server.workers`) that differ.
+    pub restart_only: Vec<&'static str>,
+}
+
+impl ConfigDiff {
+    pub fn between(old: &Config, new: &Config) -> ConfigDiff {
+        let routes = |c: &Config| {
+            let named = c.routes.iter().enumerate();
+            named.map(|(i, r)| (r.name.clone().unwrap_or_else(|| format!("routes[{i}]")), format!("{r:?}"))).collect()
+        };
+        let upstreams = |c: &Config| c.upstreams.iter().map(|(n, u)| (n.clone(), fingerprint(u))).collect();
+        let listeners =
+            |c: &Config| c.listeners.iter().enumerate().map(|(i, l)| (l.name.clone(), format!("{i} {l:?}"))).collect();
+        let mut restart_only = Vec::new();
+        if format!("{:?}", old.admin) != format!("{:?}", new.admin) {
+            restart_only.push("admin");
+        }
+        if format!("{:?}", old.log) != format!("{:?}", new.log) {
+            restart_only.push("log");
+        }
+        if old.server.workers != new.server.workers {
+            restart_only.push("server.workers");
+        }
+        ConfigDiff {
+            routes: SectionDiff::between(&routes(old), &routes(new)),
+            upstreams: SectionDiff::between(&upstreams(old), &upstreams(new)),
+            listeners: SectionDiff::between(&listeners(old), &listeners(new)),
+            restart_only,
+        }
+    }
+
+    /// Why this change cannot be applied in process, if it cannot.
+    pub fn needs_restart(&self) -> Option<String> {
+        let mut what: Vec<String> = self.restart_only.iter().map(|s| s.to_string()).collect();
+        if !self.listeners.is_empty() {
+            what.push(format!("listeners ({})", self.listeners.summary()));
+        }
+        (!what.is_empty()).then(|| format!("{} changed; these take effect only at a restart", what.join(", ")))
+    }
+
+    /// The diff as a JSON object.
+    pub fn json(&self) -> String {
+        let mut out = String::from("{");
+        for (name, section) in
+            [("routes", &self.routes), ("upstreams", &self.upstreams), ("listeners", &self.listeners)]
+        {
+            let _ = write!(
+                out,
+                "\"{name}\":{{\"added\":{},\"removed\":{},\"changed\":{}}},",
+                json_list(&section.added),
+                json_list(&section.removed),
+                json_list(&section.changed)
+            );
+        }
+        let restart: Vec<String> = self.restart_only.iter().map(|s| s.to_string()).collect();
+        let _ = write!(out, "\"restart_only\":{}}}", json_list(&restart));
+        out
+    }
+}
+
+impl SectionDiff {
+    fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (verb, names) in [("added", &self.added), ("removed", &self.removed), ("changed", &self.changed)] {
+            if !names.is_empty() {
+                parts.push(format!("{verb}: {}", names.join(" ")));
+            }
+        }
+        if parts.is_empty() { "no change".to_string() } else { parts.join("; ") }
+    }
+}
+
+/// One line per section, for people.
+impl fmt::Display for ConfigDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "routes: {}", self.routes.summary())?;
+        writeln!(f, "upstreams: {}", self.upstreams.summary())?;
+        writeln!(f, "listeners: {}", self.listeners.summary())?;
+        if let Some(restart) = self.needs_restart() {
+            writeln!(f, "needs a restart: {restart}")?;
+        }
+        Ok(())
+    }
+}
+
+fn json_list(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| json_string(n)).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+/// A JSON string literal (route names are free text).
+pub(crate) fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_config::{Format, parse_str};
+
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  a: {{ endpoints: [\"127.0.0.1:1\"] }}\n  b: {{ endpoints: [\"127.0.0.1:2\"] }}\nroutes:\n  - {{ name: one, upstream: a }}\n{extra}"
+        );
+        parse_str(&text, Format::Yaml, "test.yaml").unwrap()
+    }
+
+    #[test]
+    fn names_what_was_added_removed_and_changed() {
+        let old = config("  - { name: two, upstream: b }\n  - { name: three, upstream: a }\n");
+        let new = config("  - { name: two, upstream: a }\n  - { name: four, upstream: a }\n");
+        let diff = ConfigDiff::between(&old, &new);
+        assert_eq!(diff.routes.added, ["four"]);
+        assert_eq!(diff.routes.removed, ["three"]);
+        assert_eq!(diff.routes.changed, ["two"]);
+        assert!(diff.upstreams.is_empty() && diff.listeners.is_empty());
+        assert_eq!(diff.needs_restart(), None);
+        assert_eq!(
+            diff.json(),
+            "{\"routes\":{\"added\":[\"four\"],\"removed\":[\"three\"],\"changed\":[\"two\"]},\"upstreams\":{\"added\":[],\"removed\":[],\"changed\":[]},\"listeners\":{\"added\":[],\"removed\":[],\"changed\":[]},\"restart_only\":[]}"
+        );
+    }
+
+    #[test]
+    fn listener_and_log_changes_need_a_restart() {
+        let old = config("");
+        let text = "log: { level: debug }\nlisteners: [{ name: public, address: \"127.0.0.1:0\" }, { name: more, address: \"127.0.0.1:0\" }]\n";
+        let new = parse_str(text, Format::Yaml, "test.yaml").unwrap();
+        let diff = ConfigDiff::between(&old, &new);
+        assert_eq!(diff.listeners.added, ["more"]);
+        assert_eq!(diff.upstreams.removed, ["a", "b"]);
+        let restart = diff.needs_restart().unwrap();
+        assert!(restart.contains("log") && restart.contains("listeners (added: more)"), "{restart}");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}
