@@ -6,5 +6,6 @@
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
+pub mod concurrency;
 pub mod deadline;
 pub mod retry;
