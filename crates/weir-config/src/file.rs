@@ -284,6 +284,9 @@ pub struct Route {
     /// Served while the upstream's circuit breaker is open.
     #[serde(default)]
     pub fallback: Option<crate::resilience::Fallback>,
+    /// A cap on this route's requests in flight; none without it.
+    #[serde(default)]
+    pub concurrency: Option<crate::resilience::Concurrency>,
 }
 
 fn default_route_timeout() -> Duration {

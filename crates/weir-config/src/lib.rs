@@ -17,6 +17,6 @@ pub mod view;
 pub use error::{ConfigError, Problem};
 pub use file::*;
 pub use load::{Format, load_file, parse_str};
-pub use resilience::{Backoff, Budget, Fallback, Retry, RetryOn};
+pub use resilience::{AdaptiveConcurrency, Backoff, Budget, Concurrency, Fallback, Retry, RetryOn};
 pub use upstream::*;
 pub use validate::Config;

@@ -152,3 +152,60 @@ pub struct Fallback {
     pub upstream: Option<String>,
     pub direct_response: Option<crate::file::DirectResponse>,
 }
+
+/// A cap on requests in flight (for a route, or for an upstream across its routes), with a bounded
+/// queue in front of it. Requests beyond both are shed with 503.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// Requests in flight at once; the starting limit when `adaptive` is set.
+    pub max_in_flight: u32,
+    /// Requests that may wait for a slot; 0 sheds as soon as the limit is reached.
+    #[serde(default)]
+    pub max_queue: u32,
+    /// Longest wait for a slot (the request's deadline may cut it shorter).
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Duration,
+    /// Let the limit follow the upstream's latency; off without it.
+    pub adaptive: Option<AdaptiveConcurrency>,
+}
+
+fn default_queue_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+/// Bounds and sensitivity of an adaptive concurrency limit.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveConcurrency {
+    pub min: u32,
+    pub max: u32,
+    /// How many times slower than usual recent requests may be before the limit shrinks.
+    pub tolerance: f64,
+}
+
+impl Default for AdaptiveConcurrency {
+    fn default() -> Self {
+        AdaptiveConcurrency { min: 1, max: 1000, tolerance: 2.0 }
+    }
+}
+
+/// Checks a `concurrency` block at `field`.
+pub(crate) fn check_concurrency(checker: &mut crate::validate::Checker, field: &str, limit: &Concurrency) {
+    if !(1..=1_000_000).contains(&limit.max_in_flight) {
+        checker.fail(format!("{field}.max_in_flight"), "must be between 1 and 1000000".into());
+    }
+    if limit.max_queue > 1_000_000 {
+        checker.fail(format!("{field}.max_queue"), "must be at most 1000000".into());
+    }
+    if limit.max_queue > 0 && limit.queue_timeout.0.is_zero() {
+        checker.fail(format!("{field}.queue_timeout"), "must be longer than zero when max_queue is set".into());
+    }
+    let Some(adaptive) = &limit.adaptive else { return };
+    if adaptive.min == 0 || adaptive.max < adaptive.min || adaptive.max > 1_000_000 {
+        checker.fail(format!("{field}.adaptive"), "needs 1 <= min <= max <= 1000000".into());
+    }
+    if !(1.0..=100.0).contains(&adaptive.tolerance) {
+        checker.fail(format!("{field}.adaptive.tolerance"), "must be between 1.0 and 100.0, like 2.0".into());
+    }
+}

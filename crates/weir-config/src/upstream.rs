@@ -28,6 +28,8 @@ pub struct Upstream {
     pub dns: Option<Dns>,
     /// A circuit breaker for the whole upstream; none without it.
     pub breaker: Option<Breaker>,
+    /// A cap on requests in flight to the upstream from all its routes; none without it.
+    pub concurrency: Option<crate::resilience::Concurrency>,
 }
 
 /// Circuit breaker settings.

@@ -195,6 +195,9 @@ fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     if let Some(breaker) = &upstream.breaker {
         check_breaker(checker, &format!("{field}.breaker"), breaker);
     }
+    if let Some(limit) = &upstream.concurrency {
+        crate::resilience::check_concurrency(checker, &format!("{field}.concurrency"), limit);
+    }
 }
 
 fn check_breaker(checker: &mut Checker, field: &str, breaker: &crate::upstream::Breaker) {
@@ -284,6 +287,9 @@ fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Ro
     ratelimit::check_route(checker, file, field, route);
     check_retry(checker, field, route);
     check_fallback(checker, file, field, route);
+    if let Some(limit) = &route.concurrency {
+        crate::resilience::check_concurrency(checker, &format!("{field}.concurrency"), limit);
+    }
 }
 
 fn check_fallback(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {

@@ -132,6 +132,7 @@ async fn run_route(
         Ok(admission) => admission,
         Err(limited) => return Ok(limited.into_response(&route.metrics)),
     };
+    let _slots = route.concurrency.admit(arrived).await?;
     let mut response = match &route.action {
         Action::Direct(direct) => direct_response(direct),
         Action::Proxy(cluster) => {

@@ -50,11 +50,14 @@ pub enum Refusal {
     },
     /// A rate-limit rule refused the request; see [`Refusal::rate_limited`].
     RateLimited,
+    /// A concurrency limit (the route's or its upstream's) was full, and so was its queue, or the
+    /// request waited in the queue too long.
+    Shed,
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 19] = [
+    pub const REASONS: [&'static str; 20] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -74,6 +77,7 @@ impl Refusal {
         "budget_exhausted",
         "breaker_open",
         "rate_limited",
+        "shed",
     ];
 
     /// The position of this refusal's reason in [`Refusal::REASONS`].
@@ -98,6 +102,7 @@ impl Refusal {
             Refusal::BudgetExhausted => 16,
             Refusal::BreakerOpen { .. } => 17,
             Refusal::RateLimited => 18,
+            Refusal::Shed => 19,
         }
     }
 
@@ -122,7 +127,8 @@ impl Refusal {
             Refusal::NoHealthyEndpoint
             | Refusal::PoolExhausted
             | Refusal::BudgetExhausted
-            | Refusal::BreakerOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | Refusal::BreakerOpen { .. }
+            | Refusal::Shed => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -156,7 +162,7 @@ impl Refusal {
             Refusal::PoolExhausted => "connection_limit_reached",
             Refusal::DeadlineExceeded => "http_response_timeout",
             Refusal::BudgetExhausted | Refusal::BreakerOpen { .. } => "destination_unavailable",
-            Refusal::RateLimited => "http_request_denied",
+            Refusal::RateLimited | Refusal::Shed => "http_request_denied",
             _ => "http_request_error",
         }
     }

@@ -19,6 +19,7 @@ use crate::clusters::{Clusters, build_clusters};
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
+use crate::stages::concurrency::{ConcurrencyStage, UpstreamLimits};
 use crate::stages::rate_limit::{RateLimitStage, SharedRules};
 
 /// Everything a request is served from.
@@ -81,6 +82,7 @@ impl Snapshot {
         clusters: Clusters,
     ) -> Result<Snapshot, SnapshotError> {
         let shared_rules = SharedRules::build(config, metrics);
+        let upstream_limits = UpstreamLimits::build(config, metrics);
         let routes: Vec<Route> = config
             .routes
             .iter()
@@ -88,6 +90,7 @@ impl Snapshot {
             .map(|(index, route)| {
                 let mut compiled = compile_route(index, route, &clusters, metrics);
                 compiled.rate_limit = RateLimitStage::build(&shared_rules, config, route, &compiled.name, metrics);
+                compiled.concurrency = ConcurrencyStage::build(&upstream_limits, route, &compiled.name, metrics);
                 compiled
             })
             .collect();
@@ -135,6 +138,7 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         path: path_matcher(route),
         conditions: conditions(route),
         rate_limit: RateLimitStage::default(),
+        concurrency: ConcurrencyStage::default(),
         action,
         rewrite: path_rewrite(route),
         host_rewrite: route.rewrite.host.as_ref().map(|h| h.0.clone()),

@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub mod access_log;
+mod concurrency;
 mod histogram;
 mod ratelimit;
 mod reloads;
@@ -20,6 +21,7 @@ mod route;
 pub mod trace_context;
 mod upstreams;
 
+pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
 pub use histogram::DurationHistogram;
 pub use prometheus_client::metrics::counter::Counter;
 pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
@@ -76,6 +78,7 @@ pub struct Metrics {
     http_connections_open: Family<ProtocolLabels, Gauge>,
     access_log_dropped: Counter,
     reloads: ReloadMetrics,
+    concurrency: concurrency::ConcurrencyFamilies,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -127,6 +130,7 @@ impl Metrics {
             access_log_dropped.clone(),
         );
         let reloads = ReloadMetrics::register(&mut registry);
+        let concurrency = concurrency::ConcurrencyFamilies::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -141,6 +145,7 @@ impl Metrics {
             rate_limits,
             upstreams,
             reloads,
+            concurrency,
         })
     }
 
@@ -181,6 +186,11 @@ impl Metrics {
     /// The handles for one rate-limit rule; `scope` is the route's name, or `global`.
     pub fn rate_limit_rule(&self, scope: &str, rule: &str) -> RuleMetrics {
         self.rate_limits.rule(scope, rule)
+    }
+
+    /// The handles for one concurrency limit; `scope` is `route` or `upstream`.
+    pub fn concurrency_limit(&self, scope: &str, name: &str) -> ConcurrencyMetrics {
+        self.concurrency.limit(scope, name)
     }
 
     /// The configuration reload series.

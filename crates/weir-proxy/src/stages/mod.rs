@@ -2,3 +2,4 @@
 //! compiled with the snapshot and holds only its own parameters and state.
 
 pub mod rate_limit;
+pub mod concurrency;

@@ -75,9 +75,7 @@ impl ConcurrencyLimit {
     /// Admits a request now, after a wait in the queue, or not at all. The wait ends at the queue
     /// timeout or at `deadline`, whichever comes first.
     pub async fn acquire(&self, deadline: Option<Instant>) -> Result<Permit<'_>, Shed> {
-        if self.queued.load(Ordering::Acquire) == 0
-            && let Some(permit) = self.try_acquire()
-        {
+        if let Some(permit) = self.try_admit() {
             return Ok(permit);
         }
         self.enqueue()?;
@@ -95,6 +93,14 @@ impl ConcurrencyLimit {
                 return Err(Shed::QueueTimeout);
             }
         }
+    }
+
+    /// The fast path: a slot, if one is free and nobody is queued for it.
+    pub fn try_admit(&self) -> Option<Permit<'_>> {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        self.try_acquire()
     }
 
     /// Takes a slot if one is free.
