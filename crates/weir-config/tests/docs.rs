@@ -1,5 +1,5 @@
-//! The complete examples in docs/configuration.md and docs/rate-limiting.md and the files in examples/
-//! load and validate, so the documentation never shows a file weir would refuse.
+//! The complete examples in docs/configuration.md, docs/rate-limiting.md and docs/resilience.md and
+//! the files in examples/ load and validate, so the documentation never shows a file weir would refuse.
 
 use weir_config::{Format, parse_str};
 
@@ -40,5 +40,15 @@ fn complete_examples_in_the_rate_limiting_guide_are_valid() {
     assert!(!yaml.is_empty(), "the guide has a complete example");
     for block in yaml {
         parse_str(block, Format::Yaml, "rate-limiting.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
+
+#[test]
+fn complete_examples_in_the_resilience_guide_are_valid() {
+    let guide = include_str!("../../../docs/resilience.md");
+    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    assert!(yaml.len() >= 4, "the guide has an example for each mechanism");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "resilience.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
     }
 }
