@@ -7,7 +7,8 @@
 //! limit is reached. While anyone is queued, new arrivals queue behind them rather than overtake.
 //!
 //! With an [`adaptive::AdaptiveLimit`] the limit moves with the latency the permits report on
-//! release; without one it stays where it was set.
+//! release (a release that finds the learner busy skips its sample rather than wait); without one it
+//! stays where it was set and no clock is read.
 
 pub mod adaptive;
 
@@ -107,7 +108,9 @@ impl ConcurrencyLimit {
     fn try_acquire(&self) -> Option<Permit<'_>> {
         let limit = self.limit.load(Ordering::Relaxed);
         let taken = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
-        taken.ok().map(|before| Permit { limit: self, started: Instant::now(), in_flight: before + 1 })
+        // Only an adaptive limit times its requests: a fixed one skips the clock read.
+        let started = self.adaptive.is_some().then(Instant::now);
+        taken.ok().map(|before| Permit { limit: self, started, in_flight: before + 1 })
     }
 
     fn enqueue(&self) -> Result<(), Shed> {
@@ -117,9 +120,12 @@ impl ConcurrencyLimit {
     }
 
     fn release(&self, permit: &Permit<'_>) {
-        if let Some(adaptive) = &self.adaptive {
-            let mut adaptive = adaptive.lock().unwrap_or_else(|p| p.into_inner());
-            adaptive.sample(Instant::now().saturating_duration_since(permit.started), permit.in_flight);
+        // A release that finds another one learning skips its sample rather than wait: the averages
+        // lose nothing that matters, and no request ever blocks on the lock.
+        if let (Some(adaptive), Some(started)) = (&self.adaptive, permit.started)
+            && let Ok(mut adaptive) = adaptive.try_lock()
+        {
+            adaptive.sample(started.elapsed(), permit.in_flight);
             self.limit.store(adaptive.limit(), Ordering::Relaxed);
         }
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -157,7 +163,8 @@ impl Drop for Dequeue<'_> {
 #[derive(Debug)]
 pub struct Permit<'a> {
     limit: &'a ConcurrencyLimit,
-    started: Instant,
+    /// When it was admitted, for an adaptive limit.
+    started: Option<Instant>,
     /// Requests in flight when this one was admitted, itself included.
     in_flight: usize,
 }
