@@ -124,6 +124,9 @@ impl ConcurrencyStage {
     /// Takes a slot in the route's limit, then in its upstream's, for a request that arrived at
     /// `arrived`. The slots are given back when the returned value is dropped.
     pub async fn admit(&self, arrived: Instant) -> Result<Admitted<'_>, Refusal> {
+        if self.route.is_none() && self.upstream.is_none() {
+            return Ok(Admitted { _route: None, _upstream: None });
+        }
         let deadline = tokio::time::Instant::from_std(arrived) + self.timeout;
         let route = match &self.route {
             Some(limit) => Some(limit.admit(deadline).await?),
