@@ -222,3 +222,40 @@ async fn an_upstream_added_by_a_reload_starts_its_health_checks() {
     .await
     .expect("the new upstream's health checks never ran");
 }
+
+async fn get(gateway: &TestGateway, path: &str, headers: &[(&str, &str)]) -> weir_test::Exchange {
+    let mut request = Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    http1_request(gateway.addr(), request.body(Empty::<Bytes>::new()).unwrap()).await.unwrap()
+}
+
+/// A limited route and another one; `other_timeout` changes only the other route.
+fn limited(mock: SocketAddr, burst: u32, other_timeout: u32) -> String {
+    format!(
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  app: {{ endpoints: [\"{mock}\"] }}\nroutes:\n  - name: api\n    match: {{ path_prefix: /api }}\n    upstream: app\n    rate_limit: [{{ name: per-ip, key: client_ip, rate: 2/min, burst: {burst} }}]\n  - {{ name: other, upstream: app, timeout: {other_timeout}s }}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_spent_its_budget_stays_limited_across_a_reload_of_other_routes() {
+    let mock = MockUpstream::start("app").await;
+    let gateway = TestGateway::start(&limited(mock.addr(), 3, 15)).await;
+    for _ in 0..3 {
+        assert_eq!(get(&gateway, "/api", &[]).await.status, 200);
+    }
+    assert_eq!(get(&gateway, "/api", &[]).await.status, 429);
+
+    let diff = gateway.reload(&limited(mock.addr(), 3, 30)).unwrap();
+    assert_eq!(diff.routes.changed, ["other"]);
+    let refused = get(&gateway, "/api", &[]).await;
+    assert_eq!(refused.status, 429, "the reload gave the client a fresh burst");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "less than one request's cost (30 s) to wait: {retry}");
+    assert_eq!(mock.count(), 3);
+
+    // Changing the rule itself builds a new limiter, whose buckets start whole.
+    gateway.reload(&limited(mock.addr(), 4, 30)).unwrap();
+    assert_eq!(get(&gateway, "/api", &[]).await.status, 200);
+}
