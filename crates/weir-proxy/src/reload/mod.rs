@@ -1,7 +1,8 @@
 //! Reloads: one path for every trigger (SIGHUP, `POST /reload`, the file watcher). Read the file,
 //! parse and validate it, build a new [`Snapshot`] around the clusters and rate-limit buckets that
-//! can be kept, start the fresh clusters, swap. Requests in flight finish on the snapshot they loaded; a file that fails
-//! any step changes nothing, and the failure is logged, counted and kept for the admin API.
+//! can be kept, start the fresh clusters, swap. Requests in flight finish on the snapshot they
+//! loaded; a file that fails any step changes nothing, and the failure is logged, counted and kept
+//! for the admin API.
 
 pub mod diff;
 pub mod registry;
