@@ -24,8 +24,12 @@ SCENARIOS = {
     "conns_256": "GET / (13-byte body), 256 connections, wrk -t1.",
     "h2c": "GET / over HTTP/2 cleartext (prior knowledge), h2load -t1 -c16 -m16: 16 connections x 16 streams. "
     "Proxies talk HTTP/1.1 to the backend.",
-    "default_features": "GET / (13-byte body), 64 connections, wrk -t1; weir runs its default-features "
-    "config (weir-default-features.yaml) against the same peers.",
+    "default_features": "GET / (13-byte body), 64 connections, wrk -t1; weir runs its production config "
+    "(weir-default-features.yaml: request id, metrics with the admin listener, a JSON access log of every "
+    "request to a file) against the same peers, which log nothing.",
+    "resilience": "GET / (13-byte body), 64 connections, wrk -t1; weir's route has a retry policy (with its "
+    "budget) and its upstream a circuit breaker (weir-resilience.yaml), on a healthy path. Compare its ratios with "
+    "small_get's.",
     "least_request": "GET / (13-byte body), 64 connections, wrk -t1; weir balances its two endpoints with "
     "least_request (weir-least-request.yaml) instead of round robin. Compare its ratios with small_get's.",
     "rate_limit_local": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one local rate-limit rule "
@@ -214,6 +218,8 @@ def render_scenario(name, runs):
             label = "weir (default features)"
         if name == "least_request" and target == "weir":
             label = "weir (least_request)"
+        if name == "resilience" and target == "weir":
+            label = "weir (retries, breaker)"
         if name in ("rate_limit_local", "rate_limit_redis") and target == "weir":
             label = f"weir ({name})"
         errors = [f"r{r}: {describe_problems(run['problems'])}" for r, run in sorted(by_round.items())

@@ -13,6 +13,7 @@ use http::Request;
 use http::request::Parts;
 use weir_config::{Format, parse_str};
 use weir_proxy::forward::Peer;
+use weir_proxy::stages::rate_limit::carry::Rebuild;
 use weir_proxy::stages::rate_limit::{RateLimitStage, SharedRules};
 
 fn stage(rule: &str) -> RateLimitStage {
@@ -21,8 +22,9 @@ fn stage(rule: &str) -> RateLimitStage {
     );
     let config = parse_str(&text, Format::Yaml, "bench.yaml").expect("bench config");
     let metrics = weir_telemetry::Metrics::new();
-    let shared = SharedRules::build(&config, &metrics);
-    RateLimitStage::build(&shared, &config, &config.routes[0], &Arc::from("r"), &metrics)
+    let limiters = &mut Rebuild::fresh();
+    let shared = SharedRules::build(&config, &metrics, limiters);
+    RateLimitStage::build(&shared, &config, &config.routes[0], &Arc::from("r"), &metrics, limiters)
 }
 
 /// Runs a future that finishes without waiting, as local decisions do.

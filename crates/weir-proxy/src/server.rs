@@ -27,6 +27,7 @@ use crate::handler::{ConnContext, serve_request};
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
+use crate::stages::rate_limit::carry::Rebuild;
 use crate::upstream_status;
 
 /// The state every request reads: the current snapshot, replaced whole on reload.
@@ -138,8 +139,9 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
         let metrics = Metrics::new();
         let set = ClusterRegistry::default().build(config)?;
-        let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters)?;
-        let reload = ReloadState::new(config.clone(), set.registry);
+        let mut limiters = Rebuild::fresh();
+        let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters, &mut limiters)?;
+        let reload = ReloadState::new(config.clone(), set.registry, limiters.finish());
         let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
         let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload));
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));

@@ -20,6 +20,7 @@ use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
 use crate::stages::concurrency::{ConcurrencyStage, UpstreamLimits};
+use crate::stages::rate_limit::carry::Rebuild;
 use crate::stages::rate_limit::{RateLimitStage, SharedRules};
 
 /// Everything a request is served from.
@@ -72,16 +73,18 @@ impl Snapshot {
     /// Compiles a configuration. Resolves endpoint host names once, here, and creates every metric
     /// handle a request will touch.
     pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
-        Snapshot::build_with_clusters(config, metrics, build_clusters(config)?)
+        Snapshot::build_with_clusters(config, metrics, build_clusters(config)?, &mut Rebuild::fresh())
     }
 
-    /// Compiles a configuration around clusters built already (a reload passes the ones it kept).
+    /// Compiles a configuration around clusters built already (a reload passes the ones it kept),
+    /// taking rate-limit rules' local limiters from `limiters` (a reload carries unchanged ones).
     pub fn build_with_clusters(
         config: &Config,
         metrics: &Metrics,
         clusters: Clusters,
+        limiters: &mut Rebuild<'_>,
     ) -> Result<Snapshot, SnapshotError> {
-        let shared_rules = SharedRules::build(config, metrics);
+        let shared_rules = SharedRules::build(config, metrics, limiters);
         let upstream_limits = UpstreamLimits::build(config, metrics);
         let routes: Vec<Route> = config
             .routes
@@ -89,7 +92,8 @@ impl Snapshot {
             .enumerate()
             .map(|(index, route)| {
                 let mut compiled = compile_route(index, route, &clusters, metrics);
-                compiled.rate_limit = RateLimitStage::build(&shared_rules, config, route, &compiled.name, metrics);
+                compiled.rate_limit =
+                    RateLimitStage::build(&shared_rules, config, route, &compiled.name, metrics, limiters);
                 compiled.concurrency = ConcurrencyStage::build(&upstream_limits, route, &compiled.name, metrics);
                 compiled
             })

@@ -222,3 +222,77 @@ async fn an_upstream_added_by_a_reload_starts_its_health_checks() {
     .await
     .expect("the new upstream's health checks never ran");
 }
+
+async fn get(gateway: &TestGateway, path: &str, headers: &[(&str, &str)]) -> weir_test::Exchange {
+    let mut request = Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    http1_request(gateway.addr(), request.body(Empty::<Bytes>::new()).unwrap()).await.unwrap()
+}
+
+/// A limited route and another one; `other_timeout` changes only the other route.
+fn limited(mock: SocketAddr, burst: u32, other_timeout: u32) -> String {
+    format!(
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  app: {{ endpoints: [\"{mock}\"] }}\nroutes:\n  - name: api\n    match: {{ path_prefix: /api }}\n    upstream: app\n    rate_limit: [{{ name: per-ip, key: client_ip, rate: 2/min, burst: {burst} }}]\n  - {{ name: other, upstream: app, timeout: {other_timeout}s }}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_spent_its_budget_stays_limited_across_a_reload_of_other_routes() {
+    let mock = MockUpstream::start("app").await;
+    let gateway = TestGateway::start(&limited(mock.addr(), 3, 15)).await;
+    for _ in 0..3 {
+        assert_eq!(get(&gateway, "/api", &[]).await.status, 200);
+    }
+    assert_eq!(get(&gateway, "/api", &[]).await.status, 429);
+
+    let diff = gateway.reload(&limited(mock.addr(), 3, 30)).unwrap();
+    assert_eq!(diff.routes.changed, ["other"]);
+    let refused = get(&gateway, "/api", &[]).await;
+    assert_eq!(refused.status, 429, "the reload gave the client a fresh burst");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "less than one request's cost (30 s) to wait: {retry}");
+    assert_eq!(mock.count(), 3);
+
+    // Changing the rule itself builds a new limiter, whose buckets start whole.
+    gateway.reload(&limited(mock.addr(), 4, 30)).unwrap();
+    assert_eq!(get(&gateway, "/api", &[]).await.status, 200);
+}
+
+/// An upstream with a breaker that stays open for an hour once tripped; `connect_timeout` changes
+/// the upstream, `extra_route` only the routes.
+fn breaking(mock: SocketAddr, connect_timeout: u32, extra_route: &str) -> String {
+    format!(
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  backend:\n    endpoints: [\"{mock}\"]\n    connect_timeout: {connect_timeout}s\n    outlier_detection: {{ enabled: false }}\n    breaker: {{ failure_rate: 50%, min_calls: 10, window: 10s, open_for: 1h, max_open_for: 2h, half_open_probes: 1 }}\nroutes:\n  - {{ name: main, upstream: backend }}\n{extra_route}"
+    )
+}
+
+fn breaker_open(response: &weir_test::Exchange) -> bool {
+    response.status == 503
+        && response.header("proxy-status") == Some("weir; error=destination_unavailable; details=\"breaker_open\"")
+}
+
+#[tokio::test]
+async fn an_open_breaker_stays_open_across_a_reload_of_other_routes() {
+    let mock = MockUpstream::start("backend").await;
+    let gateway = TestGateway::start(&breaking(mock.addr(), 1, "")).await;
+    let mut tripped = false;
+    for i in 0..20 {
+        let headers: &[(&str, &str)] = if i % 5 < 3 { &[("x-mock-status", "500")] } else { &[] };
+        tripped |= breaker_open(&get(&gateway, "/", headers).await);
+    }
+    assert!(tripped, "failing 60% of calls opened the breaker");
+    assert!(breaker_open(&get(&gateway, "/", &[]).await));
+
+    let other_route = "  - { name: other, match: { path_prefix: /other }, direct_response: { status: 204 } }\n";
+    let diff = gateway.reload(&breaking(mock.addr(), 1, other_route)).unwrap();
+    assert_eq!(diff.routes.added, ["other"]);
+    let calls = mock.count();
+    assert!(breaker_open(&get(&gateway, "/", &[]).await), "the reload closed the breaker");
+    assert_eq!(mock.count(), calls, "an open breaker calls nothing");
+
+    // Changing the upstream itself builds a new cluster, whose breaker starts closed.
+    gateway.reload(&breaking(mock.addr(), 2, other_route)).unwrap();
+    assert_eq!(get(&gateway, "/", &[]).await.status, 200);
+}

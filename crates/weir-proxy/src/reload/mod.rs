@@ -1,7 +1,8 @@
 //! Reloads: one path for every trigger (SIGHUP, `POST /reload`, the file watcher). Read the file,
-//! parse and validate it, build a new [`Snapshot`] around the clusters that can be kept, start the
-//! fresh clusters, swap. Requests in flight finish on the snapshot they loaded; a file that fails
-//! any step changes nothing, and the failure is logged, counted and kept for the admin API.
+//! parse and validate it, build a new [`Snapshot`] around the clusters and rate-limit buckets that
+//! can be kept, start the fresh clusters, swap. Requests in flight finish on the snapshot they
+//! loaded; a file that fails any step changes nothing, and the failure is logged, counted and kept
+//! for the admin API.
 
 pub mod diff;
 pub mod registry;
@@ -15,6 +16,7 @@ use weir_config::{Config, ConfigError, Format, parse_str};
 
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, SnapshotError};
+use crate::stages::rate_limit::carry::LimiterRegistry;
 pub use diff::ConfigDiff;
 use registry::ClusterRegistry;
 
@@ -71,6 +73,8 @@ pub struct ReloadState {
 
 struct Applying {
     registry: ClusterRegistry,
+    /// Rate-limit rules' local limiters, so unchanged rules keep their buckets.
+    limiters: LimiterRegistry,
     /// The content hash of the file as last read, applied or not.
     last_seen: Option<u64>,
     /// The server runs, so a reload starts its new clusters (before that, the server starts them all).
@@ -78,11 +82,11 @@ struct Applying {
 }
 
 impl ReloadState {
-    pub(crate) fn new(config: Config, registry: ClusterRegistry) -> ReloadState {
+    pub(crate) fn new(config: Config, registry: ClusterRegistry, limiters: LimiterRegistry) -> ReloadState {
         ReloadState {
             source: Mutex::new(None),
             config: ArcSwap::from_pointee(config),
-            applying: Mutex::new(Applying { registry, last_seen: None, serving: false }),
+            applying: Mutex::new(Applying { registry, limiters, last_seen: None, serving: false }),
             last_error: Mutex::new(None),
         }
     }
@@ -173,13 +177,16 @@ impl Gateway {
             return Err(ReloadError::NeedsRestart(reason));
         }
         let set = applying.registry.build(&config)?;
-        let snapshot = Snapshot::build_with_clusters(&config, self.metrics(), set.clusters)?;
+        let mut limiters = applying.limiters.rebuild();
+        let snapshot = Snapshot::build_with_clusters(&config, self.metrics(), set.clusters, &mut limiters)?;
+        let limiters = limiters.finish();
         if applying.serving {
             set.fresh.iter().for_each(|cluster| cluster.start());
         }
         self.replace_snapshot(snapshot);
         state.config.store(Arc::new(config));
         applying.registry = set.registry;
+        applying.limiters = limiters;
         Ok(diff)
     }
 

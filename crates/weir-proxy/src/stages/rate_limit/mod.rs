@@ -6,6 +6,7 @@
 //! A request is charged by the rules before the one that refused it: with several rules, a refused
 //! request may still have used budget in the earlier ones.
 
+pub mod carry;
 mod exempt;
 mod fields;
 mod key;
@@ -24,6 +25,7 @@ use crate::body::ResponseBody;
 use crate::forward::Peer;
 use crate::refusal::Refusal;
 
+use carry::Rebuild;
 use key::RequestView;
 pub use key::client_ip;
 pub use rule::Rule;
@@ -38,7 +40,7 @@ pub struct SharedRules {
 }
 
 impl SharedRules {
-    pub fn build(config: &Config, metrics: &Metrics) -> SharedRules {
+    pub fn build(config: &Config, metrics: &Metrics, limiters: &mut Rebuild<'_>) -> SharedRules {
         let limits = &config.rate_limit;
         let redis = limits.redis.as_ref().map(|redis| {
             let settings = RedisSettings {
@@ -48,7 +50,7 @@ impl SharedRules {
             };
             RedisBackend::new(settings, redis.cluster)
         });
-        let build = |rule| Arc::new(Rule::build(rule, limits, None, "global", redis.as_ref(), metrics));
+        let build = |rule| Arc::new(Rule::build(rule, limits, None, "global", redis.as_ref(), metrics, limiters));
         let rules = limits.rules.iter().map(build).collect();
         SharedRules { rules, trusted_proxies: config.server.trusted_proxies.clone().into(), redis }
     }
@@ -69,10 +71,11 @@ impl RateLimitStage {
         route: &RouteConfig,
         name: &Arc<str>,
         metrics: &Metrics,
+        limiters: &mut Rebuild<'_>,
     ) -> RateLimitStage {
         let template = route.matches.path_template.as_deref();
         let redis = shared.redis.as_ref();
-        let build = |rule| Arc::new(Rule::build(rule, &config.rate_limit, template, name, redis, metrics));
+        let build = |rule| Arc::new(Rule::build(rule, &config.rate_limit, template, name, redis, metrics, limiters));
         let own = route.rate_limit.iter().map(build);
         RateLimitStage {
             route: name.clone(),

@@ -8,6 +8,7 @@ use weir_config::ratelimit::{LimitMode, RateLimitRule, RateLimits, RedisFailure}
 use weir_ratelimit::{Decision, LocalLimiter, LocalMetrics, Quota, RedisBackend, monotonic_nanos};
 use weir_telemetry::{Metrics, RuleMetrics};
 
+use super::carry::{Rebuild, fingerprint};
 use super::exempt::Exemption;
 use super::fields;
 use super::key::{HashSink, KeySpec, RequestView};
@@ -23,7 +24,8 @@ pub struct Rule {
     pub name: Arc<str>,
     key: KeySpec,
     exemption: Exemption,
-    limiter: LocalLimiter,
+    /// Shared with the next snapshot when a reload leaves this rule unchanged.
+    limiter: Arc<LocalLimiter>,
     pub response_headers: bool,
     /// This rule's `RateLimit-Policy` member.
     pub policy: HeaderValue,
@@ -46,7 +48,8 @@ const CLOSED_RETRY: u64 = 1_000_000_000;
 
 impl Rule {
     /// Compiles a rule applied in `scope` (a route's name, or `global`); `template` is the route's
-    /// path template, for path keys.
+    /// path template, for path keys. The local limiter comes from `limiters`, carried over when
+    /// the rule is unchanged.
     pub fn build(
         rule: &RateLimitRule,
         limits: &RateLimits,
@@ -54,6 +57,7 @@ impl Rule {
         scope: &str,
         redis: Option<&RedisBackend>,
         metrics: &Metrics,
+        limiters: &mut Rebuild<'_>,
     ) -> Rule {
         let name: Arc<str> = rule.display_name().into();
         let metrics = metrics.rate_limit_rule(scope, &name);
@@ -66,6 +70,10 @@ impl Rule {
             evictions: metrics.evictions.clone(),
             overflowed: metrics.overflowed.clone(),
         };
+        let max_keys = rule.max_keys.unwrap_or(limits.max_keys);
+        let limiter = limiters.limiter(scope, &name, fingerprint(rule, max_keys, template), || {
+            LocalLimiter::new(quota, max_keys, local_metrics)
+        });
         let global = match (rule.mode, redis, &limits.redis) {
             (LimitMode::Global, Some(client), Some(settings)) => Some(Global {
                 client: client.clone(),
@@ -81,7 +89,7 @@ impl Rule {
             name,
             key: KeySpec::new(&rule.key, template),
             exemption: Exemption::new(&rule.exempt),
-            limiter: LocalLimiter::new(quota, rule.max_keys.unwrap_or(limits.max_keys), local_metrics),
+            limiter,
             response_headers: rule.response_headers,
             metrics,
         }

@@ -11,8 +11,9 @@ fn stage(rules: &str) -> (RateLimitStage, Arc<Metrics>) {
     );
     let config = parse_str(&text, Format::Yaml, "test.yaml").unwrap();
     let metrics = Metrics::new();
-    let shared = SharedRules::build(&config, &metrics);
-    let stage = RateLimitStage::build(&shared, &config, &config.routes[0], &Arc::from("r"), &metrics);
+    let limiters = &mut carry::Rebuild::fresh();
+    let shared = SharedRules::build(&config, &metrics, limiters);
+    let stage = RateLimitStage::build(&shared, &config, &config.routes[0], &Arc::from("r"), &metrics, limiters);
     (stage, metrics)
 }
 
@@ -100,4 +101,40 @@ async fn allowed_responses_carry_fields_only_when_asked() {
     assert_eq!(headers.get_all("ratelimit-policy").iter().count(), 1);
     assert_eq!(headers["ratelimit-policy"], "\"loud\";q=10;w=1");
     assert_eq!(headers["ratelimit"], "\"loud\";r=2;t=1");
+}
+
+/// The route's stage built against `registry`, with the registry to build the next one from.
+fn rebuilt(
+    registry: &carry::LimiterRegistry,
+    global_burst: u32,
+    route_burst: u32,
+) -> (RateLimitStage, carry::LimiterRegistry) {
+    let text = format!(
+        "listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nrate_limit:\n  rules: [{{ name: all, key: header:x-all, rate: 1/min, burst: {global_burst} }}]\nroutes:\n  - name: r\n    direct_response: {{ status: 200 }}\n    rate_limit: [{{ name: own, key: header:x-own, rate: 1/min, burst: {route_burst} }}]\n"
+    );
+    let config = parse_str(&text, Format::Yaml, "test.yaml").unwrap();
+    let metrics = Metrics::new();
+    let mut limiters = registry.rebuild();
+    let shared = SharedRules::build(&config, &metrics, &mut limiters);
+    let stage = RateLimitStage::build(&shared, &config, &config.routes[0], &Arc::from("r"), &metrics, &mut limiters);
+    (stage, limiters.finish())
+}
+
+#[tokio::test]
+async fn unchanged_rules_keep_their_buckets_through_a_rebuild_and_changed_ones_start_whole() {
+    let client = peer("192.0.2.1:1000");
+    let (global, own) = (request(&[("x-all", "k")]), request(&[("x-own", "k")]));
+    let (stage, registry) = rebuilt(&carry::LimiterRegistry::default(), 1, 1);
+    assert_eq!(registry.len(), 2);
+    for parts in [&global, &own] {
+        assert!(stage.check(&client, parts).await.is_ok());
+        assert!(stage.check(&client, parts).await.is_err());
+    }
+    let (stage, registry) = rebuilt(&registry, 1, 1);
+    assert!(stage.check(&client, &global).await.is_err(), "the global rule's bucket was reset");
+    assert!(stage.check(&client, &own).await.is_err(), "the route rule's bucket was reset");
+    // The route rule changes: its limiter is new; the global rule's is still carried.
+    let (stage, _) = rebuilt(&registry, 1, 2);
+    assert!(stage.check(&client, &global).await.is_err());
+    assert!(stage.check(&client, &own).await.is_ok());
 }
