@@ -97,6 +97,7 @@ fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
         health_check: upstream.health_check.as_ref().map(health_check_settings),
         discovery: discovery(upstream),
         breaker: upstream.breaker.as_ref().map(breaker_policy),
+        concurrency: upstream.concurrency.as_ref().map(crate::stages::concurrency::settings),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::clusters::{Clusters, build_clusters};
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
-use crate::stages::concurrency::{ConcurrencyStage, UpstreamLimits};
+use crate::stages::concurrency::ConcurrencyStage;
 use crate::stages::rate_limit::carry::Rebuild;
 use crate::stages::rate_limit::{RateLimitStage, SharedRules};
 
@@ -85,7 +85,6 @@ impl Snapshot {
         limiters: &mut Rebuild<'_>,
     ) -> Result<Snapshot, SnapshotError> {
         let shared_rules = SharedRules::build(config, metrics, limiters);
-        let upstream_limits = UpstreamLimits::build(config, metrics);
         let routes: Vec<Route> = config
             .routes
             .iter()
@@ -94,7 +93,7 @@ impl Snapshot {
                 let mut compiled = compile_route(index, route, &clusters, metrics);
                 compiled.rate_limit =
                     RateLimitStage::build(&shared_rules, config, route, &compiled.name, metrics, limiters);
-                compiled.concurrency = ConcurrencyStage::build(&upstream_limits, route, &compiled.name, metrics);
+                compiled.concurrency = ConcurrencyStage::build(route, &compiled.action, &compiled.name, metrics);
                 compiled
             })
             .collect();

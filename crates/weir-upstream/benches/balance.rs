@@ -30,6 +30,7 @@ fn cluster(balance: BalancePolicy, endpoints: u8) -> Cluster<Empty<Bytes>> {
         health_check: None,
         discovery: None,
         breaker: None,
+        concurrency: None,
     };
     Cluster::new("bench", &specs, settings)
 }

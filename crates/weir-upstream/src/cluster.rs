@@ -19,6 +19,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_resilience::breaker::{BreakerSettings, BreakerState, CallResult, CircuitBreaker, Permit};
+use weir_resilience::concurrency::adaptive::AdaptiveSettings;
+use weir_resilience::concurrency::{ConcurrencyLimit, LimitSettings};
 
 use crate::balance::{BalancePolicy, PickInput, Table};
 use crate::discovery::DnsDiscovery;
@@ -42,6 +44,8 @@ pub struct ClusterSettings {
     /// Names re-resolved on an interval; `None` keeps the endpoints given at start.
     pub discovery: Option<DnsDiscovery>,
     pub breaker: Option<BreakerPolicy>,
+    /// A cap on requests in flight to the upstream, adaptive when the second part is set.
+    pub concurrency: Option<(LimitSettings, Option<AdaptiveSettings>)>,
 }
 
 /// A circuit breaker for the whole upstream, and what it counts as a failed call: any gateway
@@ -70,6 +74,7 @@ pub struct Cluster<B> {
     rotation: ArcSwap<Rotation<B>>,
     rng: BalanceRng,
     breaker: Option<CircuitBreaker>,
+    concurrency: Option<ConcurrencyLimit>,
     /// Dropped with the cluster, which tells its background tasks to end.
     pub(crate) alive: watch::Sender<()>,
 }
@@ -109,6 +114,7 @@ impl<B> Cluster<B> {
             members: Mutex::new(Vec::new()),
             rotation: ArcSwap::from_pointee(Rotation::empty(settings.balance)),
             breaker: settings.breaker.as_ref().map(|b| CircuitBreaker::new(b.settings)),
+            concurrency: settings.concurrency.map(|(limit, adaptive)| ConcurrencyLimit::with(limit, adaptive)),
             settings,
             rng,
             alive: watch::channel(()).0,
@@ -151,6 +157,12 @@ impl<B> Cluster<B> {
         };
         endpoint.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Attempt { cluster: self, endpoint, permit, started: Instant::now(), finished: false })
+    }
+
+    /// The upstream's concurrency limit, if it has one. It lives with the cluster, so a reload that
+    /// keeps the cluster keeps the slots its requests hold.
+    pub fn concurrency(&self) -> Option<&ConcurrencyLimit> {
+        self.concurrency.as_ref()
     }
 
     /// The upstream's circuit breaker, if it has one.

@@ -31,6 +31,7 @@ fn settings(balance: BalancePolicy, outlier: OutlierSettings) -> ClusterSettings
         health_check: None,
         discovery: None,
         breaker: None,
+        concurrency: None,
     }
 }
 

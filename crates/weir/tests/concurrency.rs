@@ -145,3 +145,21 @@ async fn an_upstream_limit_is_shared_by_its_routes() {
         metrics.contains("weir_concurrency_shed_total{scope=\"upstream\",name=\"backend\",cause=\"queue_full\"} 1")
     );
 }
+
+#[tokio::test]
+async fn an_upstream_limit_keeps_its_slots_across_a_reload_of_other_routes() {
+    let mock = MockUpstream::start("backend").await;
+    let yaml = config(&mock, "", "    concurrency: { max_in_flight: 1 }\n");
+    let gateway = TestGateway::start(&yaml).await;
+    let held = send(&gateway, "/slow", 3000);
+    mock.wait_for(1).await;
+    let more = format!(
+        "{yaml}  - name: extra\n    match: {{ path_prefix: /extra }}\n    direct_response: {{ status: 204 }}\n"
+    );
+    gateway.reload(&more).unwrap();
+    assert_eq!(send(&gateway, "/extra", 0).await.unwrap().0.status, 204, "the new snapshot serves");
+    assert_shed(&send(&gateway, "/other", 0).await.unwrap().0);
+    assert!(!held.is_finished());
+    assert_eq!(held.await.unwrap().0.status, 200);
+    assert_eq!(send(&gateway, "/other", 0).await.unwrap().0.status, 200);
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use adaptive::AdaptiveLimit;
+use adaptive::{AdaptiveLimit, AdaptiveSettings};
 
 /// How a limit is set.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +62,14 @@ impl ConcurrencyLimit {
             settings,
             freed: Notify::new(),
             adaptive: None,
+        }
+    }
+
+    /// A fixed limit, or an adaptive one when `adaptive` is given.
+    pub fn with(settings: LimitSettings, adaptive: Option<AdaptiveSettings>) -> ConcurrencyLimit {
+        match adaptive {
+            Some(moves) => ConcurrencyLimit::adaptive(settings, AdaptiveLimit::new(moves)),
+            None => ConcurrencyLimit::new(settings),
         }
     }
 
