@@ -28,7 +28,7 @@ SCENARIOS = {
     "(weir-default-features.yaml: request id, metrics with the admin listener, a JSON access log of every "
     "request to a file) against the same peers, which log nothing.",
     "resilience": "GET / (13-byte body), 64 connections, wrk -t1; weir's route has a retry policy (with its "
-    "budget) and its upstream a circuit breaker (weir-resilience.yaml), on a healthy path. Compare its ratios with "
+    "budget) and a concurrency limit, and its upstream a circuit breaker (weir-resilience.yaml), on a healthy path. Compare its ratios with "
     "small_get's.",
     "least_request": "GET / (13-byte body), 64 connections, wrk -t1; weir balances its two endpoints with "
     "least_request (weir-least-request.yaml) instead of round robin. Compare its ratios with small_get's.",
@@ -219,7 +219,7 @@ def render_scenario(name, runs):
         if name == "least_request" and target == "weir":
             label = "weir (least_request)"
         if name == "resilience" and target == "weir":
-            label = "weir (retries, breaker)"
+            label = "weir (retries, breaker, limit)"
         if name in ("rate_limit_local", "rate_limit_redis") and target == "weir":
             label = f"weir ({name})"
         errors = [f"r{r}: {describe_problems(run['problems'])}" for r, run in sorted(by_round.items())
