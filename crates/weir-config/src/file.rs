@@ -275,6 +275,9 @@ pub struct Route {
     /// Largest request body; larger ones are refused with 413.
     #[serde(default)]
     pub max_body_size: Option<ByteSize>,
+    /// Longest silence in an upstream's response body before weir cuts it (`0s`: no limit).
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout: Duration,
     /// Rate limits on this route, after the global ones; all must pass.
     #[serde(default)]
     pub rate_limit: Vec<RateLimitRule>,
@@ -287,6 +290,10 @@ pub struct Route {
     /// A cap on this route's requests in flight; none without it.
     #[serde(default)]
     pub concurrency: Option<crate::resilience::Concurrency>,
+}
+
+fn default_body_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_route_timeout() -> Duration {

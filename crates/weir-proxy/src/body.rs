@@ -3,13 +3,16 @@
 //! from the upstream or made by weir, whose end finishes the request's metrics and access-log record.
 //! Concrete enums rather than boxed trait objects: no allocation per body.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 use weir_telemetry::RequestTimer;
 use weir_upstream::PooledBody;
 
@@ -96,37 +99,83 @@ pub enum ResponseBody {
     /// Made by weir: at most one chunk, known length.
     Full(Option<Bytes>),
     /// Streamed from the upstream.
-    Upstream(PooledBody<RequestBody>),
+    Upstream(UpstreamBody),
+}
+
+/// Why a response body ended before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseBodyError {
+    #[error("reading the upstream's response body: {0}")]
+    Upstream(#[source] hyper::Error),
+    #[error("the upstream sent nothing of the response body for {0:?} (the route's body_idle_timeout)")]
+    Idle(Duration),
 }
 
 impl ResponseBody {
     pub fn full(bytes: Bytes) -> Self {
         if bytes.is_empty() { ResponseBody::Full(None) } else { ResponseBody::Full(Some(bytes)) }
     }
+
+    /// An upstream's body, cut when the upstream goes quiet for longer than `idle_timeout`.
+    pub fn upstream(inner: PooledBody<RequestBody>, idle_timeout: Option<Duration>) -> Self {
+        ResponseBody::Upstream(UpstreamBody { inner, idle_timeout, waiting: None })
+    }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ResponseBody::Upstream(body) => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
-            ResponseBody::Upstream(body) => body.is_end_stream(),
+            ResponseBody::Upstream(body) => body.inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            ResponseBody::Upstream(body) => body.size_hint(),
+            ResponseBody::Upstream(body) => body.inner.size_hint(),
+        }
+    }
+}
+
+/// A response body streamed from the upstream. The idle timer is armed only while weir waits for
+/// the upstream: a body whose frames are ready when asked for never sets one.
+pub struct UpstreamBody {
+    inner: PooledBody<RequestBody>,
+    idle_timeout: Option<Duration>,
+    waiting: Option<Pin<Box<Sleep>>>,
+}
+
+impl UpstreamBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+        let polled = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => return self.wait(cx),
+        };
+        self.waiting = None;
+        Poll::Ready(polled.map(|frame| frame.map_err(ResponseBodyError::Upstream)))
+    }
+
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+        let Some(idle) = self.idle_timeout else { return Poll::Pending };
+        let timer = self.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.waiting = None;
+                tracing::debug!(?idle, "upstream response body went idle: cut");
+                Poll::Ready(Some(Err(ResponseBodyError::Idle(idle))))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -162,9 +211,9 @@ impl TimedBody {
 
 impl Body for TimedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

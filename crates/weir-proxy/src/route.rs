@@ -32,6 +32,8 @@ pub struct Route {
     pub timeout: Duration,
     /// Largest request body in bytes; `u64::MAX` when unlimited.
     pub max_body: u64,
+    /// Longest silence in an upstream's response body before weir cuts it; `None` waits forever.
+    pub body_idle_timeout: Option<Duration>,
     /// Retries of failed tries, with the route's budget.
     pub retry: Option<weir_resilience::retry::RetryPolicy>,
     /// Served while the upstream's breaker is open.

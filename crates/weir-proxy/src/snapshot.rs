@@ -149,6 +149,7 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         response_headers: header_edits(&route.response_headers),
         timeout: route.timeout.0,
         max_body: route.max_body_size.map_or(u64::MAX, |s| s.0),
+        body_idle_timeout: Some(route.body_idle_timeout.0).filter(|d| !d.is_zero()),
         retry: route.retry.as_ref().map(retry_policy),
         fallback: route.fallback.as_ref().map(|fallback| match (&fallback.upstream, &fallback.direct_response) {
             (Some(upstream), _) => Fallback::Upstream(clusters[upstream].clone()),

@@ -228,3 +228,23 @@ async fn an_open_breaker_serves_the_fallback() {
     let response = get(&gateway, &[]).await;
     assert_eq!((response.status.as_u16(), response.text()), (200, "cached answer".to_string()));
 }
+
+#[tokio::test]
+async fn an_upstream_body_that_goes_quiet_is_cut_at_the_idle_timeout() {
+    let a = MockUpstream::start("a").await;
+    let gateway = TestGateway::start(&config(&[&a], "    body_idle_timeout: 200ms\n", "")).await;
+    // Chunks every 50 ms keep the body alive; the whole of it arrives.
+    let steady = get(&gateway, &[("x-mock-chunks", "5"), ("x-mock-chunk-size", "10"), ("x-mock-chunk-delay-ms", "50")]);
+    let steady = steady.await;
+    assert_eq!((steady.status.as_u16(), steady.body.len()), (200, 50));
+    // A pause of 3 s after the head: the client gets the head, then the body is cut, well before 3 s.
+    let started = tokio::time::Instant::now();
+    let request = Request::get("/")
+        .header("x-mock-chunks", "2")
+        .header("x-mock-chunk-delay-ms", "3000")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let cut = http1_request(gateway.addr(), request).await;
+    assert!(cut.is_err(), "the body ended early: {cut:?}");
+    assert!(started.elapsed() < Duration::from_millis(2_500), "cut at the idle timeout, not at the pause's end");
+}

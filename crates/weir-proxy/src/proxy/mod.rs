@@ -69,7 +69,7 @@ pub async fn proxy(
         }
     };
     forward::strip_hop_by_hop(response.headers_mut());
-    Ok(response.map(ResponseBody::Upstream))
+    Ok(response.map(|body| ResponseBody::upstream(body, route.body_idle_timeout)))
 }
 
 /// Whether a request could be sent twice: an idempotent method (or an `Idempotency-Key`, or a route
