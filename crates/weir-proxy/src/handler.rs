@@ -66,6 +66,8 @@ pub async fn serve_request(
             Err(refusal) => Err(refusal),
         }
     };
+    // Boxed, so the futures that hold it (this one, hyper's) stay small to move.
+    let stages = Box::pin(stages);
     let (outcome, attempts) = upstream_notes::observe(Some(metrics.request_bytes().clone()), want_tally, stages).await;
     let refusal = outcome.as_ref().err().copied();
     let mut response = outcome.unwrap_or_else(|refusal| refuse(refusal, conn, metrics));
@@ -140,9 +142,11 @@ async fn run_route(
             match breaker_fallback(route, cluster) {
                 Some(Fallback::Direct(direct)) => direct_response(direct),
                 Some(Fallback::Upstream(other)) => {
-                    proxy(snapshot, route, other, conn, parts, body, id, arrived).await?
+                    Box::pin(proxy(snapshot, route, other, conn, parts, body, id, arrived)).await?
                 }
-                None => proxy(snapshot, route, cluster, conn, parts, body, id, arrived).await?,
+                // Boxed: the proxy's future is large (the retry loop, the connection, the upstream
+                // exchange), and every future around it would otherwise be moved with it.
+                None => Box::pin(proxy(snapshot, route, cluster, conn, parts, body, id, arrived)).await?,
             }
         }
     };
