@@ -38,6 +38,9 @@ pub struct ConfigFile {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub rate_limit: RateLimits,
+    /// The random seed for fault decisions and the limits on run-time fault experiments.
+    #[serde(default)]
+    pub fault_injection: crate::fault::FaultInjection,
 }
 
 /// Process-wide settings.
@@ -290,6 +293,12 @@ pub struct Route {
     /// A cap on this route's requests in flight; none without it.
     #[serde(default)]
     pub concurrency: Option<crate::resilience::Concurrency>,
+    /// Faults injected into a share of this route's requests.
+    #[serde(default)]
+    pub faults: Vec<crate::fault::Fault>,
+    /// Faults requests may ask for in `x-weir-fault-*` headers; ignored without this.
+    #[serde(default)]
+    pub header_faults: Option<crate::fault::HeaderFaults>,
 }
 
 fn default_body_idle_timeout() -> Duration {

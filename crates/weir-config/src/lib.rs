@@ -4,6 +4,7 @@
 //! Loading happens when weir starts (and for `weir validate`), never on the request path.
 
 mod error;
+pub mod fault;
 mod file;
 mod load;
 mod locate;

@@ -30,6 +30,9 @@ pub struct Upstream {
     pub breaker: Option<Breaker>,
     /// A cap on requests in flight to the upstream from all its routes; none without it.
     pub concurrency: Option<crate::resilience::Concurrency>,
+    /// Faults injected into calls to the upstream, as if it failed.
+    #[serde(default)]
+    pub faults: Vec<crate::fault::Fault>,
 }
 
 /// Circuit breaker settings.

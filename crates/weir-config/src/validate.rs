@@ -58,6 +58,7 @@ pub(crate) fn validate(file: ConfigFile, text: &str, format: Format) -> Result<C
     check_access_log(&mut checker, &file);
     check_listeners(&mut checker, &file.listeners);
     ratelimit::check_global(&mut checker, &file);
+    crate::fault::check::check_file(&mut checker, &file);
     for (name, upstream) in &file.upstreams {
         check_upstream(&mut checker, name, upstream);
     }
@@ -290,6 +291,7 @@ fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Ro
     if let Some(limit) = &route.concurrency {
         crate::resilience::check_concurrency(checker, &format!("{field}.concurrency"), limit);
     }
+    crate::fault::check::check_route(checker, field, route);
 }
 
 fn check_fallback(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {

@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::admin_faults;
 use crate::admin_reload;
 use crate::server::Gateway;
 use crate::upstream_status;
@@ -32,6 +33,10 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, token: Option<A
                 if let Some(response) = admin_reload::answer(&gateway, token.as_deref(), &request).await {
                     return Ok::<_, Infallible>(response);
                 }
+                let request = match admin_faults::answer(&gateway, token.as_deref(), request).await {
+                    Ok(response) => return Ok(response),
+                    Err(request) => request,
+                };
                 Ok(answer(&gateway, token.as_deref(), &request))
             }
         });
@@ -67,7 +72,9 @@ fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -
         "/upstreams" => json(Bytes::from(upstream_status::json(&gateway.snapshot()))),
         "/routes" => json(gateway.snapshot().admin_views.routes.clone()),
         "/config" => json(gateway.snapshot().admin_views.config.clone()),
-        _ => text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics /upstreams /routes /config\n"),
+        _ => {
+            text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics /upstreams /routes /config /reload /faults\n")
+        }
     }
 }
 

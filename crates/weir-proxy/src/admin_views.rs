@@ -7,10 +7,11 @@ use serde_json::{Map, Value, json};
 use weir_config::values::HostPattern;
 use weir_config::{Config, Route, ValueMatch};
 
-/// The JSON bodies of `/routes` and `/config`.
+/// The JSON bodies of `/routes` and `/config`, and the configured faults `/faults` lists.
 pub struct AdminViews {
     pub routes: Bytes,
     pub config: Bytes,
+    pub faults: Value,
 }
 
 impl AdminViews {
@@ -20,8 +21,28 @@ impl AdminViews {
         AdminViews {
             routes: Bytes::from(pretty(&json!({ "routes": routes }))),
             config: Bytes::from(pretty(config.redacted())),
+            faults: configured_faults(config.redacted()),
         }
     }
+}
+
+/// Every fault the file configures, as written: `[{"target_type", "target", "fault"}]`. Read from
+/// the redacted source, so header-fault secrets never show.
+fn configured_faults(source: &Value) -> Value {
+    let mut listed = Vec::new();
+    let routes = source.get("routes").and_then(Value::as_array).into_iter().flatten().enumerate();
+    for (index, route) in routes {
+        let name = route.get("name").and_then(Value::as_str).map_or_else(|| format!("routes[{index}]"), str::to_string);
+        for fault in route.get("faults").and_then(Value::as_array).into_iter().flatten() {
+            listed.push(json!({ "target_type": "route", "target": name, "fault": fault }));
+        }
+    }
+    for (name, upstream) in source.get("upstreams").and_then(Value::as_object).into_iter().flatten() {
+        for fault in upstream.get("faults").and_then(Value::as_array).into_iter().flatten() {
+            listed.push(json!({ "target_type": "upstream", "target": name, "fault": fault }));
+        }
+    }
+    Value::Array(listed)
 }
 
 fn pretty(value: &Value) -> Vec<u8> {

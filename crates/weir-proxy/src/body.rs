@@ -100,6 +100,8 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
     /// Streamed from the upstream.
     Upstream(UpstreamBody),
+    /// Sent no faster than a fault's byte rate.
+    Throttled(Box<crate::stages::fault::throttle::Throttled>),
 }
 
 /// Why a response body ended before its end.
@@ -116,6 +118,11 @@ impl ResponseBody {
         if bytes.is_empty() { ResponseBody::Full(None) } else { ResponseBody::Full(Some(bytes)) }
     }
 
+    /// This body, sent at most `rate` bytes per second.
+    pub fn throttled(self, rate: u64) -> Self {
+        ResponseBody::Throttled(Box::new(crate::stages::fault::throttle::Throttled::new(self, rate)))
+    }
+
     /// An upstream's body, cut when the upstream goes quiet for longer than `idle_timeout`.
     pub fn upstream(inner: PooledBody<RequestBody>, idle_timeout: Option<Duration>) -> Self {
         ResponseBody::Upstream(UpstreamBody { inner, idle_timeout, waiting: None })
@@ -130,6 +137,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => body.poll_frame(cx),
+            ResponseBody::Throttled(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
 
@@ -137,6 +145,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.inner.is_end_stream(),
+            ResponseBody::Throttled(body) => body.is_end_stream(),
         }
     }
 
@@ -144,6 +153,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Upstream(body) => body.inner.size_hint(),
+            ResponseBody::Throttled(body) => body.size_hint(),
         }
     }
 }

@@ -24,6 +24,8 @@ use crate::route::{Action, DirectResponse, Fallback, Route};
 use crate::router::RouteId;
 use crate::server::Gateway;
 use crate::snapshot::Snapshot;
+use crate::stages::fault;
+use crate::stages::rate_limit::client_ip;
 use crate::upstream_notes::{self, Attempts};
 
 /// What a request needs to know about the connection it came on.
@@ -36,19 +38,26 @@ pub struct ConnContext {
     pub protocol: std::sync::OnceLock<weir_telemetry::OpenConnection>,
 }
 
+/// A request whose answer is a reset connection (an injected fault). hyper closes the connection
+/// (HTTP/2: resets the stream) when a request's service fails.
+#[derive(Debug, thiserror::Error)]
+#[error("connection reset by an injected fault")]
+pub struct FaultReset;
+
 /// Serves one request. `violation` is what the connection's framing guard refused, if anything.
 pub async fn serve_request(
     gateway: &Gateway,
     conn: &ConnContext,
     violation: Option<Violation>,
     request: Request<Incoming>,
-) -> Response<TimedBody> {
+) -> Result<Response<TimedBody>, FaultReset> {
     let started = Instant::now();
     let snapshot = gateway.snapshot();
     let mut record = gateway.access_log().map(|log| log.begin(&request, conn.peer.addr, started));
     if let Some(violation) = violation {
-        return refuse_unread(&snapshot, conn, Refusal::from(violation), started, record);
+        return Ok(refuse_unread(&snapshot, conn, Refusal::from(violation), started, record));
     }
+    let grpc = fault::is_grpc(request.headers());
     let id = forward::request_id(request.headers(), &snapshot.request_id);
     let (parts, body) = request.into_parts();
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
@@ -62,7 +71,7 @@ pub async fn serve_request(
     let want_tally = record.as_ref().is_some_and(Record::wants_bytes_in);
     let stages = async {
         match matched {
-            Ok(route) => run_route(&snapshot, route, conn, parts, body, &id, started).await,
+            Ok(route) => run_route(&snapshot, route, conn, parts, body, &id, started, grpc).await,
             Err(refusal) => Err(refusal),
         }
     };
@@ -70,7 +79,18 @@ pub async fn serve_request(
     let stages = Box::pin(stages);
     let (outcome, attempts) = upstream_notes::observe(Some(metrics.request_bytes().clone()), want_tally, stages).await;
     let refusal = outcome.as_ref().err().copied();
+    if refusal == Some(Refusal::FaultReset) {
+        metrics.refused(Refusal::FaultReset.reason_index());
+        if let Some(mut record) = record {
+            record.answered(0, refusal, attempts);
+            record.finish(0, false);
+        }
+        return Err(FaultReset);
+    }
     let mut response = outcome.unwrap_or_else(|refusal| refuse(refusal, conn, metrics));
+    if grpc {
+        response = crate::refusal::grpc_form(response);
+    }
     metrics.answered(response.status().as_u16());
     if let (Some(first), None) = (attempts.first_at, refusal) {
         metrics.upstream_answered(first.elapsed());
@@ -81,7 +101,7 @@ pub async fn serve_request(
     if snapshot.request_id.in_response {
         response.headers_mut().insert(snapshot.request_id.header.clone(), id);
     }
-    response.map(|body| TimedBody::new(body, timer, record))
+    Ok(response.map(|body| TimedBody::new(body, timer, record)))
 }
 
 /// Answers a request refused by the framing guard, before its head was looked at.
@@ -121,15 +141,18 @@ fn match_route(snapshot: &Snapshot, conn: &ConnContext, parts: &Parts) -> Result
 }
 
 /// The route's stages, its action, then its response header edits.
+#[allow(clippy::too_many_arguments)]
 async fn run_route(
     snapshot: &Snapshot,
     route: &Route,
     conn: &ConnContext,
-    parts: Parts,
+    mut parts: Parts,
     body: Incoming,
     id: &HeaderValue,
     arrived: Instant,
+    grpc: bool,
 ) -> Result<Response<ResponseBody>, Refusal> {
+    let throttle = inject_faults(snapshot, route, conn, &mut parts, grpc).await?;
     let admission = match route.rate_limit.check(&conn.peer, &parts).await {
         Ok(admission) => admission,
         Err(limited) => return Ok(limited.into_response(&route.metrics)),
@@ -152,7 +175,38 @@ async fn run_route(
     };
     admission.apply(response.headers_mut());
     route.response_headers.apply(response.headers_mut());
-    Ok(response)
+    Ok(match throttle {
+        Some(rate) => response.map(|body| body.throttled(rate)),
+        None => response,
+    })
+}
+
+/// The fault stage: waits out an injected delay and answers an injected abort; returns the byte
+/// rate to throttle the response to, when one was injected.
+async fn inject_faults(
+    snapshot: &Snapshot,
+    route: &Route,
+    conn: &ConnContext,
+    parts: &mut Parts,
+    grpc: bool,
+) -> Result<Option<u64>, Refusal> {
+    let faults = &snapshot.faults;
+    let client = |parts: &Parts| client_ip(parts, &conn.peer, &snapshot.trusted_proxies);
+    let deciding = fault::Deciding {
+        dice: &faults.dice,
+        experiments: &faults.experiments,
+        route: &route.name,
+        client: &client,
+        grpc,
+    };
+    let injected = route.faults.decide(parts, &deciding).map_err(Refusal::BadFaultHeader)?;
+    if let Some(delay) = injected.delay {
+        tokio::time::sleep(delay).await;
+    }
+    match injected.abort {
+        Some(abort) => Err(fault::abort_refusal(abort, Refusal::FaultReset)),
+        None => Ok(injected.throttle),
+    }
 }
 
 /// The route's fallback, when its upstream's breaker is refusing calls.

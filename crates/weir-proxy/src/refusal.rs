@@ -53,11 +53,21 @@ pub enum Refusal {
     /// A concurrency limit (the route's or its upstream's) was full, and so was its queue, or the
     /// request waited in the queue too long.
     Shed,
+    /// A fault injected on purpose: the configured status (gRPC requests: the gRPC status).
+    FaultAbort {
+        status: StatusCode,
+        grpc: Option<u8>,
+    },
+    /// A fault injected on purpose: the connection closes without an answer (HTTP/2: the stream
+    /// is reset). The server does this; the response made here is never sent.
+    FaultReset,
+    /// An `x-weir-fault-*` header weir cannot read; the message says which and what is valid.
+    BadFaultHeader(&'static str),
 }
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order: the metric series made for each route.
-    pub const REASONS: [&'static str; 20] = [
+    pub const REASONS: [&'static str; 22] = [
         "bad_request",
         "head_timeout",
         "head_too_large",
@@ -78,6 +88,8 @@ impl Refusal {
         "breaker_open",
         "rate_limited",
         "shed",
+        "fault_injected",
+        "bad_fault_header",
     ];
 
     /// The position of this refusal's reason in [`Refusal::REASONS`].
@@ -103,6 +115,8 @@ impl Refusal {
             Refusal::BreakerOpen { .. } => 17,
             Refusal::RateLimited => 18,
             Refusal::Shed => 19,
+            Refusal::FaultAbort { .. } | Refusal::FaultReset => 20,
+            Refusal::BadFaultHeader(_) => 21,
         }
     }
 
@@ -114,7 +128,9 @@ impl Refusal {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Refusal::BadRequest(_) | Refusal::BodyIncomplete => StatusCode::BAD_REQUEST,
+            Refusal::BadRequest(_) | Refusal::BodyIncomplete | Refusal::BadFaultHeader(_) => StatusCode::BAD_REQUEST,
+            Refusal::FaultAbort { status, .. } => status,
+            Refusal::FaultReset => StatusCode::BAD_GATEWAY,
             Refusal::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::HeadTooLarge | Refusal::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -163,6 +179,7 @@ impl Refusal {
             Refusal::DeadlineExceeded => "http_response_timeout",
             Refusal::BudgetExhausted | Refusal::BreakerOpen { .. } => "destination_unavailable",
             Refusal::RateLimited | Refusal::Shed => "http_request_denied",
+            Refusal::FaultAbort { .. } | Refusal::FaultReset => "proxy_internal_response",
             _ => "http_request_error",
         }
     }
@@ -172,6 +189,7 @@ impl Refusal {
     pub fn detail(self) -> &'static str {
         match self {
             Refusal::BadRequest(violation) => violation.as_str(),
+            Refusal::BadFaultHeader(message) => message,
             other => other.reason(),
         }
     }
@@ -208,6 +226,74 @@ impl Refusal {
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
         response
     }
+}
+
+impl Refusal {
+    /// The gRPC status a gRPC client gets for this refusal.
+    pub fn grpc_code(self) -> u8 {
+        match self {
+            Refusal::FaultAbort { grpc: Some(code), .. } => code,
+            Refusal::FaultAbort { status, .. } => grpc_code_for_status(status),
+            Refusal::RateLimited | Refusal::BodyTooLarge => GRPC_RESOURCE_EXHAUSTED,
+            Refusal::DeadlineExceeded | Refusal::UpstreamTimeout => GRPC_DEADLINE_EXCEEDED,
+            Refusal::NoRoute => GRPC_UNIMPLEMENTED,
+            Refusal::BadFaultHeader(_) => GRPC_INVALID_ARGUMENT,
+            refusal if refusal.faults_request() => GRPC_INTERNAL,
+            _ => GRPC_UNAVAILABLE,
+        }
+    }
+}
+
+const GRPC_UNKNOWN: u8 = 2;
+const GRPC_INVALID_ARGUMENT: u8 = 3;
+const GRPC_DEADLINE_EXCEEDED: u8 = 4;
+const GRPC_PERMISSION_DENIED: u8 = 7;
+const GRPC_RESOURCE_EXHAUSTED: u8 = 8;
+const GRPC_UNIMPLEMENTED: u8 = 12;
+const GRPC_INTERNAL: u8 = 13;
+const GRPC_UNAVAILABLE: u8 = 14;
+const GRPC_UNAUTHENTICATED: u8 = 16;
+
+/// The gRPC status for an HTTP status, as gRPC maps the statuses of HTTP intermediaries.
+fn grpc_code_for_status(status: StatusCode) -> u8 {
+    match status.as_u16() {
+        400 => GRPC_INTERNAL,
+        401 => GRPC_UNAUTHENTICATED,
+        403 => GRPC_PERMISSION_DENIED,
+        404 => GRPC_UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => GRPC_UNAVAILABLE,
+        _ => GRPC_UNKNOWN,
+    }
+}
+
+/// A response weir made for a gRPC request, in gRPC form: HTTP 200, trailers-only (the status in
+/// the head and no body), `grpc-status` from the refusal and `grpc-message` naming the reason.
+/// Other responses pass unchanged.
+pub fn grpc_form(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    let Some(refusal) = response.extensions().get::<Refusal>().copied() else { return response };
+    *response.status_mut() = StatusCode::OK;
+    *response.body_mut() = ResponseBody::Full(None);
+    let headers = response.headers_mut();
+    headers.remove(http::header::CONTENT_LENGTH);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(u16::from(refusal.grpc_code())));
+    if let Ok(message) = HeaderValue::from_str(&grpc_message(refusal.detail())) {
+        headers.insert("grpc-message", message);
+    }
+    response
+}
+
+/// Percent-encodes what `grpc-message` may not carry as is.
+fn grpc_message(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 impl From<Violation> for Refusal {

@@ -13,6 +13,7 @@ use weir_upstream::Cluster;
 use crate::body::RequestBody;
 use crate::router::Conditions;
 use crate::stages::concurrency::ConcurrencyStage;
+use crate::stages::fault::RouteFaults;
 use crate::stages::rate_limit::RateLimitStage;
 
 /// A compiled route.
@@ -22,6 +23,7 @@ pub struct Route {
     pub metrics: RouteMetrics,
     pub path: PathMatcher,
     pub conditions: Conditions,
+    pub faults: RouteFaults,
     pub rate_limit: RateLimitStage,
     pub concurrency: ConcurrencyStage,
     pub action: Action,

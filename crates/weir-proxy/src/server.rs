@@ -1,7 +1,6 @@
 //! Listeners and connections: binding (SO_REUSEPORT), accepting up to a cap, serving HTTP/1.1 and
 //! h2c on each connection behind the framing guard, and draining on shutdown.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use crate::handler::{ConnContext, serve_request};
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
+use crate::stages::fault::Experiments;
 use crate::stages::rate_limit::carry::Rebuild;
 use crate::upstream_status;
 
@@ -75,7 +75,7 @@ impl Gateway {
         self.snapshot.load_full()
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
@@ -140,11 +140,14 @@ impl Server {
         let metrics = Metrics::new();
         let set = ClusterRegistry::default().build(config)?;
         let mut limiters = Rebuild::fresh();
-        let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters, &mut limiters)?;
+        let experiments = Experiments::new(&config.fault_injection, metrics.clone());
+        let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters, &mut limiters, experiments)?;
         let reload = ReloadState::new(config.clone(), set.registry, limiters.finish());
         let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
         let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload));
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
+        let serving = gateway.snapshot();
+        serving.faults.experiments.restore(|target| serving.has_target(target));
         let listeners = config
             .listeners
             .iter()
@@ -194,11 +197,13 @@ impl Server {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
         let gateway = self.gateway.clone();
         gateway.start_clusters();
+        let reaper = tokio::spawn(gateway.snapshot().faults.experiments.clone().reap_forever());
         let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
         let drained = self.serve_until(shutdown).await;
         if let Some(admin) = admin {
             admin.abort();
         }
+        reaper.abort();
         drained
     }
 
@@ -370,7 +375,7 @@ fn serve_connection(
         }
         let gateway = gateway.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(serve_request(&gateway, &conn, violation, request).await) }
+        async move { serve_request(&gateway, &conn, violation, request).await }
     });
     listener.http.serve_connection(io, service).into_owned()
 }

@@ -20,6 +20,7 @@ use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
 use crate::stages::concurrency::ConcurrencyStage;
+use crate::stages::fault::{Experiments, Faults, RouteFaults, Target};
 use crate::stages::rate_limit::carry::Rebuild;
 use crate::stages::rate_limit::{RateLimitStage, SharedRules};
 
@@ -38,6 +39,8 @@ pub struct Snapshot {
     pub deadline_header: Option<http::HeaderName>,
     /// What the admin API shows of this configuration.
     pub admin_views: AdminViews,
+    /// The fault stage's random source, the upstreams' faults, and the running experiments.
+    pub faults: Faults,
 }
 
 /// How requests get their ids.
@@ -70,19 +73,30 @@ impl Snapshot {
         }
     }
 
+    /// Whether a fault experiment's target is configured.
+    pub fn has_target(&self, target: &Target) -> bool {
+        match target {
+            Target::Route(name) => self.routes.iter().any(|route| route.name == *name),
+            Target::Upstream(name) => self.clusters.contains_key(name.as_ref()),
+        }
+    }
+
     /// Compiles a configuration. Resolves endpoint host names once, here, and creates every metric
     /// handle a request will touch.
-    pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
-        Snapshot::build_with_clusters(config, metrics, build_clusters(config)?, &mut Rebuild::fresh())
+    pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Snapshot, SnapshotError> {
+        let experiments = Experiments::new(&config.fault_injection, metrics.clone());
+        Snapshot::build_with_clusters(config, metrics, build_clusters(config)?, &mut Rebuild::fresh(), experiments)
     }
 
     /// Compiles a configuration around clusters built already (a reload passes the ones it kept),
-    /// taking rate-limit rules' local limiters from `limiters` (a reload carries unchanged ones).
+    /// taking rate-limit rules' local limiters from `limiters` (a reload carries unchanged ones)
+    /// and serving the process's fault `experiments`.
     pub fn build_with_clusters(
         config: &Config,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
         clusters: Clusters,
         limiters: &mut Rebuild<'_>,
+        experiments: Arc<Experiments>,
     ) -> Result<Snapshot, SnapshotError> {
         let shared_rules = SharedRules::build(config, metrics, limiters);
         let routes: Vec<Route> = config
@@ -94,6 +108,7 @@ impl Snapshot {
                 compiled.rate_limit =
                     RateLimitStage::build(&shared_rules, config, route, &compiled.name, metrics, limiters);
                 compiled.concurrency = ConcurrencyStage::build(route, &compiled.action, &compiled.name, metrics);
+                compiled.faults = RouteFaults::build(route, &compiled.name, metrics);
                 compiled
             })
             .collect();
@@ -122,6 +137,7 @@ impl Snapshot {
             },
             deadline_header: config.server.deadline_header.as_ref().map(|h| h.0.clone()),
             admin_views: AdminViews::render(config),
+            faults: Faults::build(config, metrics, experiments),
         })
     }
 }
@@ -140,6 +156,7 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         metrics: route_metrics,
         path: path_matcher(route),
         conditions: conditions(route),
+        faults: RouteFaults::default(),
         rate_limit: RateLimitStage::default(),
         concurrency: ConcurrencyStage::default(),
         action,
@@ -216,7 +233,7 @@ fn conditions(route: &RouteConfig) -> Conditions {
     }
 }
 
-fn value_test<N>(condition: &ValueMatch<N>) -> ValueTest {
+pub(crate) fn value_test<N>(condition: &ValueMatch<N>) -> ValueTest {
     match (&condition.exact, &condition.regex, condition.present) {
         (Some(exact), _, _) => ValueTest::Exact(exact.as_str().into()),
         (None, Some(pattern), _) => ValueTest::Regex(pattern.0.clone()),

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 pub mod access_log;
 mod concurrency;
+mod faults;
 mod histogram;
 mod ratelimit;
 mod reloads;
@@ -22,6 +23,7 @@ pub mod trace_context;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
+pub use faults::{EXPERIMENT_EVENTS, ExperimentMetrics, FAULT_KINDS, FaultCounters};
 pub use histogram::DurationHistogram;
 pub use prometheus_client::metrics::counter::Counter;
 pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
@@ -79,6 +81,7 @@ pub struct Metrics {
     access_log_dropped: Counter,
     reloads: ReloadMetrics,
     concurrency: concurrency::ConcurrencyFamilies,
+    faults: faults::FaultFamilies,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -131,6 +134,7 @@ impl Metrics {
         );
         let reloads = ReloadMetrics::register(&mut registry);
         let concurrency = concurrency::ConcurrencyFamilies::register(&mut registry);
+        let faults = faults::FaultFamilies::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -146,6 +150,7 @@ impl Metrics {
             upstreams,
             reloads,
             concurrency,
+            faults,
         })
     }
 
@@ -191,6 +196,16 @@ impl Metrics {
     /// The handles for one concurrency limit; `scope` is `route` or `upstream`.
     pub fn concurrency_limit(&self, scope: &str, name: &str) -> ConcurrencyMetrics {
         self.concurrency.limit(scope, name)
+    }
+
+    /// The injected-fault counters of one target (`target_type` `route` or `upstream`) and source.
+    pub fn fault_counters(&self, target_type: &str, target: &str, source: &str) -> FaultCounters {
+        self.faults.counters(target_type, target, source)
+    }
+
+    /// The fault-experiment series.
+    pub fn fault_experiments(&self) -> ExperimentMetrics {
+        self.faults.experiments()
     }
 
     /// The configuration reload series.

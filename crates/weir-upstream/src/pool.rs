@@ -215,6 +215,13 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    /// Returns the connection unused: it was ready and nothing was sent on it, so it goes back
+    /// to the idle list for the next request.
+    pub fn release(self) {
+        let Connection { checkout, pool } = self;
+        pool.put_idle(checkout.sender, checkout.slot);
+    }
+
     /// Sends the request. One that a reused connection could not take (it closed just now) is sent
     /// again on another connection: it was never written.
     pub async fn send(self, mut request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {

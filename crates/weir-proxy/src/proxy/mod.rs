@@ -34,6 +34,7 @@ use crate::handler::ConnContext;
 use crate::refusal::Refusal;
 use crate::route::Route;
 use crate::snapshot::Snapshot;
+use crate::stages::fault;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -59,8 +60,9 @@ pub async fn proxy(
     }
     let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
     let policy = route.retry.as_ref().filter(|p| may_retry(p, &parts, declared, &body));
+    let grpc = fault::is_grpc(&parts.headers);
     let head = UpstreamHead::build(snapshot, route, conn, parts, id)?;
-    let tries = Tries { snapshot, route, cluster, key, deadline };
+    let tries = Tries { snapshot, route, cluster, key, deadline, grpc };
     let mut response = match policy {
         None => tries.once(head, RequestBody::new(body, route.max_body)).await?,
         Some(policy) => {
@@ -98,6 +100,8 @@ struct Tries<'a> {
     cluster: &'a Cluster<RequestBody>,
     key: Option<u64>,
     deadline: Deadline,
+    /// A gRPC request: injected aborts answer with its gRPC status.
+    grpc: bool,
 }
 
 type Upstream = Response<PooledBody<RequestBody>>;
@@ -161,20 +165,47 @@ impl Tries<'_> {
         };
         let header = self.snapshot.deadline_header.as_ref();
         self.deadline.stamp(request.headers_mut(), header, Instant::now());
-        let sent = tokio::time::timeout_at(deadline, connection.send(request)).await;
-        let sent = sent.map_err(|_| Refusal::UpstreamTimeout).and_then(|sent| sent.map_err(|e| classify(&e)));
+        let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
+        let exchange = async {
+            if let Some(delay) = injected.delay {
+                tokio::time::sleep(delay).await;
+            }
+            match injected.abort {
+                Some(abort) => {
+                    connection.release();
+                    Err(fault::abort_refusal(abort, Refusal::UpstreamReset))
+                }
+                None => connection.send(request).await.map_err(|e| classify(&e)),
+            }
+        };
+        let sent = tokio::time::timeout_at(deadline, exchange).await.unwrap_or(Err(Refusal::UpstreamTimeout));
         attempt.finish(match &sent {
             Ok(response) => Outcome::Response(response.status()),
+            Err(Refusal::FaultAbort { status, .. }) => Outcome::Response(*status),
             Err(refusal) => attempt_outcome(*refusal),
         });
         let failure = match &sent {
             Ok(response) => response_failure(response),
-            Err(refusal) => failure_of(*refusal),
+            Err(refusal) => self.failure_of(*refusal),
         };
         if failure.is_some() {
             avoid.push(addr);
         }
         (sent, failure)
+    }
+}
+
+impl Tries<'_> {
+    /// How a refused try failed, for the retry conditions. An injected abort fails as the answer
+    /// it stands for would: its gRPC status for a gRPC request, else its HTTP status.
+    fn failure_of(&self, refusal: Refusal) -> Option<Failure> {
+        match refusal {
+            Refusal::FaultAbort { grpc, .. } if self.grpc => {
+                Some(Failure::Grpc(grpc.unwrap_or_else(|| refusal.grpc_code())))
+            }
+            Refusal::FaultAbort { status, .. } => Some(Failure::Status(status.as_u16())),
+            other => failure_of(other),
+        }
     }
 }
 

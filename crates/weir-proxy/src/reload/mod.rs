@@ -178,7 +178,10 @@ impl Gateway {
         }
         let set = applying.registry.build(&config)?;
         let mut limiters = applying.limiters.rebuild();
-        let snapshot = Snapshot::build_with_clusters(&config, self.metrics(), set.clusters, &mut limiters)?;
+        let experiments = self.snapshot().faults.experiments.clone();
+        let snapshot =
+            Snapshot::build_with_clusters(&config, self.metrics(), set.clusters, &mut limiters, experiments)?;
+        snapshot.faults.experiments.configure(&config.fault_injection);
         let limiters = limiters.finish();
         if applying.serving {
             set.fresh.iter().for_each(|cluster| cluster.start());

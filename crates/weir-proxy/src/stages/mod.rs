@@ -2,4 +2,5 @@
 //! compiled with the snapshot and holds only its own parameters and state.
 
 pub mod concurrency;
+pub mod fault;
 pub mod rate_limit;

@@ -14,6 +14,7 @@ mod writer;
 use std::cell::RefCell;
 
 pub use fields::{Field, FieldSet};
+pub use json::push_time;
 pub use line::{Entry, LineFormat};
 pub use sampler::Sampler;
 pub use writer::{Destination, LogWriter};
