@@ -1,4 +1,4 @@
-//! The complete examples in docs/configuration.md, docs/rate-limiting.md and docs/resilience.md and
+//! The complete examples in docs/configuration.md, docs/rate-limiting.md, docs/resilience.md and docs/chaos.md and
 //! the files in examples/ load and validate, so the documentation never shows a file weir would refuse.
 
 use weir_config::{Format, parse_str};
@@ -50,5 +50,15 @@ fn complete_examples_in_the_resilience_guide_are_valid() {
     assert!(yaml.len() >= 4, "the guide has an example for each mechanism");
     for block in yaml {
         parse_str(block, Format::Yaml, "resilience.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
+
+#[test]
+fn complete_examples_in_the_chaos_guide_are_valid() {
+    let guide = include_str!("../../../docs/chaos.md");
+    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    assert!(yaml.len() >= 2, "the guide has an example for faults in the file and in headers");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "chaos.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
     }
 }

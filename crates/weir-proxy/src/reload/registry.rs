@@ -34,7 +34,9 @@ impl ClusterRegistry {
         let entries = config
             .upstreams
             .iter()
-            .filter_map(|(name, upstream)| Some((name.clone(), (fingerprint(upstream), clusters.get(name)?.clone()))))
+            .filter_map(|(name, upstream)| {
+                Some((name.clone(), (cluster_fingerprint(upstream), clusters.get(name)?.clone())))
+            })
             .collect();
         ClusterRegistry { entries }
     }
@@ -44,7 +46,7 @@ impl ClusterRegistry {
         let mut entries = HashMap::with_capacity(config.upstreams.len());
         let mut fresh = Vec::new();
         for (name, upstream) in &config.upstreams {
-            let print = fingerprint(upstream);
+            let print = cluster_fingerprint(upstream);
             let cluster = match self.entries.get(name) {
                 Some((old, cluster)) if *old == print => cluster.clone(),
                 _ => {
@@ -60,10 +62,21 @@ impl ClusterRegistry {
     }
 }
 
-/// Everything an upstream is configured with, as text: two upstreams with equal fingerprints
-/// build identical clusters.
+/// Everything an upstream is configured with, as text.
 pub(crate) fn fingerprint(upstream: &Upstream) -> String {
     format!("{upstream:?}")
+}
+
+/// What an upstream's cluster is built from, as text: two upstreams with equal fingerprints build
+/// identical clusters. Faults are not part of the cluster (the snapshot holds them), so changing
+/// them keeps the cluster's breaker, pools and health.
+fn cluster_fingerprint(upstream: &Upstream) -> String {
+    if upstream.faults.is_empty() {
+        return fingerprint(upstream);
+    }
+    let mut without_faults = upstream.clone();
+    without_faults.faults.clear();
+    fingerprint(&without_faults)
 }
 
 #[cfg(test)]
@@ -88,5 +101,14 @@ mod tests {
         assert!(!Arc::ptr_eq(&first.clusters["other"], &second.clusters["other"]));
         assert_eq!(second.fresh.len(), 1);
         assert!(Arc::ptr_eq(&second.fresh[0], &second.clusters["other"]));
+    }
+
+    #[test]
+    fn changing_only_an_upstreams_faults_keeps_its_cluster() {
+        let first = ClusterRegistry::default().build(&config(1001, 2001)).unwrap();
+        let text = "listeners: [{ name: public, address: \"127.0.0.1:0\" }]\nupstreams:\n  backend:\n    endpoints: [\"127.0.0.1:1001\"]\n    faults: [{ abort: { status: 503 }, percent: 10 }]\n  other:\n    endpoints: [\"127.0.0.1:2001\"]\nroutes:\n  - upstream: backend\n  - upstream: other\n";
+        let second = first.registry.build(&parse_str(text, Format::Yaml, "test.yaml").unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&first.clusters["backend"], &second.clusters["backend"]));
+        assert!(second.fresh.is_empty());
     }
 }
