@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admin_live;
 pub mod admin_reload;
 pub mod admin_views;
 pub mod body;

@@ -18,6 +18,7 @@ mod histogram;
 mod ratelimit;
 mod reloads;
 mod route;
+pub mod text_format;
 pub mod trace_context;
 mod upstreams;
 
@@ -28,7 +29,7 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
-pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
+pub use upstreams::{BREAKER_STATES, BreakerCounts, ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
