@@ -81,6 +81,9 @@ pub async fn serve_request(
     if snapshot.request_id.in_response {
         response.headers_mut().insert(snapshot.request_id.header.clone(), id);
     }
+    if let Some(record) = &mut record {
+        record.responded(response.headers());
+    }
     response.map(|body| TimedBody::new(body, timer, record))
 }
 

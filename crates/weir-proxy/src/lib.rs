@@ -7,6 +7,7 @@
 //! the response and, at its end, finishes the request's metrics and [`access`] log record.
 
 pub mod access;
+pub mod access_headers;
 pub mod admin;
 pub mod admin_live;
 pub mod admin_reload;
