@@ -54,6 +54,7 @@ pub async fn serve_request(
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
     let route = matched.as_ref().ok().copied();
     let metrics = route.map_or(&snapshot.unmatched, |route| &route.metrics);
+    metrics.received(&parts.method);
     let timer = metrics.timer(started);
     if let Some(record) = &mut record {
         record.identified(&id);

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 pub mod access_log;
 mod concurrency;
 mod histogram;
+mod methods;
 mod ratelimit;
 mod reloads;
 mod route;
@@ -24,6 +25,7 @@ mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
 pub use histogram::DurationHistogram;
+pub use methods::METHODS;
 pub use prometheus_client::metrics::counter::Counter;
 pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;

@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::{DurationHistogram, RouteLabel};
+use crate::{DurationHistogram, RouteLabel, methods};
 
 /// The per-route families beyond requests, refusals and durations.
 pub(crate) struct RouteFamilies {
@@ -19,11 +19,13 @@ pub(crate) struct RouteFamilies {
     in_flight: Family<RouteLabel, Gauge>,
     retries: Family<RouteLabel, Counter>,
     budget_exhausted: Family<RouteLabel, Counter>,
+    methods: methods::MethodFamily,
 }
 
 impl RouteFamilies {
     pub(crate) fn register(registry: &mut Registry) -> RouteFamilies {
         let families = RouteFamilies {
+            methods: methods::register(registry),
             upstream_durations: Family::default(),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
@@ -64,6 +66,7 @@ impl RouteFamilies {
             in_flight: self.in_flight.get_or_create(label).clone(),
             retries: self.retries.get_or_create(label).clone(),
             budget_exhausted: self.budget_exhausted.get_or_create(label).clone(),
+            methods: methods::handles(&self.methods, &label.route),
         }
     }
 }
@@ -75,6 +78,7 @@ pub(crate) struct RouteHandles {
     in_flight: Gauge,
     retries: Counter,
     budget_exhausted: Counter,
+    methods: [Counter; 8],
 }
 
 struct Handles {
@@ -114,6 +118,11 @@ impl RouteMetrics {
     /// Records the wait for an upstream's response headers.
     pub fn upstream_answered(&self, waited: Duration) {
         self.0.more.upstream_duration.observe(waited);
+    }
+
+    /// Counts a request by its method.
+    pub fn received(&self, method: &http::Method) {
+        self.0.more.methods[methods::index(method)].inc();
     }
 
     /// Counts a try after the first.

@@ -107,6 +107,9 @@ async fn metrics_after_traffic_have_the_expected_series_and_values() {
     for (series, value) in [
         ("weir_requests_total{route=\"ok\",code_class=\"2xx\"}", 4.0),
         ("weir_upstream_duration_seconds_count{route=\"ok\"}", 4.0),
+        ("weir_requests_by_method_total{route=\"ok\",method=\"GET\"}", 3.0),
+        ("weir_requests_by_method_total{route=\"ok\",method=\"POST\"}", 1.0),
+        ("weir_requests_by_method_total{route=\"ok\",method=\"other\"}", 0.0),
         ("weir_request_duration_seconds_count{route=\"ok\"}", 4.0),
         ("weir_requests_in_flight{route=\"ok\"}", 0.0),
         ("weir_request_body_bytes_total{route=\"ok\"}", 5.0),
