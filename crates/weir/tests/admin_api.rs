@@ -160,3 +160,25 @@ async fn metrics_pass_promtool() {
     let spoiled = text.replacen("# HELP weir_retries_total", "# HELP weir_unrelated_total", 1);
     assert!(!admin_support::promtool_check(&promtool, &spoiled).is_empty());
 }
+
+#[tokio::test]
+async fn refusals_for_a_missing_token_match_the_description_too() {
+    let token = "0123456789abcdef-secret";
+    let yaml = format!(
+        "admin: {{ address: \"127.0.0.1:0\", token: \"{token}\" }}\nlisteners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\nroutes:\n  - {{ name: hello, direct_response: {{ status: 200, body: hi }} }}\n"
+    );
+    let gateway = weir_test::TestGateway::start(&yaml).await;
+    let api = openapi();
+    for path in ["/readyz", "/metrics", "/config", "/routes", "/upstreams", "/breakers", "/ratelimits", "/reload/diff"]
+    {
+        let refused = admin(&gateway, "GET", path).await;
+        assert_eq!(refused.status, 401, "{path}");
+        let content_type = refused.header("content-type").unwrap_or_default();
+        api.check("GET", path, 401, content_type, &refused.text()).unwrap();
+    }
+    let request = http::Request::get("/ratelimits").header("authorization", format!("Bearer {token}"));
+    let request = request.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let allowed = weir_test::http1_request(gateway.admin(), request).await.unwrap();
+    assert_eq!(allowed.text(), "{\n  \"rules\": []\n}\n");
+    api.check("GET", "/ratelimits", 200, allowed.header("content-type").unwrap(), &allowed.text()).unwrap();
+}
