@@ -43,6 +43,20 @@ fn access_log_line(c: &mut Criterion) {
             black_box(buffer.as_slice().to_vec())
         })
     });
+    let headers = [
+        (http::HeaderName::from_static("x-tenant"), http::HeaderValue::from_static("acme-industries")),
+        (http::HeaderName::from_static("authorization"), http::HeaderValue::from_static("[redacted]")),
+    ];
+    let response = [(http::HeaderName::from_static("x-cache"), http::HeaderValue::from_static("hit"))];
+    let mut with_headers = entry.clone();
+    (with_headers.request_headers, with_headers.response_headers) = (&headers, &response);
+    c.bench_function("access_log_line/with_three_headers", |b| {
+        b.iter(|| {
+            buffer.clear();
+            format.write(black_box(&with_headers), &mut buffer);
+            black_box(buffer.as_slice().to_vec())
+        })
+    });
     let mut hostile = entry.clone();
     hostile.path_and_query = Some(b"/search/\"quoted\"/\\back\x01slash\xff?q=1");
     c.bench_function("access_log_line/escaped_path", |b| {
