@@ -182,3 +182,32 @@ async fn refusals_for_a_missing_token_match_the_description_too() {
     assert_eq!(allowed.text(), "{\n  \"rules\": []\n}\n");
     api.check("GET", "/ratelimits", 200, allowed.header("content-type").unwrap(), &allowed.text()).unwrap();
 }
+
+#[tokio::test]
+async fn a_redis_rule_shows_its_failure_mode_and_whether_redis_answers() {
+    let mock = weir_test::MockUpstream::start("app").await;
+    let mut redis = weir_test::RedisServer::start().await;
+    let yaml = format!(
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\nupstreams:\n  app:\n    endpoints: [\"{}\"]\nrate_limit:\n  redis: {{ address: \"{}\", timeout: 200ms }}\nroutes:\n  - name: api\n    upstream: app\n    rate_limit: [{{ name: shared, key: route, rate: 100/s, mode: global, on_redis_error: refuse }}]\n",
+        mock.addr(),
+        redis.addr()
+    );
+    let gateway = weir_test::TestGateway::start(&yaml).await;
+    let api = openapi();
+    let rule = async |gateway: &weir_test::TestGateway| {
+        let answer = admin(gateway, "GET", "/ratelimits").await;
+        api.check("GET", "/ratelimits", 200, answer.header("content-type").unwrap(), &answer.text()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&answer.text()).unwrap();
+        body["rules"][0].clone()
+    };
+    let get = || http::Request::get("/").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    assert_eq!(weir_test::http1_request(gateway.addr(), get()).await.unwrap().status, 200);
+    let healthy = rule(&gateway).await;
+    assert_eq!(healthy["backend"], "redis");
+    assert_eq!(healthy["redis"], serde_json::json!({ "on_error": "refuse", "connected": true, "errors_total": 0 }));
+    redis.kill();
+    assert_eq!(weir_test::http1_request(gateway.addr(), get()).await.unwrap().status, 429, "fails closed");
+    let down = rule(&gateway).await;
+    assert_eq!(down["redis"], serde_json::json!({ "on_error": "refuse", "connected": false, "errors_total": 1 }));
+    assert_eq!((down["decisions"]["allowed"].as_u64(), down["decisions"]["limited"].as_u64()), (Some(1), Some(1)));
+}
