@@ -3,7 +3,9 @@
 //! A checker for the part of JSON Schema that description uses: `type`, `properties`, `required`,
 //! `additionalProperties` (a boolean or a schema), `items`, `enum`, `nullable`, `oneOf`, `minimum`
 //! and local `$ref`s. A keyword it does not know makes the check fail, so the description cannot
-//! quietly say more than is checked.
+//! quietly say more than is checked. Stricter than JSON Schema in one way: an object schema without
+//! `additionalProperties` admits no field it does not name, so an answer cannot grow an undocumented
+//! field.
 
 use serde_json::{Map, Value};
 
