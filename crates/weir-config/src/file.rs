@@ -153,6 +153,13 @@ pub struct AccessLog {
     pub sample_seed: Option<u64>,
     /// Lines waiting for the writer; more are dropped and counted in `weir_access_log_dropped_total`.
     pub queue_lines: usize,
+    /// Request headers written under `request_headers`, by name; secret ones as `[redacted]`.
+    pub request_headers: Vec<HeaderName>,
+    /// Response headers written under `response_headers`, by name; secret ones as `[redacted]`.
+    pub response_headers: Vec<HeaderName>,
+    /// Headers whose values are never written, besides `authorization`, `proxy-authorization`,
+    /// `cookie` and `set-cookie`, which never are.
+    pub secret_headers: Vec<HeaderName>,
 }
 
 impl Default for AccessLog {
@@ -165,6 +172,9 @@ impl Default for AccessLog {
             always_log_errors: true,
             sample_seed: None,
             queue_lines: 16_384,
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            secret_headers: Vec::new(),
         }
     }
 }

@@ -118,6 +118,11 @@ fn check_access_log(checker: &mut Checker, file: &ConfigFile) {
     if let Some(twice) = log.fields.iter().find(|field| !seen.insert(**field)) {
         checker.fail("access_log.fields".into(), format!("{twice:?} is listed twice"));
     }
+    for (field, names) in [("request_headers", &log.request_headers), ("response_headers", &log.response_headers)] {
+        if names.len() > 32 {
+            checker.fail(format!("access_log.{field}"), "at most 32 headers".into());
+        }
+    }
 }
 
 fn check_server(checker: &mut Checker, file: &ConfigFile) {

@@ -130,6 +130,12 @@ fn semantic_checks_catch_conflicts() {
         ("\nlisteners:", "\naccess_log: { sample_ratio: 1.5 }\nlisteners:", "between 0 and 1"),
         ("\nlisteners:", "\naccess_log: { queue_lines: 0 }\nlisteners:", "between 1 and 1000000"),
         ("\nlisteners:", "\naccess_log: { fields: [status, status] }\nlisteners:", "listed twice"),
+        (
+            "\nlisteners:",
+            "\naccess_log: { request_headers: [x-h0, x-h1, x-h2, x-h3, x-h4, x-h5, x-h6, x-h7, x-h8, x-h9, x-h10, x-h11, x-h12, x-h13, x-h14, x-h15, x-h16, x-h17, x-h18, x-h19, x-h20, x-h21, x-h22, x-h23, x-h24, x-h25, x-h26, x-h27, x-h28, x-h29, x-h30, x-h31, x-h32] }\nlisteners:",
+            "at most 32 headers",
+        ),
+        ("\nlisteners:", "\naccess_log: { secret_headers: [\"bad header\"] }\nlisteners:", "header"),
     ];
     for (from, to, expected) in cases {
         let text = GOOD.replace(from, to);

@@ -16,6 +16,7 @@ use weir_telemetry::Metrics;
 use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler};
 use weir_telemetry::trace_context::TraceId;
 
+use crate::access_headers::{Captured, HeaderCapture};
 use crate::refusal::Refusal;
 use crate::upstream_notes::Attempts;
 
@@ -30,6 +31,7 @@ pub struct AccessLog {
     sampler: Sampler,
     always_log_errors: bool,
     writer: LogWriter,
+    headers: HeaderCapture,
 }
 
 impl AccessLog {
@@ -45,6 +47,7 @@ impl AccessLog {
             sampler: Sampler::new(config.sample_ratio, config.sample_seed.unwrap_or_else(Sampler::random_seed)),
             always_log_errors: config.always_log_errors,
             writer: LogWriter::start(destination, config.queue_lines, metrics.access_log_dropped())?,
+            headers: HeaderCapture::new(config),
         })
     }
 
@@ -75,6 +78,8 @@ impl AccessLog {
             target: uri.path_and_query().cloned(),
             version: request.version(),
             user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+            request_headers: self.headers.request(request.headers()),
+            response_headers: Captured::new(),
             trace_id,
             request_id: None,
             route: None,
@@ -129,6 +134,8 @@ pub struct Record {
     target: Option<PathAndQuery>,
     version: Version,
     user_agent: Option<HeaderValue>,
+    request_headers: Captured,
+    response_headers: Captured,
     trace_id: Option<TraceId>,
     request_id: Option<HeaderValue>,
     route: Option<Arc<str>>,
@@ -163,6 +170,11 @@ impl Record {
         self.status = status;
         self.reason = refusal.map(Refusal::reason);
         self.attempts = attempts;
+    }
+
+    /// The response head as it goes to the client: captures the configured response headers.
+    pub fn responded(&mut self, headers: &http::HeaderMap) {
+        self.response_headers = self.log.headers.response(headers);
     }
 
     /// The response body ended (`complete`) or was cut short, after `bytes_out` bytes.
@@ -202,6 +214,8 @@ impl Record {
             reason: self.reason,
             aborted,
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
+            request_headers: &self.request_headers,
+            response_headers: &self.response_headers,
         };
         access_log::log(&log.format, &entry, &log.writer);
     }

@@ -1,21 +1,24 @@
 //! The admin API on its own listener: `/healthz` (the process is alive), `/readyz` (serving, not
 //! draining), `/metrics` (OpenMetrics text), `/upstreams` (endpoint state), `/routes` and `/config`
-//! (JSON, see [`crate::admin_views`]); `/reload` and `/reload/diff` live in [`crate::admin_reload`].
+//! (JSON, see [`crate::admin_views`]), `/breakers` and `/ratelimits` (live state, see
+//! [`crate::admin_live`]); `/reload` and `/reload/diff` live in [`crate::admin_reload`].
 //! With a token configured, every path but `/healthz` asks for `Authorization: Bearer <token>`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use weir_telemetry::text_format::{self, PROMETHEUS_TEXT};
 
 use crate::admin_faults;
+use crate::admin_live;
 use crate::admin_reload;
 use crate::server::Gateway;
 use crate::upstream_status;
@@ -64,18 +67,29 @@ fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if gateway.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/readyz" => text(StatusCode::OK, "ready\n"),
-        "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(gateway.metrics().encode())));
-            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-            response
-        }
+        "/metrics" => metrics(gateway, request),
         "/upstreams" => json(Bytes::from(upstream_status::json(&gateway.snapshot()))),
         "/routes" => json(gateway.snapshot().admin_views.routes.clone()),
         "/config" => json(gateway.snapshot().admin_views.config.clone()),
-        _ => {
-            text(StatusCode::NOT_FOUND, "paths: /healthz /readyz /metrics /upstreams /routes /config /reload /faults\n")
-        }
+        "/breakers" => json(admin_live::breakers(&gateway.snapshot())),
+        "/ratelimits" => json(admin_live::rate_limits(&gateway.snapshot())),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "paths: /healthz /readyz /metrics /upstreams /routes /config /breakers /ratelimits /reload /faults\n",
+        ),
     }
+}
+
+/// OpenMetrics, unless the scraper asks for the Prometheus text format and not for OpenMetrics.
+fn metrics(gateway: &Gateway, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let plain = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    let text = gateway.metrics().encode();
+    let (body, content_type) =
+        if plain { (text_format::from_openmetrics(&text), PROMETHEUS_TEXT) } else { (text, OPENMETRICS) };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 /// Compares the presented token in time independent of where it differs.

@@ -63,6 +63,7 @@ pub async fn serve_request(
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
     let route = matched.as_ref().ok().copied();
     let metrics = route.map_or(&snapshot.unmatched, |route| &route.metrics);
+    metrics.received(&parts.method);
     let timer = metrics.timer(started);
     if let Some(record) = &mut record {
         record.identified(&id);
@@ -100,6 +101,9 @@ pub async fn serve_request(
     }
     if snapshot.request_id.in_response {
         response.headers_mut().insert(snapshot.request_id.header.clone(), id);
+    }
+    if let Some(record) = &mut record {
+        record.responded(response.headers());
     }
     Ok(response.map(|body| TimedBody::new(body, timer, record)))
 }

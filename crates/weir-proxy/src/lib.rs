@@ -7,8 +7,10 @@
 //! the response and, at its end, finishes the request's metrics and [`access`] log record.
 
 pub mod access;
+pub mod access_headers;
 pub mod admin;
 pub mod admin_faults;
+pub mod admin_live;
 pub mod admin_reload;
 pub mod admin_views;
 pub mod body;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Weak};
 
 use weir_resilience::breaker::BreakerState;
-use weir_telemetry::{ClusterReport, EndpointReport, UpstreamSource};
+use weir_telemetry::{BreakerCounts, ClusterReport, EndpointReport, UpstreamSource};
 use weir_upstream::{BalancePolicy, ClusterStatus};
 
 use crate::server::Gateway;
@@ -30,7 +30,11 @@ fn reports(snapshot: &Snapshot) -> Vec<ClusterReport> {
         .map(|(name, status)| ClusterReport {
             upstream: name.to_string(),
             panic: status.panic,
-            breaker: status.breaker.map(|(state, trips)| (breaker_state_name(state), trips)),
+            breaker: snapshot.clusters[name].breaker().map(|breaker| {
+                let report = breaker.report(tokio::time::Instant::now());
+                let state = breaker_state_name(report.state);
+                BreakerCounts { state, trips: report.trips_total, entered: report.entered }
+            }),
             endpoints: status
                 .endpoints
                 .iter()

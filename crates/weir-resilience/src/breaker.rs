@@ -75,6 +75,9 @@ pub struct CircuitBreaker {
     trips_total: AtomicU64,
     /// While open: when probes may start, in nanoseconds since `epoch` (readable without the lock).
     open_until_nanos: AtomicU64,
+    /// When the state last changed, in nanoseconds since `epoch`; and changes into each state.
+    changed_at_nanos: AtomicU64,
+    entered: [AtomicU64; 3],
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +108,8 @@ impl CircuitBreaker {
             probes_passed: AtomicU32::new(0),
             trips_total: AtomicU64::new(0),
             open_until_nanos: AtomicU64::new(0),
+            changed_at_nanos: AtomicU64::new(0),
+            entered: Default::default(),
         }
     }
 
@@ -143,7 +148,7 @@ impl CircuitBreaker {
                     transitions.open_until = None;
                     self.probes_out.store(0, Ordering::Relaxed);
                     self.probes_passed.store(0, Ordering::Relaxed);
-                    self.state.store(BreakerState::HalfOpen as u8, Ordering::Release);
+                    self.enter(BreakerState::HalfOpen, now);
                 }
                 drop(transitions);
                 self.admit_probe()
@@ -169,7 +174,7 @@ impl CircuitBreaker {
             (Permit::Probe, CallResult::Success) => {
                 let passed = self.probes_passed.fetch_add(1, Ordering::AcqRel) + 1;
                 if passed >= self.settings.half_open_probes.max(1) {
-                    self.close();
+                    self.close(now);
                 }
             }
             (Permit::Closed, CallResult::Ignored) => {}
@@ -219,10 +224,10 @@ impl CircuitBreaker {
         let until = (now + wait).saturating_duration_since(self.epoch).as_nanos() as u64;
         self.open_until_nanos.store(until, Ordering::Release);
         self.trips_total.fetch_add(1, Ordering::Relaxed);
-        self.state.store(BreakerState::Open as u8, Ordering::Release);
+        self.enter(BreakerState::Open, now);
     }
 
-    fn close(&self) {
+    fn close(&self, now: Instant) {
         let mut transitions = self.lock();
         if self.state() != BreakerState::HalfOpen {
             return;
@@ -231,7 +236,15 @@ impl CircuitBreaker {
         for slot in &self.slots {
             slot.period.store(0, Ordering::Relaxed);
         }
-        self.state.store(BreakerState::Closed as u8, Ordering::Release);
+        self.enter(BreakerState::Closed, now);
+    }
+
+    /// Moves to `state` (under the transitions lock), noting when and counting the change.
+    fn enter(&self, state: BreakerState, now: Instant) {
+        let at = now.saturating_duration_since(self.epoch).as_nanos();
+        self.changed_at_nanos.store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.entered[state as usize].fetch_add(1, Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Release);
     }
 
     fn totals(&self, now: Instant) -> (u32, u32, u32) {
@@ -274,6 +287,10 @@ impl CircuitBreaker {
         self.transitions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[path = "breaker_report.rs"]
+mod report;
+pub use report::BreakerReport;
 
 #[cfg(test)]
 #[path = "breaker_tests.rs"]

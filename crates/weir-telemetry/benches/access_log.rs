@@ -27,6 +27,8 @@ fn entry() -> Entry<'static> {
         reason: None,
         aborted: false,
         user_agent: Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        request_headers: &[],
+        response_headers: &[],
     }
 }
 
@@ -38,6 +40,20 @@ fn access_log_line(c: &mut Criterion) {
         b.iter(|| {
             buffer.clear();
             format.write(black_box(&entry), &mut buffer);
+            black_box(buffer.as_slice().to_vec())
+        })
+    });
+    let headers = [
+        (http::HeaderName::from_static("x-tenant"), http::HeaderValue::from_static("acme-industries")),
+        (http::HeaderName::from_static("authorization"), http::HeaderValue::from_static("[redacted]")),
+    ];
+    let response = [(http::HeaderName::from_static("x-cache"), http::HeaderValue::from_static("hit"))];
+    let mut with_headers = entry.clone();
+    (with_headers.request_headers, with_headers.response_headers) = (&headers, &response);
+    c.bench_function("access_log_line/with_three_headers", |b| {
+        b.iter(|| {
+            buffer.clear();
+            format.write(black_box(&with_headers), &mut buffer);
             black_box(buffer.as_slice().to_vec())
         })
     });

@@ -16,21 +16,24 @@ pub mod access_log;
 mod concurrency;
 mod faults;
 mod histogram;
+mod methods;
 mod ratelimit;
 mod reloads;
 mod route;
+pub mod text_format;
 pub mod trace_context;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
 pub use faults::{EXPERIMENT_EVENTS, ExperimentMetrics, FAULT_KINDS, FaultCounters};
 pub use histogram::DurationHistogram;
+pub use methods::METHODS;
 pub use prometheus_client::metrics::counter::Counter;
 pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
-pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
+pub use upstreams::{BREAKER_STATES, BreakerCounts, ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

@@ -104,6 +104,11 @@ pub struct RuleMetrics {
 }
 
 impl RuleMetrics {
+    /// The decisions counted so far, in [`OUTCOMES`] order.
+    pub fn decisions(&self) -> [u64; 4] {
+        self.decisions.each_ref().map(Counter::get)
+    }
+
     /// Counts a decision by the index of its outcome in [`OUTCOMES`].
     pub fn decided(&self, outcome: usize) {
         if let Some(counter) = self.decisions.get(outcome) {

@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::{DurationHistogram, RouteLabel};
+use crate::{DurationHistogram, RouteLabel, methods};
 
 /// The per-route families beyond requests, refusals and durations.
 pub(crate) struct RouteFamilies {
@@ -17,15 +17,21 @@ pub(crate) struct RouteFamilies {
     request_bytes: Family<RouteLabel, Counter>,
     response_bytes: Family<RouteLabel, Counter>,
     in_flight: Family<RouteLabel, Gauge>,
+    retries: Family<RouteLabel, Counter>,
+    budget_exhausted: Family<RouteLabel, Counter>,
+    methods: methods::MethodFamily,
 }
 
 impl RouteFamilies {
     pub(crate) fn register(registry: &mut Registry) -> RouteFamilies {
         let families = RouteFamilies {
+            methods: methods::register(registry),
             upstream_durations: Family::default(),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
             in_flight: Family::default(),
+            retries: Family::default(),
+            budget_exhausted: Family::default(),
         };
         registry.register(
             "upstream_duration_seconds",
@@ -43,6 +49,12 @@ impl RouteFamilies {
             families.response_bytes.clone(),
         );
         registry.register("requests_in_flight", "Requests begun and not yet finished", families.in_flight.clone());
+        registry.register("retries", "Upstream tries after a request's first", families.retries.clone());
+        registry.register(
+            "retry_budget_exhausted",
+            "Failed tries not retried because the route's retry budget was spent",
+            families.budget_exhausted.clone(),
+        );
         families
     }
 
@@ -52,6 +64,9 @@ impl RouteFamilies {
             request_bytes: self.request_bytes.get_or_create(label).clone(),
             response_bytes: self.response_bytes.get_or_create(label).clone(),
             in_flight: self.in_flight.get_or_create(label).clone(),
+            retries: self.retries.get_or_create(label).clone(),
+            budget_exhausted: self.budget_exhausted.get_or_create(label).clone(),
+            methods: methods::handles(&self.methods, &label.route),
         }
     }
 }
@@ -61,6 +76,9 @@ pub(crate) struct RouteHandles {
     request_bytes: Counter,
     response_bytes: Counter,
     in_flight: Gauge,
+    retries: Counter,
+    budget_exhausted: Counter,
+    methods: [Counter; 8],
 }
 
 struct Handles {
@@ -100,6 +118,21 @@ impl RouteMetrics {
     /// Records the wait for an upstream's response headers.
     pub fn upstream_answered(&self, waited: Duration) {
         self.0.more.upstream_duration.observe(waited);
+    }
+
+    /// Counts a request by its method.
+    pub fn received(&self, method: &http::Method) {
+        self.0.more.methods[methods::index(method)].inc();
+    }
+
+    /// Counts a try after the first.
+    pub fn retried(&self) {
+        self.0.more.retries.inc();
+    }
+
+    /// Counts a failed try the retry budget did not allow to be retried.
+    pub fn retry_budget_exhausted(&self) {
+        self.0.more.budget_exhausted.inc();
     }
 
     /// The counter of request body bytes, for a body to add to as it streams.

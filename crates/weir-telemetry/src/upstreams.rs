@@ -29,9 +29,19 @@ pub struct EndpointReport {
 pub struct ClusterReport {
     pub upstream: String,
     pub panic: bool,
-    /// The circuit breaker's state (`closed`, `open`, `half_open`) and trips, when there is one.
-    pub breaker: Option<(&'static str, u64)>,
+    /// The circuit breaker, when the upstream has one.
+    pub breaker: Option<BreakerCounts>,
     pub endpoints: Vec<EndpointReport>,
+}
+
+/// A circuit breaker's state and counters at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerCounts {
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+    pub trips: u64,
+    /// Changes into each state, in [`BREAKER_STATES`] order.
+    pub entered: [u64; 3],
 }
 
 /// Where the reports come from: the gateway's current clusters.
@@ -111,9 +121,11 @@ impl Collector for UpstreamCollector {
     }
 }
 
-const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+/// The states a breaker is labelled with.
+pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
 
-/// One series per state, 1 for the breaker's current one; and the trips so far.
+/// One series per state, 1 for the breaker's current one; the trips so far; and the changes into
+/// each state.
 fn encode_breakers(encoder: &mut DescriptorEncoder, clusters: &[ClusterReport]) -> Result<(), std::fmt::Error> {
     let with_breaker = || clusters.iter().filter_map(|c| c.breaker.map(|b| (c.upstream.as_str(), b)));
     let mut family = encoder.encode_descriptor(
@@ -122,10 +134,10 @@ fn encode_breakers(encoder: &mut DescriptorEncoder, clusters: &[ClusterReport]) 
         None,
         MetricType::Gauge,
     )?;
-    for (upstream, (state, _)) in with_breaker() {
+    for (upstream, breaker) in with_breaker() {
         for candidate in BREAKER_STATES {
             let labels = [("upstream", upstream), ("state", candidate)];
-            ConstGauge::new(i64::from(candidate == state)).encode(family.encode_family(&labels)?)?;
+            ConstGauge::new(i64::from(candidate == breaker.state)).encode(family.encode_family(&labels)?)?;
         }
     }
     let mut family = encoder.encode_descriptor(
@@ -134,8 +146,20 @@ fn encode_breakers(encoder: &mut DescriptorEncoder, clusters: &[ClusterReport]) 
         None,
         MetricType::Counter,
     )?;
-    for (upstream, (_, trips)) in with_breaker() {
-        ConstCounter::new(trips).encode(family.encode_family(&[("upstream", upstream)])?)?;
+    for (upstream, breaker) in with_breaker() {
+        ConstCounter::new(breaker.trips).encode(family.encode_family(&[("upstream", upstream)])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "upstream_breaker_transitions",
+        "Times the circuit breaker changed into each state",
+        None,
+        MetricType::Counter,
+    )?;
+    for (upstream, breaker) in with_breaker() {
+        for (state, count) in BREAKER_STATES.into_iter().zip(breaker.entered) {
+            let labels = [("upstream", upstream), ("to", state)];
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+        }
     }
     Ok(())
 }

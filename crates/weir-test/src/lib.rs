@@ -5,6 +5,7 @@ mod client;
 mod dns;
 mod gateway;
 mod mock;
+mod openapi;
 mod raw;
 mod redis;
 
@@ -12,6 +13,7 @@ pub use client::{Exchange, h2c_request, http1_request};
 pub use dns::DnsServer;
 pub use gateway::TestGateway;
 pub use mock::{MockUpstream, Received};
+pub use openapi::OpenApi;
 pub use raw::{RawResponse, raw_exchange};
 pub use redis::{RedisCluster, RedisServer};
 

@@ -130,6 +130,7 @@ impl Tries<'_> {
             let (sent, failure) = self.attempt(owned, head.as_ref(), body, try_deadline, &mut avoid).await;
             let Some(failure) = failure.filter(|f| !last && policy.on.matches(*f)) else { return sent };
             if !policy.budget.try_retry(Instant::now()) {
+                self.route.metrics.retry_budget_exhausted();
                 tracing::debug!(route = %self.route.name, "retry budget exhausted");
                 return sent.map_err(|_| Refusal::BudgetExhausted);
             }
@@ -140,6 +141,7 @@ impl Tries<'_> {
             tracing::debug!(route = %self.route.name, ?failure, retry = retry + 1, ?wait, "retrying");
             drop(sent);
             tokio::time::sleep(wait).await;
+            self.route.metrics.retried();
         }
         unreachable!("the loop returns on its last try")
     }

@@ -52,6 +52,11 @@ impl ClusterClient {
         })
     }
 
+    /// Whether the slot map is known and some node's connection is live.
+    pub fn is_connected(&self) -> bool {
+        self.slots.load().is_some() && self.nodes.load().values().any(|node| node.is_connected())
+    }
+
     /// Decides one request for `key` on the node owning its slot.
     pub async fn decide(self: &Arc<Self>, key: &[u8], quota: &Quota) -> Result<Decision, RedisError> {
         let map = match self.slots.load_full() {

@@ -109,6 +109,11 @@ impl RedisClient {
         decision(reply)
     }
 
+    /// Whether a live connection is held now (for operators: the admin API's `/ratelimits`).
+    pub fn is_connected(&self) -> bool {
+        self.link.load().as_ref().is_some_and(|c| !c.link.is_closed())
+    }
+
     /// Sends one command and returns its reply, whatever it is.
     async fn command(self: &Arc<Self>, args: &[&[u8]]) -> Result<Reply, RedisError> {
         let connected = self.connected().await?;
@@ -214,6 +219,14 @@ impl RedisBackend {
             RedisBackend::Cluster(ClusterClient::new(settings))
         } else {
             RedisBackend::Node(RedisClient::new(settings))
+        }
+    }
+
+    /// Whether the backend holds a live connection (for a cluster: to at least one node).
+    pub fn is_connected(&self) -> bool {
+        match self {
+            RedisBackend::Node(client) => client.is_connected(),
+            RedisBackend::Cluster(cluster) => cluster.is_connected(),
         }
     }
 

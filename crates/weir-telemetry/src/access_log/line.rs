@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use http::{HeaderName, HeaderValue};
+
 use super::fields::{Field, FieldSet};
 use super::json;
 
@@ -38,6 +40,10 @@ pub struct Entry<'a> {
     /// The client went away before the response was complete.
     pub aborted: bool,
     pub user_agent: Option<&'a [u8]>,
+    /// The request and response headers the configuration asked for, secrets already redacted;
+    /// left out of the line when empty.
+    pub request_headers: &'a [(HeaderName, HeaderValue)],
+    pub response_headers: &'a [(HeaderName, HeaderValue)],
 }
 
 /// How lines are written: which fields, and whether the path keeps its query.
@@ -82,6 +88,8 @@ impl LineFormat {
             line.out.extend_from_slice(if entry.aborted { b"true" } else { b"false" });
         }
         line.string(Field::UserAgent, entry.user_agent);
+        line.headers("request_headers", entry.request_headers);
+        line.headers("response_headers", entry.response_headers);
         line.out.extend_from_slice(b"}\n");
     }
 
@@ -124,6 +132,28 @@ impl Line<'_> {
         }
     }
 
+    /// Writes `"key":{"name":"value",...}` when there are headers.
+    fn headers(&mut self, key: &str, headers: &[(HeaderName, HeaderValue)]) {
+        if headers.is_empty() {
+            return;
+        }
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        json::push_string(self.out, key.as_bytes());
+        self.out.extend_from_slice(b":{");
+        for (i, (name, value)) in headers.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            json::push_string(self.out, name.as_str().as_bytes());
+            self.out.push(b':');
+            json::push_string(self.out, value.as_bytes());
+        }
+        self.out.push(b'}');
+    }
+
     fn number(&mut self, field: Field, value: u64) {
         if self.key(field) {
             json::push_u64(self.out, value);
@@ -157,6 +187,8 @@ mod tests {
             reason: None,
             aborted: false,
             user_agent: Some(b"curl/8.5.0"),
+            request_headers: &[],
+            response_headers: &[],
         }
     }
 
@@ -198,6 +230,21 @@ mod tests {
         for key in ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason", "user_agent"] {
             assert!(!text.contains(&format!("\"{key}\"")), "{key} in {text}");
         }
+    }
+
+    #[test]
+    fn headers_are_objects_after_the_fields() {
+        let request = [(HeaderName::from_static("x-tenant"), HeaderValue::from_static("acme\"co"))];
+        let response = [(HeaderName::from_static("x-cache"), HeaderValue::from_static("hit"))];
+        let mut with_headers = entry();
+        (with_headers.request_headers, with_headers.response_headers) = (&request, &response);
+        let fields = [Field::Status].into_iter().collect();
+        assert_eq!(
+            line(LineFormat { fields, query: false }, &with_headers),
+            "{\"status\":200,\"request_headers\":{\"x-tenant\":\"acme\\\"co\"},\"response_headers\":{\"x-cache\":\"hit\"}}\n"
+        );
+        let none = [].into_iter().collect();
+        assert_eq!(line(LineFormat { fields: none, query: false }, &with_headers).matches("headers").count(), 2);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod carry;
 mod exempt;
 mod fields;
 mod key;
+mod report;
 mod rule;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::refusal::Refusal;
 use carry::Rebuild;
 use key::RequestView;
 pub use key::client_ip;
+pub use report::rules_json;
 pub use rule::Rule;
 
 /// Rules every route applies, compiled once per load so their buckets are shared by all routes.
@@ -82,6 +84,11 @@ impl RateLimitStage {
             rules: shared.rules.iter().cloned().chain(own).collect(),
             trusted_proxies: shared.trusted_proxies.clone(),
         }
+    }
+
+    /// The rules the route applies, global ones first.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
     }
 
     /// Decides a request on every rule, in order. `Err` carries the refusing rule's decision.

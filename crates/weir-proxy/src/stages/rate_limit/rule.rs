@@ -12,6 +12,7 @@ use super::carry::{Rebuild, fingerprint};
 use super::exempt::Exemption;
 use super::fields;
 use super::key::{HashSink, KeySpec, RequestView};
+use super::report::RuleSettings;
 
 /// Outcome indexes into [`weir_telemetry::RATE_LIMIT_OUTCOMES`].
 const ALLOWED: usize = 0;
@@ -25,22 +26,24 @@ pub struct Rule {
     key: KeySpec,
     exemption: Exemption,
     /// Shared with the next snapshot when a reload leaves this rule unchanged.
-    limiter: Arc<LocalLimiter>,
+    pub(super) limiter: Arc<LocalLimiter>,
     pub response_headers: bool,
     /// This rule's `RateLimit-Policy` member.
     pub policy: HeaderValue,
-    global: Option<Global>,
-    metrics: RuleMetrics,
+    pub(super) global: Option<Global>,
+    pub(super) metrics: RuleMetrics,
+    /// What the admin API shows of the rule's settings.
+    pub(super) settings: RuleSettings,
 }
 
 /// Where a global rule decides, and what it does when it cannot.
-struct Global {
-    client: RedisBackend,
+pub(super) struct Global {
+    pub(super) client: RedisBackend,
     /// `weir:rl:{<scope>/<rule>/`: the key's parts and a closing `}` follow, so the whole key is
     /// its own hash tag and keys spread over a cluster's slots.
     prefix: Box<[u8]>,
     timeout: Duration,
-    on_error: RedisFailure,
+    pub(super) on_error: RedisFailure,
 }
 
 /// What a fail-closed rule tells a client to wait while Redis is unreachable.
@@ -84,6 +87,7 @@ impl Rule {
             _ => None,
         };
         Rule {
+            settings: RuleSettings::of(rule, scope),
             global,
             policy: fields::policy(&name, &rule.rate),
             name,
