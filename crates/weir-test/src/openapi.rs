@@ -34,12 +34,7 @@ impl OpenApi {
 
     /// The schema the description gives for `method path` answering `status` with `content_type`.
     pub fn response_schema(&self, method: &str, path: &str, status: u16, content_type: &str) -> Result<&Value, String> {
-        let operation = self.document["paths"][path]
-            .get(method.to_ascii_lowercase())
-            .ok_or_else(|| format!("{method} {path} is not described"))?;
-        let response = operation["responses"]
-            .get(status.to_string())
-            .ok_or_else(|| format!("{method} {path}: status {status} is not described"))?;
+        let response = self.response(method, path, status)?;
         let media = content_type.split(';').next().unwrap_or_default().trim();
         response["content"]
             .get(media)
@@ -49,6 +44,9 @@ impl OpenApi {
 
     /// Checks a JSON answer; `Err` lists every place it departs from the description.
     pub fn check(&self, method: &str, path: &str, status: u16, content_type: &str, body: &str) -> Result<(), String> {
+        if content_type.is_empty() && body.is_empty() {
+            return self.check_empty(method, path, status);
+        }
         let schema = self.response_schema(method, path, status, content_type)?;
         if !content_type.starts_with("application/json") {
             return Ok(());
@@ -57,6 +55,24 @@ impl OpenApi {
         let mut errors = Vec::new();
         self.check_value(schema, &value, "$", &mut errors);
         if errors.is_empty() { Ok(()) } else { Err(format!("{method} {path}:\n  {}", errors.join("\n  "))) }
+    }
+
+    /// The description of `method path` answering `status`.
+    fn response(&self, method: &str, path: &str, status: u16) -> Result<&Value, String> {
+        let operation = self.document["paths"][path]
+            .get(method.to_ascii_lowercase())
+            .ok_or_else(|| format!("{method} {path} is not described"))?;
+        operation["responses"]
+            .get(status.to_string())
+            .ok_or_else(|| format!("{method} {path}: status {status} is not described"))
+    }
+
+    /// Checks an answer without a body (`204`): its status must be described with no content.
+    fn check_empty(&self, method: &str, path: &str, status: u16) -> Result<(), String> {
+        match self.response(method, path, status)?.get("content") {
+            None => Ok(()),
+            Some(_) => Err(format!("{method} {path} {status}: described with content, answered without")),
+        }
     }
 
     /// Checks `value` against `schema`, adding what is wrong to `errors`.

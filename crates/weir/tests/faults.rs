@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{Empty, Full};
-use weir_test::{Exchange, MockUpstream, TEST_TIMEOUT, TestGateway, h2c_request, http1_request};
+use weir_test::{Exchange, MockUpstream, OpenApi, TEST_TIMEOUT, TestGateway, h2c_request, http1_request};
 
 fn config(mocks: &[&MockUpstream], upstream_extra: &str, routes: &str) -> String {
     let endpoints: Vec<String> = mocks.iter().map(|m| format!("\"{}\"", m.addr())).collect();
@@ -27,6 +27,15 @@ async fn get(gateway: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Exc
 async fn admin(gateway: &TestGateway, method: Method, path: &str, body: &str) -> Exchange {
     let request = Request::builder().method(method).uri(path).body(Full::new(Bytes::from(body.to_string()))).unwrap();
     http1_request(gateway.admin(), request).await.unwrap()
+}
+
+/// Checks an admin answer against the OpenAPI description, `path` written as described there.
+fn described(method: &str, path: &str, answer: &Exchange) {
+    let api =
+        OpenApi::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/admin-api.openapi.json"));
+    let content_type = answer.header("content-type").unwrap_or_default();
+    let checked = api.check(method, path, answer.status.as_u16(), content_type, &answer.text());
+    checked.unwrap_or_else(|e| panic!("{e}\n{}", answer.text()));
 }
 
 async fn metrics(gateway: &TestGateway) -> String {
@@ -211,18 +220,29 @@ async fn experiments_are_listed_deleted_and_refused_when_wrong() {
         (r#"{"route": "api", "ttl": "1m", "persist": true, "abort": {"status": 503}}"#, 422),
     ];
     for (body, status) in refused {
-        assert_eq!(admin(&gateway, Method::POST, "/faults", body).await.status, status, "{body}");
+        let answer = admin(&gateway, Method::POST, "/faults", body).await;
+        assert_eq!(answer.status, status, "{body}");
+        described("POST", "/faults", &answer);
     }
     let created =
         admin(&gateway, Method::POST, "/faults", r#"{"route": "api", "ttl": "1h", "abort": {"status": 500}}"#).await;
     assert_eq!(created.status, 201);
+    described("POST", "/faults", &created);
     let id = created.text().split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    assert_eq!(created.header("location"), Some(format!("/faults/{id}").as_str()));
     assert_eq!(get(&gateway, "/", &[]).await.status, 500);
-    let listing = admin(&gateway, Method::GET, "/faults", "").await.text();
+    let listing = admin(&gateway, Method::GET, "/faults", "").await;
+    described("GET", "/faults", &listing);
+    let listing = listing.text();
     assert!(listing.contains(&id) && listing.contains("\"configured\":[{"), "{listing}");
-    assert_eq!(admin(&gateway, Method::GET, &format!("/faults/{id}"), "").await.status, 200);
-    assert_eq!(admin(&gateway, Method::DELETE, &format!("/faults/{id}"), "").await.status, 204);
-    assert_eq!(admin(&gateway, Method::DELETE, &format!("/faults/{id}"), "").await.status, 404);
+    let one = admin(&gateway, Method::GET, &format!("/faults/{id}"), "").await;
+    described("GET", "/faults/{id}", &one);
+    let deleted = admin(&gateway, Method::DELETE, &format!("/faults/{id}"), "").await;
+    assert_eq!(deleted.status, 204);
+    described("DELETE", "/faults/{id}", &deleted);
+    let again = admin(&gateway, Method::DELETE, &format!("/faults/{id}"), "").await;
+    assert_eq!(again.status, 404);
+    described("DELETE", "/faults/{id}", &again);
     assert_eq!(get(&gateway, "/", &[]).await.status, 200);
     assert!(metrics(&gateway).await.contains("weir_fault_experiments_total{event=\"deleted\"} 1"));
 }
