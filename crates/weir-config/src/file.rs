@@ -199,6 +199,7 @@ pub enum AccessLogField {
     Attempts,
     Route,
     Reason,
+    Faults,
     Aborted,
     UserAgent,
 }

@@ -113,6 +113,7 @@ fn field_of(field: AccessLogField) -> Field {
         AccessLogField::Attempts => Field::Attempts,
         AccessLogField::Route => Field::Route,
         AccessLogField::Reason => Field::Reason,
+        AccessLogField::Faults => Field::Faults,
         AccessLogField::Aborted => Field::Aborted,
         AccessLogField::UserAgent => Field::UserAgent,
     }
@@ -212,6 +213,7 @@ impl Record {
             attempts: self.attempts.count,
             route: self.route.as_deref(),
             reason: self.reason,
+            faults: weir_telemetry::fault_kinds_name(self.attempts.faults),
             aborted,
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
             request_headers: &self.request_headers,

@@ -25,6 +25,8 @@ struct Notes {
     endpoint: Cell<Option<SocketAddr>>,
     attempts: Cell<u32>,
     first_attempt: Cell<Option<Instant>>,
+    /// The kinds of fault injected, as bits of their index in `weir_telemetry::FAULT_KINDS`.
+    faults: Cell<u8>,
     route_bytes: Option<Counter>,
     /// `Some` when the request's own byte count is wanted; filled by the first body.
     tally: Option<RefCell<Option<Arc<AtomicU64>>>>,
@@ -39,6 +41,8 @@ pub struct Attempts {
     pub first_at: Option<Instant>,
     /// Request body bytes sent upstream, when a tally was wanted and a body was made.
     pub body_bytes: Option<Arc<AtomicU64>>,
+    /// The kinds of fault injected, as bits of their index in `weir_telemetry::FAULT_KINDS`.
+    pub faults: u8,
 }
 
 tokio::task_local! {
@@ -52,6 +56,7 @@ pub async fn observe<F: Future>(route_bytes: Option<Counter>, want_tally: bool, 
         endpoint: Cell::new(None),
         attempts: Cell::new(0),
         first_attempt: Cell::new(None),
+        faults: Cell::new(0),
         route_bytes,
         tally: want_tally.then(RefCell::default),
     };
@@ -63,6 +68,7 @@ pub async fn observe<F: Future>(route_bytes: Option<Counter>, want_tally: bool, 
                 count: notes.attempts.get(),
                 first_at: notes.first_attempt.get(),
                 body_bytes: notes.tally.as_ref().and_then(|tally| tally.borrow().clone()),
+                faults: notes.faults.get(),
             });
             (output, attempts)
         })
@@ -78,6 +84,11 @@ pub fn attempt(endpoint: SocketAddr) {
             notes.first_attempt.set(Some(Instant::now()));
         }
     });
+}
+
+/// Notes a fault of the kind at `kind` in `weir_telemetry::FAULT_KINDS`.
+pub fn fault(kind: usize) {
+    let _ = NOTES.try_with(|notes| notes.faults.set(notes.faults.get() | (1 << kind)));
 }
 
 /// The meters a request body created now should count into.

@@ -25,6 +25,7 @@ fn entry() -> Entry<'static> {
         attempts: 1,
         route: Some("users"),
         reason: None,
+        faults: None,
         aborted: false,
         user_agent: Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
         request_headers: &[],

@@ -11,6 +11,32 @@ use prometheus_client::registry::Registry;
 /// The kinds of fault, in [`FaultCounters::injected`] index order.
 pub const FAULT_KINDS: [&str; 4] = ["delay", "abort", "reset", "throttle"];
 
+/// The names of every set of kinds, by the set's bits (bit n: kind n of [`FAULT_KINDS`]), as the
+/// access log writes them.
+const KIND_SETS: [&str; 16] = [
+    "",
+    "delay",
+    "abort",
+    "delay,abort",
+    "reset",
+    "delay,reset",
+    "abort,reset",
+    "delay,abort,reset",
+    "throttle",
+    "delay,throttle",
+    "abort,throttle",
+    "delay,abort,throttle",
+    "reset,throttle",
+    "delay,reset,throttle",
+    "abort,reset,throttle",
+    "delay,abort,reset,throttle",
+];
+
+/// The kinds in the set `bits` as one name, like `delay,abort`; `None` for no kind.
+pub fn fault_kinds_name(bits: u8) -> Option<&'static str> {
+    KIND_SETS.get(usize::from(bits)).copied().filter(|name| !name.is_empty())
+}
+
 /// How an experiment's life is counted, in [`ExperimentMetrics::event`] index order.
 pub const EXPERIMENT_EVENTS: [&str; 3] = ["started", "expired", "deleted"];
 

@@ -25,7 +25,7 @@ pub mod trace_context;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
-pub use faults::{EXPERIMENT_EVENTS, ExperimentMetrics, FAULT_KINDS, FaultCounters};
+pub use faults::{EXPERIMENT_EVENTS, ExperimentMetrics, FAULT_KINDS, FaultCounters, fault_kinds_name};
 pub use histogram::DurationHistogram;
 pub use methods::METHODS;
 pub use prometheus_client::metrics::counter::Counter;

@@ -281,3 +281,30 @@ async fn the_fault_endpoints_ask_for_the_token() {
     let posted = r#"{"upstream": "backend", "ttl": "1m", "abort": {"status": 503}}"#;
     assert_eq!(admin(&gateway, Method::POST, "/faults", posted).await.status, 401);
 }
+
+#[tokio::test]
+async fn the_access_log_names_the_faults_a_request_got() {
+    let mock = MockUpstream::start("a").await;
+    let dir = std::env::temp_dir().join(format!("weir-fault-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("access.log");
+    let routes = "  - name: api\n    upstream: backend\n    faults: [{ delay: 1ms }, { abort: { status: 503 } }]\n";
+    let text = config(&[&mock], "", routes)
+        .replace("listeners:", &format!("access_log: {{ path: \"{}\" }}\nlisteners:", path.display()));
+    let gateway = TestGateway::start(&text).await;
+    assert_eq!(get(&gateway, "/", &[]).await.status, 503);
+    let logged = async {
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(line) = text.lines().next() {
+                return serde_json::from_str::<serde_json::Value>(line).expect("a JSON line");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let line = tokio::time::timeout(TEST_TIMEOUT, logged).await.expect("a line was written");
+    assert_eq!((line["faults"].as_str(), line["reason"].as_str()), (Some("delay,abort"), Some("fault_injected")));
+    assert_eq!(line["status"], 503);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -20,13 +20,14 @@ pub enum Field {
     Attempts,
     Route,
     Reason,
+    Faults,
     Aborted,
     UserAgent,
 }
 
 impl Field {
     /// Every field, in line order.
-    pub const ALL: [Field; 18] = [
+    pub const ALL: [Field; 19] = [
         Field::Time,
         Field::RequestId,
         Field::TraceId,
@@ -43,6 +44,7 @@ impl Field {
         Field::Attempts,
         Field::Route,
         Field::Reason,
+        Field::Faults,
         Field::Aborted,
         Field::UserAgent,
     ];
@@ -66,6 +68,7 @@ impl Field {
             Field::Attempts => "attempts",
             Field::Route => "route",
             Field::Reason => "reason",
+            Field::Faults => "faults",
             Field::Aborted => "aborted",
             Field::UserAgent => "user_agent",
         }

@@ -37,6 +37,8 @@ pub struct Entry<'a> {
     pub route: Option<&'a str>,
     /// The refusal reason when weir answered itself.
     pub reason: Option<&'static str>,
+    /// The faults injected into the request, like `delay,abort`.
+    pub faults: Option<&'static str>,
     /// The client went away before the response was complete.
     pub aborted: bool,
     pub user_agent: Option<&'a [u8]>,
@@ -84,6 +86,7 @@ impl LineFormat {
         line.number(Field::Attempts, u64::from(entry.attempts));
         line.string(Field::Route, entry.route.map(str::as_bytes));
         line.string(Field::Reason, entry.reason.map(str::as_bytes));
+        line.string(Field::Faults, entry.faults.map(str::as_bytes));
         if line.key(Field::Aborted) {
             line.out.extend_from_slice(if entry.aborted { b"true" } else { b"false" });
         }
@@ -185,6 +188,7 @@ mod tests {
             attempts: 1,
             route: Some("users"),
             reason: None,
+            faults: None,
             aborted: false,
             user_agent: Some(b"curl/8.5.0"),
             request_headers: &[],
@@ -227,7 +231,9 @@ mod tests {
         (bare.trace_id, bare.host, bare.upstream, bare.route) = (None, None, None, None);
         (bare.request_id, bare.method, bare.path_and_query, bare.user_agent) = (None, None, None, None);
         let text = line(LineFormat { fields: FieldSet::ALL, query: false }, &bare);
-        for key in ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason", "user_agent"] {
+        for key in
+            ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason", "faults", "user_agent"]
+        {
             assert!(!text.contains(&format!("\"{key}\"")), "{key} in {text}");
         }
     }

@@ -30,6 +30,7 @@ use weir_upstream::BalanceRng;
 
 use crate::refusal::Refusal;
 use crate::router::Conditions;
+use crate::upstream_notes;
 
 pub use compile::compile_fault;
 pub use experiments::{Experiment, ExperimentError, Experiments, Target};
@@ -158,19 +159,23 @@ impl Injected {
 
     /// Adds a fault that hit. Delays add up; the first abort and the slowest throttle win.
     fn add(&mut self, action: Action, dice: &Dice, counters: &FaultCounters) {
+        let noted = |kind| {
+            counters.injected(kind);
+            upstream_notes::fault(kind);
+        };
         match action {
             Action::Delay(delay) => {
                 self.delay = Some(self.delay.unwrap_or_default() + dice.duration(delay));
-                counters.injected(DELAY);
+                noted(DELAY);
             }
             Action::Abort(abort) if self.abort.is_none() => {
                 self.abort = Some(abort);
-                counters.injected(if abort == Abort::Reset { RESET } else { ABORT });
+                noted(if abort == Abort::Reset { RESET } else { ABORT });
             }
             Action::Abort(_) => {}
             Action::Throttle(rate) => {
                 self.throttle = Some(self.throttle.map_or(rate, |slowest| slowest.min(rate)));
-                counters.injected(THROTTLE);
+                noted(THROTTLE);
             }
         }
     }
