@@ -1,5 +1,5 @@
-//! The built `weir` binary, driven from outside: `validate`, the quick-start config with curl, and a
-//! SIGTERM during a slow response.
+//! The built `weir` binary, driven from outside: `validate`, the quick-start config with curl (a fault
+//! experiment included), and a SIGTERM during a slow response.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -136,6 +136,19 @@ fn quickstart_config_proxies_curl_traffic() {
 
     let metrics = curl(&[&format!("http://{}/metrics", weir.addr("admin"))]);
     assert!(metrics.contains("weir_requests_total{route=\"hello\",code_class=\"2xx\"} 2"), "{metrics}");
+
+    // A fault experiment, started and ended through the admin API.
+    let faults = format!("http://{}/faults", weir.addr("admin"));
+    let experiment = r#"{"route": "hello", "ttl": "1m", "abort": {"status": 503}}"#;
+    let started = curl(&["-X", "POST", "--data", experiment, &faults]);
+    assert!(started.starts_with("HTTP/1.1 201"), "{started}");
+    let id = started.split("\"id\":\"").nth(1).and_then(|rest| rest.split('"').next()).expect("an id").to_string();
+    let aborted = curl(&[&format!("{base}/hello")]);
+    assert!(aborted.starts_with("HTTP/1.1 503"), "{aborted}");
+    assert!(aborted.contains("details=\"fault_injected\""), "{aborted}");
+    let ended = curl(&["-X", "DELETE", &format!("{faults}/{id}")]);
+    assert!(ended.starts_with("HTTP/1.1 204"), "{ended}");
+    assert!(curl(&[&format!("{base}/hello")]).starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
