@@ -18,6 +18,7 @@ pub mod clusters;
 pub mod forward;
 pub mod framing;
 pub mod handler;
+pub mod inherited;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;
@@ -29,6 +30,7 @@ pub mod stages;
 pub mod upstream_notes;
 pub mod upstream_status;
 
+pub use inherited::InheritedSockets;
 pub use refusal::Refusal;
 pub use reload::{ConfigDiff, ReloadError, Reloaded, Trigger};
 pub use server::{Drained, Gateway, ServeError, Server};

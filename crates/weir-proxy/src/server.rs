@@ -23,6 +23,7 @@ use crate::admin;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
+use crate::inherited::InheritedSockets;
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -137,6 +138,12 @@ pub enum Drained {
 impl Server {
     /// Compiles the configuration and binds every listener. Must run inside a Tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
+        Self::bind_inheriting(config, &mut InheritedSockets::none())
+    }
+
+    /// Like [`Server::bind`], but a listener (or the admin API) whose socket is in `inherited`
+    /// adopts it instead of binding; what is left in `inherited` nobody wanted.
+    pub fn bind_inheriting(config: &Config, inherited: &mut InheritedSockets) -> Result<Server, ServeError> {
         let metrics = Metrics::new();
         let set = ClusterRegistry::default().build(config)?;
         let mut limiters = Rebuild::fresh();
@@ -152,12 +159,12 @@ impl Server {
             .listeners
             .iter()
             .enumerate()
-            .map(|(index, listener)| bind_listener(index, listener, &metrics))
+            .map(|(index, listener)| bind_listener(index, listener, &metrics, inherited))
             .collect::<Result<Vec<_>, _>>()?;
         let admin = match &config.admin {
             Some(admin) => {
                 let bind_error = |source| ServeError::Bind { name: "admin".into(), address: admin.address, source };
-                let socket = reuse_port_listener(admin.address).map_err(bind_error)?;
+                let socket = adopt_or_bind(inherited, "admin", admin.address).map_err(bind_error)?;
                 Some((socket, admin.token.as_deref().map(Arc::from)))
             }
             None => None,
@@ -183,6 +190,15 @@ impl Server {
     /// Each listener's name and the address it is bound to (useful when the port was 0).
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.listeners.iter().filter_map(|l| l.socket.local_addr().ok().map(|addr| (l.name.clone(), addr))).collect()
+    }
+
+    /// A duplicate of every listening socket (the admin API's named `admin`), to hand to a new
+    /// process on a binary upgrade.
+    pub fn listening_sockets(&self) -> std::io::Result<Vec<(String, std::os::fd::OwnedFd)>> {
+        use std::os::fd::AsFd;
+        let listeners = self.listeners.iter().map(|l| (l.name.as_str(), &l.socket));
+        let admin = self.admin.iter().map(|(socket, _)| ("admin", socket));
+        listeners.chain(admin).map(|(name, socket)| Ok((name.to_string(), socket.as_fd().try_clone_to_owned()?))).collect()
     }
 
     /// Completes once shutdown has begun and every listening socket is closed.
@@ -249,9 +265,14 @@ fn start_access_log(config: &weir_config::AccessLog, metrics: &Metrics) -> Resul
     started.map(Arc::new)
 }
 
-fn bind_listener(index: usize, config: &ListenerConfig, metrics: &Metrics) -> Result<BoundListener, ServeError> {
+fn bind_listener(
+    index: usize,
+    config: &ListenerConfig,
+    metrics: &Metrics,
+    inherited: &mut InheritedSockets,
+) -> Result<BoundListener, ServeError> {
     let bind_error = |source| ServeError::Bind { name: config.name.clone(), address: config.address, source };
-    let socket = reuse_port_listener(config.address).map_err(bind_error)?;
+    let socket = adopt_or_bind(inherited, &config.name, config.address).map_err(bind_error)?;
     Ok(BoundListener {
         index,
         name: config.name.clone(),
@@ -267,6 +288,14 @@ fn bind_listener(index: usize, config: &ListenerConfig, metrics: &Metrics) -> Re
         http: http_builder(config),
         metrics: metrics.listener(&config.name),
     })
+}
+
+/// The socket inherited for `name` when there is one on `address`, else a new one.
+fn adopt_or_bind(inherited: &mut InheritedSockets, name: &str, address: SocketAddr) -> std::io::Result<TcpListener> {
+    match inherited.take(name, address) {
+        Some(socket) => Ok(socket),
+        None => reuse_port_listener(address),
+    }
 }
 
 /// A listening socket others may bind too (SO_REUSEPORT), so a new process can take over.

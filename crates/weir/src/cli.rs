@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a configuration until SIGTERM or SIGINT, then drain and exit. SIGHUP, `POST /reload`
-    /// on the admin API and changes to the file reload it.
+    /// on the admin API and changes to the file reload it; SIGUSR2 upgrades to a new binary.
     Run(RunArgs),
     /// Check a configuration file and report every problem; exits 1 when there is one.
     Validate(ValidateArgs),
@@ -29,6 +29,13 @@ pub struct RunArgs {
     /// Do not reload when the configuration file changes (SIGHUP and `POST /reload` still do).
     #[arg(long)]
     pub no_watch: bool,
+    /// The binary SIGUSR2 upgrades to; by default the path this process was started from.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_binary: Option<PathBuf>,
+    /// How long the new process of a binary upgrade may take to become ready before it is
+    /// stopped and this one keeps serving.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub upgrade_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod cli;
 mod logging;
 mod run;
 mod triggers;
+mod upgrade;
 
 use std::process::ExitCode;
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use weir_config::Config;
 use weir_proxy::access::AccessLog;
-use weir_proxy::{ConfigDiff, Drained, Server, Snapshot};
+use weir_proxy::{ConfigDiff, Drained, InheritedSockets, Server, Snapshot};
 use weir_telemetry::Metrics;
 
 use crate::cli::{RunArgs, ValidateArgs};
 use crate::logging;
 use crate::triggers;
+use crate::upgrade::{self, Upgrader, handoff::Handoff};
 
 /// Loads the configuration, serves it, reopens the access log on SIGUSR1, and drains on
 /// SIGTERM/SIGINT. Exit code 0 after a drain.
@@ -32,19 +33,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
 }
 
 async fn serve(config: Config, args: &RunArgs) -> ExitCode {
-    let server = match Server::bind(&config) {
-        Ok(server) => server,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some((server, handoff)) = bind(&config) else { return ExitCode::FAILURE };
     for (name, address) in server.local_addrs() {
-        tracing::info!(listener = %name, %address, "listening");
+        tracing::info!(listener = %name, %address, pid = std::process::id(), "listening");
     }
     if let Some(address) = server.admin_addr() {
-        tracing::info!(listener = "admin", %address, "listening");
+        tracing::info!(listener = "admin", %address, pid = std::process::id(), "listening");
     }
+    let upgraded = upgrader(&server, args).on_sigusr2();
     let access_log = server.access_log();
     let reopener = access_log.clone().map(|log| tokio::spawn(reopen_on_sigusr1(log)));
     let gateway = server.gateway();
@@ -56,7 +52,8 @@ async fn serve(config: Config, args: &RunArgs) -> ExitCode {
             .inspect_err(|error| tracing::warn!(%error, "cannot watch the configuration file; reload with SIGHUP"))
             .ok(),
     };
-    match server.run(termination_signal()).await {
+    report_ready(handoff);
+    match server.run(termination_or_upgrade(upgraded)).await {
         Drained::Clean => tracing::info!("drained; exiting"),
         Drained::TimedOut => tracing::warn!("drain timeout passed with requests in flight; exiting"),
     }
@@ -67,6 +64,59 @@ async fn serve(config: Config, args: &RunArgs) -> ExitCode {
         tracing::warn!("the access log did not flush within 5s; its last lines may be lost");
     }
     ExitCode::SUCCESS
+}
+
+/// Binds the listeners, adopting the sockets an upgrading weir hands over when this process is
+/// its successor.
+fn bind(config: &Config) -> Option<(Server, Option<Handoff>)> {
+    let mut handoff = Handoff::from_env()
+        .inspect_err(|error| tracing::error!(%error, "cannot receive the listening sockets of the upgrading weir"))
+        .ok()?;
+    let took_over = handoff.is_some();
+    let mut none = InheritedSockets::none();
+    let inherited = handoff.as_mut().map_or(&mut none, Handoff::sockets);
+    let adopting = inherited.len();
+    let server = Server::bind_inheriting(config, inherited)
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))
+        .ok()?;
+    if took_over {
+        let unused = inherited.len();
+        tracing::info!(adopted = adopting - unused, unused, "took over the listening sockets of the upgrading weir");
+    }
+    Some((server, handoff))
+}
+
+fn upgrader(server: &Server, args: &RunArgs) -> Upgrader {
+    let sockets = server.listening_sockets().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot keep the listening sockets for an upgrade; SIGUSR2 will bind anew");
+        Vec::new()
+    });
+    Upgrader {
+        binary: args.upgrade_binary.clone().or_else(upgrade::own_binary).unwrap_or_else(|| "weir".into()),
+        args: std::env::args_os().skip(1).collect(),
+        sockets,
+        timeout: args.upgrade_timeout,
+    }
+}
+
+/// Tells the upgrading weir (when there is one) and systemd that this process serves now.
+fn report_ready(handoff: Option<Handoff>) {
+    let took_over = handoff.is_some();
+    if let Some(handoff) = handoff
+        && let Err(error) = handoff.ready()
+    {
+        tracing::warn!(%error, "cannot tell the upgrading weir this process is ready");
+    }
+    upgrade::systemd::notify_ready(took_over);
+    tracing::info!(pid = std::process::id(), "ready");
+}
+
+/// Completes on SIGTERM, SIGINT, or once a binary upgrade has a new process serving.
+async fn termination_or_upgrade(upgraded: tokio::sync::oneshot::Receiver<u32>) {
+    tokio::select! {
+        () = termination_signal() => {}
+        Ok(pid) = upgraded => tracing::info!(new_pid = pid, "upgraded: the new process serves; draining this one"),
+    }
 }
 
 /// Reopens the access log's file on every SIGUSR1, for log rotation (rename, then signal).

@@ -1,0 +1,55 @@
+//! Listening sockets handed over by another process (a binary upgrade): the server adopts them
+//! by listener name instead of binding, so connections queued on them are never refused or reset.
+//! Sits before the accept loops: [`crate::Server::bind_inheriting`] asks here first, then binds.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+
+/// Listening sockets received from another process, keyed by the listener name they served
+/// (`admin` for the admin API).
+#[derive(Debug, Default)]
+pub struct InheritedSockets {
+    sockets: HashMap<String, TcpListener>,
+}
+
+impl InheritedSockets {
+    /// No sockets: every listener binds its own.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Adopts `fd`, a listening TCP socket, for the listener called `name`.
+    pub fn insert(&mut self, name: String, fd: OwnedFd) {
+        self.sockets.insert(name, TcpListener::from(fd));
+    }
+
+    /// How many sockets are not yet adopted.
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Whether every socket was adopted (or there were none).
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
+    /// The socket inherited for `name`, when it listens on `address` (or on the same IP when
+    /// `address` asks for any port, as tests do with port 0). A socket on another address is left
+    /// alone: the listener's configuration changed, so it binds afresh.
+    pub(crate) fn take(&mut self, name: &str, address: SocketAddr) -> Option<tokio::net::TcpListener> {
+        let local = self.sockets.get(name)?.local_addr().ok()?;
+        let same = local == address || (address.port() == 0 && local.ip() == address.ip());
+        if !same {
+            return None;
+        }
+        let socket = self.sockets.remove(name)?;
+        socket.set_nonblocking(true).ok()?;
+        tokio::net::TcpListener::from_std(socket).ok()
+    }
+
+    /// The names of the sockets nobody adopted; dropping them closes this process's copies.
+    pub fn unused(self) -> Vec<String> {
+        self.sockets.into_keys().collect()
+    }
+}
