@@ -15,6 +15,7 @@ pub mod admin_reload;
 pub mod admin_views;
 pub mod body;
 pub mod clusters;
+pub mod first_request;
 pub mod forward;
 pub mod framing;
 pub mod handler;

@@ -20,6 +20,7 @@ use weir_telemetry::{ListenerMetrics, Metrics};
 
 use crate::access::AccessLog;
 use crate::admin;
+use crate::first_request::{FIRST_REQUEST_GRACE, LastAccept};
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
@@ -198,7 +199,10 @@ impl Server {
         use std::os::fd::AsFd;
         let listeners = self.listeners.iter().map(|l| (l.name.as_str(), &l.socket));
         let admin = self.admin.iter().map(|(socket, _)| ("admin", socket));
-        listeners.chain(admin).map(|(name, socket)| Ok((name.to_string(), socket.as_fd().try_clone_to_owned()?))).collect()
+        listeners
+            .chain(admin)
+            .map(|(name, socket)| Ok((name.to_string(), socket.as_fd().try_clone_to_owned()?)))
+            .collect()
     }
 
     /// Completes once shutdown has begun and every listening socket is closed.
@@ -225,12 +229,14 @@ impl Server {
 
     async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Drained {
         let graceful = Arc::new(GracefulShutdown::new());
+        let last_accept = Arc::new(LastAccept::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let accept_loops: Vec<_> = self
             .listeners
             .into_iter()
             .map(|listener| {
-                let acceptor = Acceptor { gateway: self.gateway.clone(), graceful: graceful.clone() };
+                let (gateway, graceful, last_accept) = (self.gateway.clone(), graceful.clone(), last_accept.clone());
+                let acceptor = Acceptor { gateway, graceful, last_accept };
                 tokio::spawn(acceptor.run(listener, stop_rx.clone()))
             })
             .collect();
@@ -249,6 +255,7 @@ impl Server {
         if let Some(closed) = self.listeners_closed {
             let _ = closed.send(());
         }
+        last_accept.grace_passed(FIRST_REQUEST_GRACE).await;
         let Ok(graceful) = Arc::try_unwrap(graceful) else { return Drained::TimedOut };
         match tokio::time::timeout(server.drain_timeout.0, graceful.shutdown()).await {
             Ok(()) => Drained::Clean,
@@ -341,6 +348,7 @@ fn http_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
 struct Acceptor {
     gateway: Arc<Gateway>,
     graceful: Arc<GracefulShutdown>,
+    last_accept: Arc<LastAccept>,
 }
 
 impl Acceptor {
@@ -358,6 +366,7 @@ impl Acceptor {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    self.last_accept.record();
                     let open = listener.metrics.connection_opened();
                     let connection = serve_connection(self.gateway.clone(), listener.clone(), stream, peer);
                     let watched = self.graceful.watcher().watch(connection);

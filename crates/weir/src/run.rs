@@ -76,9 +76,8 @@ fn bind(config: &Config) -> Option<(Server, Option<Handoff>)> {
     let mut none = InheritedSockets::none();
     let inherited = handoff.as_mut().map_or(&mut none, Handoff::sockets);
     let adopting = inherited.len();
-    let server = Server::bind_inheriting(config, inherited)
-        .inspect_err(|error| tracing::error!(%error, "cannot start"))
-        .ok()?;
+    let server =
+        Server::bind_inheriting(config, inherited).inspect_err(|error| tracing::error!(%error, "cannot start")).ok()?;
     if took_over {
         let unused = inherited.len();
         tracing::info!(adopted = adopting - unused, unused, "took over the listening sockets of the upgrading weir");

@@ -94,7 +94,12 @@ impl Upgrader {
         }
     }
 
-    async fn hand_over(&self, listener: &tokio::net::UnixListener, child: &mut Child, pid: u32) -> Result<(), UpgradeError> {
+    async fn hand_over(
+        &self,
+        listener: &tokio::net::UnixListener,
+        child: &mut Child,
+        pid: u32,
+    ) -> Result<(), UpgradeError> {
         let stream = tokio::select! {
             accepted = listener.accept() => accepted.map_err(UpgradeError::Handoff)?.0,
             status = child.wait() => return Err(UpgradeError::Exited(status.map_err(UpgradeError::Handoff)?)),

@@ -1,0 +1,210 @@
+//! The built binary upgrading itself on SIGUSR2 under a steady stream of requests: the new process
+//! takes over the listening sockets, the old one drains and exits 0, and no request fails and no
+//! connection is refused. A successor that cannot start leaves the old process serving.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use weir_test::TEST_TIMEOUT;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+fn config_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-upgrade-bin-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("weir.yaml");
+    let config = "log: { format: json }\nadmin: { address: \"127.0.0.1:0\" }\n\
+        listeners: [{ name: public, address: \"127.0.0.1:0\" }]\n\
+        routes:\n  - { name: hello, direct_response: { status: 200, body: hello } }\n";
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// A weir started by the test, with its log lines (of every process that inherits its standard
+/// error, successors included) arriving on a channel.
+struct Weir {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    public: SocketAddr,
+    /// Processes to stop when the test ends: successors are not the test's children.
+    successors: Vec<u32>,
+}
+
+impl Weir {
+    fn start(config: &Path, extra: &[&str]) -> Weir {
+        let mut child = Command::new(WEIR)
+            .args(["run", "--no-watch", "--config"])
+            .arg(config)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start weir");
+        let (send, lines) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || stderr.lines().map_while(Result::ok).try_for_each(|line| send.send(line)));
+        let mut weir = Weir { child, lines, public: "0.0.0.0:0".parse().unwrap(), successors: Vec::new() };
+        let listening = weir.next_line(|line| line.contains("\"listening\"") && line.contains("\"public\""));
+        weir.public = field(&listening, "address").parse().unwrap();
+        weir.next_line(|line| line.contains("\"message\":\"ready\""));
+        weir
+    }
+
+    /// Waits for the next log line that `wanted` accepts.
+    fn next_line(&self, wanted: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self.lines.recv_timeout(TEST_TIMEOUT).expect("weir logged nothing more in time");
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits until no process holds the log pipe any more: the old one and its successors ended.
+    fn wait_for_every_process_to_exit(&self) {
+        loop {
+            match self.lines.recv_timeout(TEST_TIMEOUT) {
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("a weir process outlived its drain"),
+            }
+        }
+    }
+
+    fn signal(pid: u32, signal: &str) {
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        for pid in &self.successors {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field(line: &str, name: &str) -> String {
+    let key = format!("\"{name}\":\"");
+    let start = line.find(&key).unwrap_or_else(|| panic!("{name} not in {line}")) + key.len();
+    line[start..].split('"').next().unwrap().to_string()
+}
+
+fn number(line: &str, name: &str) -> u32 {
+    let key = format!("\"{name}\":");
+    let start = line.find(&key).unwrap_or_else(|| panic!("{name} not in {line}")) + key.len();
+    line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    failed: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// One GET on a new connection; an error names what went wrong (a refused connect included).
+async fn get(addr: SocketAddr) -> Result<String, String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+    let response = sender.send_request(request).await.map_err(|e| format!("send: {e}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+    match status.is_success() {
+        true => Ok(String::from_utf8_lossy(&body).into_owned()),
+        false => Err(format!("status {status}")),
+    }
+}
+
+async fn client(addr: SocketAddr, tally: Arc<Tally>) -> Vec<String> {
+    let mut errors = Vec::new();
+    while !tally.stop.load(Ordering::Relaxed) {
+        match get(addr).await {
+            Ok(body) if body == "hello" => tally.ok.fetch_add(1, Ordering::Relaxed),
+            Ok(body) => {
+                errors.push(format!("body {body:?}"));
+                tally.failed.fetch_add(1, Ordering::Relaxed)
+            }
+            Err(error) => {
+                errors.push(error);
+                tally.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+    errors
+}
+
+/// Waits until the clients have had `more` answers beyond `from`.
+async fn answers_beyond(tally: &Tally, from: usize, more: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let ok = tally.ok.load(Ordering::Relaxed);
+        if ok >= from + more {
+            return ok;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the clients stalled at {ok} answers");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_load_fails_no_request_and_hands_over_to_a_new_process() {
+    let config = config_file("load");
+    let mut weir = Weir::start(&config, &[]);
+    let old = weir.child.id();
+    let tally = Arc::new(Tally::default());
+    let clients: Vec<_> = (0..4).map(|_| tokio::spawn(client(weir.public, tally.clone()))).collect();
+    let before = answers_beyond(&tally, 0, 50).await;
+
+    Weir::signal(old, "-USR2");
+    weir.next_line(|line| line.contains("took over the listening sockets"));
+    let ready = weir.next_line(|line| line.contains("\"message\":\"ready\""));
+    let new = number(&ready, "pid");
+    weir.successors.push(new);
+    assert_ne!(new, old, "{ready}");
+    let status = tokio::task::block_in_place(|| weir.child.wait()).unwrap();
+    assert!(status.success(), "the old process ended with {status}");
+    // Every answer from here on comes from the new process: the old one has exited.
+    let after_exit = tally.ok.load(Ordering::Relaxed);
+    answers_beyond(&tally, after_exit, 50).await;
+
+    tally.stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for client in clients {
+        errors.extend(client.await.unwrap());
+    }
+    assert!(errors.is_empty(), "{} failed requests: {errors:?}", errors.len());
+    assert!(after_exit > before, "no request was answered during the upgrade");
+    Weir::signal(new, "-TERM");
+    weir.next_line(|line| line.contains("SIGTERM received"));
+    weir.wait_for_every_process_to_exit();
+    weir.successors.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_cannot_start_leaves_the_old_process_serving() {
+    let config = config_file("broken");
+    let mut weir = Weir::start(&config, &["--upgrade-binary", "/bin/false"]);
+    Weir::signal(weir.child.id(), "-USR2");
+    let failed = weir.next_line(|line| line.contains("upgrade failed"));
+    assert!(failed.contains("exited"), "{failed}");
+    assert_eq!(get(weir.public).await.unwrap(), "hello");
+    assert!(weir.child.try_wait().unwrap().is_none(), "the old process exited");
+}
