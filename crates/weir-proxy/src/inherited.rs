@@ -19,6 +19,11 @@ impl InheritedSockets {
         Self::default()
     }
 
+    /// Adds every socket of `other`, replacing those of the same name.
+    pub fn extend(&mut self, other: InheritedSockets) {
+        self.sockets.extend(other.sockets);
+    }
+
     /// Adopts `fd`, a listening TCP socket, for the listener called `name`.
     pub fn insert(&mut self, name: String, fd: OwnedFd) {
         self.sockets.insert(name, TcpListener::from(fd));
@@ -37,13 +42,18 @@ impl InheritedSockets {
     /// The socket inherited for `name`, when it listens on `address` (or on the same IP when
     /// `address` asks for any port, as tests do with port 0). A socket on another address is left
     /// alone: the listener's configuration changed, so it binds afresh.
+    /// A socket under no listener's name (systemd names them after the unit when
+    /// `FileDescriptorName=` is not set) goes to the listener configured on its exact address.
     pub(crate) fn take(&mut self, name: &str, address: SocketAddr) -> Option<tokio::net::TcpListener> {
-        let local = self.sockets.get(name)?.local_addr().ok()?;
-        let same = local == address || (address.port() == 0 && local.ip() == address.ip());
-        if !same {
-            return None;
-        }
-        let socket = self.sockets.remove(name)?;
+        let key = match self.sockets.get(name) {
+            Some(socket) => {
+                let local = socket.local_addr().ok()?;
+                let same = local == address || (address.port() == 0 && local.ip() == address.ip());
+                same.then(|| name.to_string())?
+            }
+            None => self.sockets.iter().find(|(_, socket)| socket.local_addr().ok() == Some(address))?.0.clone(),
+        };
+        let socket = self.sockets.remove(&key)?;
         socket.set_nonblocking(true).ok()?;
         tokio::net::TcpListener::from_std(socket).ok()
     }

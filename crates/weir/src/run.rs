@@ -22,6 +22,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         eprintln!("{error}");
         return ExitCode::FAILURE;
     }
+    // Before the runtime starts threads: taking systemd's sockets edits the environment.
+    let activated = upgrade::activation::from_systemd();
     let runtime = match build_runtime(&config) {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -29,11 +31,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, args))
+    runtime.block_on(serve(config, args, activated))
 }
 
-async fn serve(config: Config, args: &RunArgs) -> ExitCode {
-    let Some((server, handoff)) = bind(&config) else { return ExitCode::FAILURE };
+async fn serve(config: Config, args: &RunArgs, activated: InheritedSockets) -> ExitCode {
+    let Some((server, handoff)) = bind(&config, activated) else { return ExitCode::FAILURE };
     for (name, address) in server.local_addrs() {
         tracing::info!(listener = %name, %address, pid = std::process::id(), "listening");
     }
@@ -66,21 +68,28 @@ async fn serve(config: Config, args: &RunArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Binds the listeners, adopting the sockets an upgrading weir hands over when this process is
-/// its successor.
-fn bind(config: &Config) -> Option<(Server, Option<Handoff>)> {
+/// Binds the listeners, adopting the sockets systemd passed (`activated`) and those an upgrading
+/// weir hands over when this process is its successor.
+fn bind(config: &Config, mut activated: InheritedSockets) -> Option<(Server, Option<Handoff>)> {
     let mut handoff = Handoff::from_env()
         .inspect_err(|error| tracing::error!(%error, "cannot receive the listening sockets of the upgrading weir"))
         .ok()?;
     let took_over = handoff.is_some();
-    let mut none = InheritedSockets::none();
-    let inherited = handoff.as_mut().map_or(&mut none, Handoff::sockets);
+    let inherited = match handoff.as_mut() {
+        Some(handoff) => {
+            handoff.sockets().extend(std::mem::take(&mut activated));
+            handoff.sockets()
+        }
+        None => &mut activated,
+    };
     let adopting = inherited.len();
     let server =
         Server::bind_inheriting(config, inherited).inspect_err(|error| tracing::error!(%error, "cannot start")).ok()?;
+    let unused = inherited.len();
     if took_over {
-        let unused = inherited.len();
         tracing::info!(adopted = adopting - unused, unused, "took over the listening sockets of the upgrading weir");
+    } else if adopting > 0 {
+        tracing::info!(adopted = adopting - unused, unused, "adopted the listening sockets systemd passed");
     }
     Some((server, handoff))
 }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -36,27 +37,33 @@ struct Weir {
     child: Child,
     lines: mpsc::Receiver<String>,
     public: SocketAddr,
+    /// The log lines up to the first `ready`.
+    startup: Vec<String>,
     /// Processes to stop when the test ends: successors are not the test's children.
     successors: Vec<u32>,
 }
 
 impl Weir {
     fn start(config: &Path, extra: &[&str]) -> Weir {
-        let mut child = Command::new(WEIR)
-            .args(["run", "--no-watch", "--config"])
-            .arg(config)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start weir");
+        let mut command = Command::new(WEIR);
+        command.args(["run", "--no-watch", "--config"]).arg(config).args(extra);
+        Weir::start_with(command)
+    }
+
+    fn start_with(mut command: Command) -> Weir {
+        let mut child = command.env("RUST_LOG", "info").stderr(Stdio::piped()).spawn().expect("start weir");
         let (send, lines) = mpsc::channel();
         let stderr = BufReader::new(child.stderr.take().unwrap());
         std::thread::spawn(move || stderr.lines().map_while(Result::ok).try_for_each(|line| send.send(line)));
-        let mut weir = Weir { child, lines, public: "0.0.0.0:0".parse().unwrap(), successors: Vec::new() };
-        let listening = weir.next_line(|line| line.contains("\"listening\"") && line.contains("\"public\""));
-        weir.public = field(&listening, "address").parse().unwrap();
-        weir.next_line(|line| line.contains("\"message\":\"ready\""));
+        let mut weir =
+            Weir { child, lines, public: "0.0.0.0:0".parse().unwrap(), startup: Vec::new(), successors: Vec::new() };
+        while !weir.startup.last().is_some_and(|line| line.contains("\"message\":\"ready\"")) {
+            let line = weir.next_line(|_| true);
+            if line.contains("\"listening\"") && line.contains("\"public\"") {
+                weir.public = field(&line, "address").parse().unwrap();
+            }
+            weir.startup.push(line);
+        }
         weir
     }
 
@@ -207,4 +214,41 @@ async fn a_successor_that_cannot_start_leaves_the_old_process_serving() {
     assert!(failed.contains("exited"), "{failed}");
     assert_eq!(get(weir.public).await.unwrap(), "hello");
     assert!(weir.child.try_wait().unwrap().is_none(), "the old process exited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_socket_activation_adopts_the_socket_named_for_the_listener() {
+    let config = config_file("activation");
+    // systemd-socket-activate wants a port; the one a socket just had is free.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut command = Command::new("systemd-socket-activate");
+    command.arg(format!("--listen=127.0.0.1:{port}")).arg("--fdname=public");
+    command.args([WEIR, "run", "--no-watch", "--config"]).arg(&config);
+    // systemd-socket-activate starts weir on the first connection, which then waits in the queue.
+    let public = SocketAddr::from(([127, 0, 0, 1], port));
+    let first = tokio::spawn(async move {
+        loop {
+            match get(public).await {
+                Err(error) if error.starts_with("connect") => tokio::time::sleep(Duration::from_millis(5)).await,
+                answer => return answer,
+            }
+        }
+    });
+    let mut weir = tokio::task::block_in_place(|| Weir::start_with(command));
+    assert_eq!(first.await.unwrap().unwrap(), "hello");
+    let adopted = weir.startup.iter().find(|line| line.contains("systemd passed")).expect("no adoption logged");
+    assert!(adopted.contains("\"adopted\":1") && adopted.contains("\"unused\":0"), "{adopted}");
+    assert_eq!(weir.public.port(), port);
+    assert_eq!(get(weir.public).await.unwrap(), "hello");
+
+    // The activated socket goes on to a successor like any other.
+    Weir::signal(weir.child.id(), "-USR2");
+    let ready = weir.next_line(|line| line.contains("\"message\":\"ready\""));
+    let successor = number(&ready, "pid");
+    weir.successors.push(successor);
+    assert!(tokio::task::block_in_place(|| weir.child.wait()).unwrap().success());
+    assert_eq!(get(weir.public).await.unwrap(), "hello");
+    Weir::signal(successor, "-TERM");
+    weir.wait_for_every_process_to_exit();
+    weir.successors.clear();
 }

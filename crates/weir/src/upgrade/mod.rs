@@ -4,6 +4,7 @@
 //! the old one stops accepting and drains like on SIGTERM; if the new one fails or does not
 //! become ready in time, it is stopped and the old one goes on serving.
 
+pub mod activation;
 pub mod handoff;
 pub mod systemd;
 
