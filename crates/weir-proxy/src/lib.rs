@@ -34,5 +34,5 @@ pub mod upstream_status;
 pub use inherited::InheritedSockets;
 pub use refusal::Refusal;
 pub use reload::{ConfigDiff, ReloadError, Reloaded, Trigger};
-pub use server::{Drained, Gateway, ServeError, Server};
+pub use server::{Drained, Gateway, ServeError, Server, Stop};
 pub use snapshot::{Snapshot, SnapshotError};

@@ -127,6 +127,16 @@ pub struct Server {
     listeners_closed: Option<oneshot::Sender<()>>,
 }
 
+/// How a server stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Readiness turns false, the drain delay passes, the listeners close, connections drain.
+    Drain,
+    /// Another process serves the same listening sockets: stop accepting at once (no readiness
+    /// change, no drain delay) and drain the connections this process holds.
+    HandOver,
+}
+
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
@@ -214,12 +224,22 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting (new connections are refused), lets
     /// in-flight requests finish within the drain timeout, and returns.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Drained {
+        self.run_until(async {
+            shutdown.await;
+            Stop::Drain
+        })
+        .await
+    }
+
+    /// Like [`Server::run`], with `stop` saying how to end: [`Stop::HandOver`] when another
+    /// process took over the listening sockets (a binary upgrade).
+    pub async fn run_until(mut self, stop: impl Future<Output = Stop>) -> Drained {
         let gateway = self.gateway.clone();
         gateway.start_clusters();
         let reaper = tokio::spawn(gateway.snapshot().faults.experiments.clone().reap_forever());
-        let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
-        let drained = self.serve_until(shutdown).await;
+        let mut admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
+        let drained = self.serve_until(stop, &mut admin).await;
         if let Some(admin) = admin {
             admin.abort();
         }
@@ -227,7 +247,11 @@ impl Server {
         drained
     }
 
-    async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Drained {
+    async fn serve_until(
+        self,
+        stop: impl Future<Output = Stop>,
+        admin: &mut Option<tokio::task::JoinHandle<()>>,
+    ) -> Drained {
         let graceful = Arc::new(GracefulShutdown::new());
         let last_accept = Arc::new(LastAccept::new());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -240,13 +264,19 @@ impl Server {
                 tokio::spawn(acceptor.run(listener, stop_rx.clone()))
             })
             .collect();
-        shutdown.await;
-        self.gateway.draining.store(true, Ordering::Relaxed);
+        let stop = stop.await;
+        // Read now: a reload may have changed them since start.
         let server = self.gateway.reload_state().config().server.clone();
-        if !server.drain_delay.0.is_zero() {
+        if stop == Stop::HandOver {
+            // The successor answers on the same sockets, readiness included: this process just
+            // stops accepting, the admin API first, so nothing here reports itself not ready.
+            admin.take().inspect(|admin| admin.abort());
+        } else if !server.drain_delay.0.is_zero() {
+            self.gateway.draining.store(true, Ordering::Relaxed);
             tracing::info!(delay = ?server.drain_delay.0, "shutting down: not ready; listeners close after the delay");
             tokio::time::sleep(server.drain_delay.0).await;
         }
+        self.gateway.draining.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
         for accept_loop in accept_loops {

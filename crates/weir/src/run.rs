@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use weir_config::Config;
 use weir_proxy::access::AccessLog;
-use weir_proxy::{ConfigDiff, Drained, InheritedSockets, Server, Snapshot};
+use weir_proxy::{ConfigDiff, Drained, InheritedSockets, Server, Snapshot, Stop};
 use weir_telemetry::Metrics;
 
 use crate::cli::{RunArgs, ValidateArgs};
@@ -55,7 +55,7 @@ async fn serve(config: Config, args: &RunArgs, activated: InheritedSockets) -> E
             .ok(),
     };
     report_ready(handoff);
-    match server.run(termination_or_upgrade(upgraded)).await {
+    match server.run_until(termination_or_upgrade(upgraded)).await {
         Drained::Clean => tracing::info!("drained; exiting"),
         Drained::TimedOut => tracing::warn!("drain timeout passed with requests in flight; exiting"),
     }
@@ -119,11 +119,15 @@ fn report_ready(handoff: Option<Handoff>) {
     tracing::info!(pid = std::process::id(), "ready");
 }
 
-/// Completes on SIGTERM, SIGINT, or once a binary upgrade has a new process serving.
-async fn termination_or_upgrade(upgraded: tokio::sync::oneshot::Receiver<u32>) {
+/// Completes on SIGTERM or SIGINT (drain), or once a binary upgrade has a new process serving
+/// (hand over).
+async fn termination_or_upgrade(upgraded: tokio::sync::oneshot::Receiver<u32>) -> Stop {
     tokio::select! {
-        () = termination_signal() => {}
-        Ok(pid) = upgraded => tracing::info!(new_pid = pid, "upgraded: the new process serves; draining this one"),
+        () = termination_signal() => Stop::Drain,
+        Ok(pid) = upgraded => {
+            tracing::info!(new_pid = pid, "upgraded: the new process serves; draining this one");
+            Stop::HandOver
+        }
     }
 }
 

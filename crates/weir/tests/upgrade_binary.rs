@@ -37,6 +37,7 @@ struct Weir {
     child: Child,
     lines: mpsc::Receiver<String>,
     public: SocketAddr,
+    admin: SocketAddr,
     /// The log lines up to the first `ready`.
     startup: Vec<String>,
     /// Processes to stop when the test ends: successors are not the test's children.
@@ -55,12 +56,21 @@ impl Weir {
         let (send, lines) = mpsc::channel();
         let stderr = BufReader::new(child.stderr.take().unwrap());
         std::thread::spawn(move || stderr.lines().map_while(Result::ok).try_for_each(|line| send.send(line)));
-        let mut weir =
-            Weir { child, lines, public: "0.0.0.0:0".parse().unwrap(), startup: Vec::new(), successors: Vec::new() };
+        let mut weir = Weir {
+            child,
+            lines,
+            public: "0.0.0.0:0".parse().unwrap(),
+            admin: "0.0.0.0:0".parse().unwrap(),
+            startup: Vec::new(),
+            successors: Vec::new(),
+        };
         while !weir.startup.last().is_some_and(|line| line.contains("\"message\":\"ready\"")) {
             let line = weir.next_line(|_| true);
             if line.contains("\"listening\"") && line.contains("\"public\"") {
                 weir.public = field(&line, "address").parse().unwrap();
+            }
+            if line.contains("\"listening\"") && line.contains("\"admin\"") {
+                weir.admin = field(&line, "address").parse().unwrap();
             }
             weir.startup.push(line);
         }
@@ -126,11 +136,15 @@ struct Tally {
 
 /// One GET on a new connection; an error names what went wrong (a refused connect included).
 async fn get(addr: SocketAddr) -> Result<String, String> {
+    get_path(addr, "/").await
+}
+
+async fn get_path(addr: SocketAddr, path: &str) -> Result<String, String> {
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+    let request = Request::get(path).body(Empty::<Bytes>::new()).unwrap();
     let response = sender.send_request(request).await.map_err(|e| format!("send: {e}"))?;
     let status = response.status();
     let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
@@ -140,11 +154,11 @@ async fn get(addr: SocketAddr) -> Result<String, String> {
     }
 }
 
-async fn client(addr: SocketAddr, tally: Arc<Tally>) -> Vec<String> {
+async fn client(addr: SocketAddr, path: &'static str, wanted: &'static str, tally: Arc<Tally>) -> Vec<String> {
     let mut errors = Vec::new();
     while !tally.stop.load(Ordering::Relaxed) {
-        match get(addr).await {
-            Ok(body) if body == "hello" => tally.ok.fetch_add(1, Ordering::Relaxed),
+        match get_path(addr, path).await {
+            Ok(body) if body == wanted => tally.ok.fetch_add(1, Ordering::Relaxed),
             Ok(body) => {
                 errors.push(format!("body {body:?}"));
                 tally.failed.fetch_add(1, Ordering::Relaxed)
@@ -177,7 +191,10 @@ async fn an_upgrade_under_load_fails_no_request_and_hands_over_to_a_new_process(
     let mut weir = Weir::start(&config, &[]);
     let old = weir.child.id();
     let tally = Arc::new(Tally::default());
-    let clients: Vec<_> = (0..4).map(|_| tokio::spawn(client(weir.public, tally.clone()))).collect();
+    let mut clients: Vec<_> = (0..4).map(|_| tokio::spawn(client(weir.public, "/", "hello", tally.clone()))).collect();
+    // Readiness stays true throughout: the successor answers on the same admin socket.
+    let readiness = Arc::new(Tally::default());
+    clients.push(tokio::spawn(client(weir.admin, "/readyz", "ready\n", readiness.clone())));
     let before = answers_beyond(&tally, 0, 50).await;
 
     Weir::signal(old, "-USR2");
@@ -193,6 +210,7 @@ async fn an_upgrade_under_load_fails_no_request_and_hands_over_to_a_new_process(
     answers_beyond(&tally, after_exit, 50).await;
 
     tally.stop.store(true, Ordering::Relaxed);
+    readiness.stop.store(true, Ordering::Relaxed);
     let mut errors = Vec::new();
     for client in clients {
         errors.extend(client.await.unwrap());
