@@ -18,7 +18,12 @@ pub fn from_systemd() -> InheritedSockets {
         std::env::var("LISTEN_FDNAMES").map(|names| names.split(':').map(str::to_string).collect()).unwrap_or_default();
     let mut sockets = InheritedSockets::none();
     for index in 0..passed.len() {
-        let name = names.get(index).cloned().unwrap_or_else(|| format!("systemd-{index}"));
+        // Several sockets of one .socket unit share its name: the first keeps it, the others are
+        // matched by address.
+        let name = match names.get(index) {
+            Some(name) if !names[..index].contains(name) => name.clone(),
+            _ => format!("systemd-{index}"),
+        };
         match take_tcp(&mut passed, index) {
             Ok(Some(socket)) => sockets.insert(name, OwnedFd::from(socket)),
             Ok(None) => {}
