@@ -58,8 +58,52 @@ impl InheritedSockets {
         tokio::net::TcpListener::from_std(socket).ok()
     }
 
+    /// [`InheritedSockets::take`], for tests of code that hands sockets over.
+    #[doc(hidden)]
+    pub fn take_for_test(&mut self, name: &str, address: SocketAddr) -> Option<tokio::net::TcpListener> {
+        self.take(name, address)
+    }
+
     /// The names of the sockets nobody adopted; dropping them closes this process's copies.
     pub fn unused(self) -> Vec<String> {
         self.sockets.into_keys().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listening() -> (TcpListener, SocketAddr) {
+        let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap();
+        (socket, address)
+    }
+
+    #[tokio::test]
+    async fn a_socket_goes_to_its_name_on_its_address_or_to_its_address() {
+        let mut inherited = InheritedSockets::none();
+        let (public, public_addr) = listening();
+        let (other, other_addr) = listening();
+        inherited.insert("public".into(), OwnedFd::from(public));
+        inherited.insert("weir.socket".into(), OwnedFd::from(other));
+
+        // The name fits but the address changed: the listener binds anew and the socket stays.
+        assert!(inherited.take("public", "127.0.0.2:9".parse().unwrap()).is_none());
+        assert_eq!(inherited.len(), 2);
+        // Port 0 in the configuration takes the named socket, whatever its port.
+        let taken = inherited.take("public", "127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(taken.local_addr().unwrap(), public_addr);
+        // No socket under this name: the one on the listener's exact address.
+        let taken = inherited.take("internal", other_addr).unwrap();
+        assert_eq!(taken.local_addr().unwrap(), other_addr);
+        assert!(inherited.is_empty());
+    }
+
+    #[test]
+    fn sockets_nobody_takes_are_named() {
+        let mut inherited = InheritedSockets::none();
+        inherited.insert("gone".into(), OwnedFd::from(listening().0));
+        assert_eq!(inherited.unused(), ["gone"]);
     }
 }

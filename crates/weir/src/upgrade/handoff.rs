@@ -92,3 +92,31 @@ fn receive(stream: &UnixStream) -> std::io::Result<InheritedSockets> {
     }
     Ok(sockets)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddr, TcpListener};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sockets_arrive_under_their_names_and_still_listen() {
+        let (public, admin) = (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
+        let addresses: Vec<SocketAddr> = [&public, &admin].iter().map(|l| l.local_addr().unwrap()).collect();
+        let sockets = vec![("public".to_string(), OwnedFd::from(public)), ("admin".to_string(), OwnedFd::from(admin))];
+        let (old_end, new_end) = UnixStream::pair().unwrap();
+        old_end.set_nonblocking(true).unwrap();
+        send(&tokio::net::UnixStream::from_std(old_end).unwrap(), &sockets).await.unwrap();
+        drop(sockets);
+
+        let mut received = receive(&new_end).unwrap();
+        assert_eq!(received.len(), 2);
+        for (name, address) in [("public", addresses[0]), ("admin", addresses[1])] {
+            let socket = received.take_for_test(name, address).unwrap_or_else(|| panic!("{name} missing"));
+            let client = tokio::net::TcpStream::connect(address).await.unwrap();
+            let (_, peer) = socket.accept().await.unwrap();
+            assert_eq!(peer, client.local_addr().unwrap());
+        }
+        assert!(received.is_empty());
+    }
+}
