@@ -270,3 +270,32 @@ async fn systemd_socket_activation_adopts_the_socket_named_for_the_listener() {
     weir.wait_for_every_process_to_exit();
     weir.successors.clear();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_applies_listener_changes_a_reload_refuses() {
+    let config = config_file("listeners");
+    let mut weir = Weir::start(&config, &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let changed = text.replace(
+        "listeners: [{ name: public, address: \"127.0.0.1:0\" }]",
+        "listeners: [{ name: public, address: \"127.0.0.1:0\" }, { name: more, address: \"127.0.0.1:0\" }]",
+    );
+    assert_ne!(changed, text);
+    std::fs::write(&config, changed).unwrap();
+
+    Weir::signal(weir.child.id(), "-USR2");
+    let took_over = weir.next_line(|line| line.contains("took over the listening sockets"));
+    assert!(took_over.contains("\"adopted\":2") && took_over.contains("\"unused\":0"), "{took_over}");
+    let more = weir.next_line(|line| line.contains("\"listening\"") && line.contains("\"more\""));
+    let more: SocketAddr = field(&more, "address").parse().unwrap();
+    let ready = weir.next_line(|line| line.contains("\"message\":\"ready\""));
+    let successor = number(&ready, "pid");
+    weir.successors.push(successor);
+    assert!(tokio::task::block_in_place(|| weir.child.wait()).unwrap().success());
+    // The public listener kept its socket (and port); the new one is bound.
+    assert_eq!(get(weir.public).await.unwrap(), "hello");
+    assert_eq!(get(more).await.unwrap(), "hello");
+    Weir::signal(successor, "-TERM");
+    weir.wait_for_every_process_to_exit();
+    weir.successors.clear();
+}
