@@ -14,8 +14,9 @@ pub mod admin_live;
 pub mod admin_reload;
 pub mod admin_views;
 pub mod body;
+pub mod closing;
 pub mod clusters;
-pub mod first_request;
+
 pub mod forward;
 pub mod framing;
 pub mod handler;

@@ -20,7 +20,7 @@ use weir_telemetry::{ListenerMetrics, Metrics};
 
 use crate::access::AccessLog;
 use crate::admin;
-use crate::first_request::{FIRST_REQUEST_GRACE, LastAccept};
+use crate::closing;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
@@ -253,14 +253,12 @@ impl Server {
         admin: &mut Option<tokio::task::JoinHandle<()>>,
     ) -> Drained {
         let graceful = Arc::new(GracefulShutdown::new());
-        let last_accept = Arc::new(LastAccept::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let accept_loops: Vec<_> = self
             .listeners
             .into_iter()
             .map(|listener| {
-                let (gateway, graceful, last_accept) = (self.gateway.clone(), graceful.clone(), last_accept.clone());
-                let acceptor = Acceptor { gateway, graceful, last_accept };
+                let acceptor = Acceptor { gateway: self.gateway.clone(), graceful: graceful.clone() };
                 tokio::spawn(acceptor.run(listener, stop_rx.clone()))
             })
             .collect();
@@ -285,7 +283,7 @@ impl Server {
         if let Some(closed) = self.listeners_closed {
             let _ = closed.send(());
         }
-        last_accept.grace_passed(FIRST_REQUEST_GRACE).await;
+        closing::close_grace(&graceful, closing::CLOSE_GRACE).await;
         let Ok(graceful) = Arc::try_unwrap(graceful) else { return Drained::TimedOut };
         match tokio::time::timeout(server.drain_timeout.0, graceful.shutdown()).await {
             Ok(()) => Drained::Clean,
@@ -378,7 +376,6 @@ fn http_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
 struct Acceptor {
     gateway: Arc<Gateway>,
     graceful: Arc<GracefulShutdown>,
-    last_accept: Arc<LastAccept>,
 }
 
 impl Acceptor {
@@ -396,7 +393,6 @@ impl Acceptor {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    self.last_accept.record();
                     let open = listener.metrics.connection_opened();
                     let connection = serve_connection(self.gateway.clone(), listener.clone(), stream, peer);
                     let watched = self.graceful.watcher().watch(connection);
@@ -443,7 +439,14 @@ fn serve_connection(
         }
         let gateway = gateway.clone();
         let conn = conn.clone();
-        async move { serve_request(&gateway, &conn, violation, request).await }
+        let http1 = request.version() < http::Version::HTTP_2;
+        async move {
+            let mut response = serve_request(&gateway, &conn, violation, request).await;
+            if let Ok(response) = &mut response {
+                closing::close_when_draining(gateway.is_draining(), http1, response);
+            }
+            response
+        }
     });
     listener.http.serve_connection(io, service).into_owned()
 }

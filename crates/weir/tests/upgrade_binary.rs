@@ -1,6 +1,6 @@
 //! The built binary upgrading itself on SIGUSR2 under a steady stream of requests: the new process
-//! takes over the listening sockets, the old one drains and exits 0, and no request fails and no
-//! connection is refused. A successor that cannot start leaves the old process serving.
+//! takes over the listening sockets, the old one drains and exits 0, and no request fails (on new
+//! connections or kept-alive ones) and no connection is refused. A successor that cannot start leaves the old process serving.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -172,6 +172,47 @@ async fn client(addr: SocketAddr, path: &'static str, wanted: &'static str, tall
     errors
 }
 
+/// Like [`client`], over one connection kept alive until the server answers `connection: close`.
+/// A request the server drops (a connection closed under it) fails: nothing is resent.
+async fn keep_alive_client(addr: SocketAddr, tally: Arc<Tally>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut connection = None;
+    while !tally.stop.load(Ordering::Relaxed) {
+        if connection.is_none() {
+            let stream = match tokio::net::TcpStream::connect(addr).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    errors.push(format!("connect: {error}"));
+                    continue;
+                }
+            };
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(conn);
+            connection = Some(sender);
+        }
+        let sender = connection.as_mut().unwrap();
+        let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+        match sender.send_request(request).await {
+            Ok(response) => {
+                let close = response.headers().get(http::header::CONNECTION).is_some_and(|v| v == "close");
+                let body = response.into_body().collect().await.map(|b| b.to_bytes());
+                match body {
+                    Ok(body) if body == "hello" => drop(tally.ok.fetch_add(1, Ordering::Relaxed)),
+                    other => errors.push(format!("keep-alive answer: {other:?}")),
+                }
+                if close {
+                    connection = None;
+                }
+            }
+            Err(error) => {
+                errors.push(format!("keep-alive send: {error}"));
+                connection = None;
+            }
+        }
+    }
+    errors
+}
+
 /// Waits until the clients have had `more` answers beyond `from`.
 async fn answers_beyond(tally: &Tally, from: usize, more: usize) -> usize {
     let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
@@ -192,6 +233,7 @@ async fn an_upgrade_under_load_fails_no_request_and_hands_over_to_a_new_process(
     let old = weir.child.id();
     let tally = Arc::new(Tally::default());
     let mut clients: Vec<_> = (0..4).map(|_| tokio::spawn(client(weir.public, "/", "hello", tally.clone()))).collect();
+    clients.extend((0..2).map(|_| tokio::spawn(keep_alive_client(weir.public, tally.clone()))));
     // Readiness stays true throughout: the successor answers on the same admin socket.
     let readiness = Arc::new(Tally::default());
     clients.push(tokio::spawn(client(weir.admin, "/readyz", "ready\n", readiness.clone())));
