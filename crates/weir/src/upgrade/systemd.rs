@@ -8,12 +8,15 @@ use std::os::unix::net::UnixDatagram;
 /// as the service's main process it takes.
 pub fn notify_ready(took_over: bool) {
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let message = match took_over {
-        true => format!("MAINPID={}\nREADY=1\n", std::process::id()),
-        false => "READY=1\n".to_string(),
-    };
-    if let Err(error) = send(&socket.to_string_lossy(), &message) {
+    if let Err(error) = send(&socket.to_string_lossy(), &ready_message(took_over, std::process::id())) {
         tracing::warn!(%error, "cannot tell systemd this process is ready");
+    }
+}
+
+fn ready_message(took_over: bool, pid: u32) -> String {
+    match took_over {
+        true => format!("MAINPID={pid}\nREADY=1\n"),
+        false => "READY=1\n".to_string(),
     }
 }
 
@@ -30,4 +33,25 @@ fn send(socket: &str, message: &str) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_hears_ready_and_after_a_takeover_the_new_main_pid() {
+        let dir = std::env::temp_dir().join(format!("weir-notify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        let mut buffer = [0u8; 128];
+        for (took_over, expected) in [(false, "READY=1\n"), (true, "MAINPID=42\nREADY=1\n")] {
+            send(path.to_str().unwrap(), &ready_message(took_over, 42)).unwrap();
+            let length = systemd.recv(&mut buffer).unwrap();
+            assert_eq!(std::str::from_utf8(&buffer[..length]).unwrap(), expected);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
