@@ -341,3 +341,20 @@ async fn an_upgrade_applies_listener_changes_a_reload_refuses() {
     weir.wait_for_every_process_to_exit();
     weir.successors.clear();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_never_gets_ready_is_stopped_at_the_timeout() {
+    let config = config_file("hang");
+    let hang = config.with_file_name("hang.sh");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut weir = Weir::start(&config, &["--upgrade-binary", hang.to_str().unwrap(), "--upgrade-timeout", "200ms"]);
+    Weir::signal(weir.child.id(), "-USR2");
+    let failed = weir.next_line(|line| line.contains("upgrade failed"));
+    assert!(failed.contains("not ready within 200ms"), "{failed}");
+    assert_eq!(get(weir.public).await.unwrap(), "hello");
+    // The stopped successor let go of the log pipe: after the old process, nothing holds it.
+    weir.child.kill().unwrap();
+    weir.child.wait().unwrap();
+    weir.wait_for_every_process_to_exit();
+}
