@@ -80,7 +80,9 @@ impl ConfigDiff {
         if !self.listeners.is_empty() {
             what.push(format!("listeners ({})", self.listeners.summary()));
         }
-        (!what.is_empty()).then(|| format!("{} changed; these take effect only at a restart", what.join(", ")))
+        (!what.is_empty()).then(|| {
+            format!("{} changed; these take effect only at a restart or a binary upgrade (SIGUSR2)", what.join(", "))
+        })
     }
 
     /// The diff as a JSON object.
