@@ -27,9 +27,10 @@ pub(crate) async fn close_grace(graceful: &GracefulShutdown, grace: Duration) {
     }
 }
 
-/// Marks an HTTP/1 answer as the connection's last while the gateway drains.
+/// Marks an HTTP/1 answer as the connection's last while the gateway drains. A protocol switch
+/// (WebSocket) keeps its `connection: upgrade`: the connection is the tunnel's from then on.
 pub(crate) fn close_when_draining<B>(draining: bool, http1: bool, response: &mut http::Response<B>) {
-    if draining && http1 {
+    if draining && http1 && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
 }
@@ -53,5 +54,8 @@ mod tests {
             close_when_draining(draining, http1, &mut response);
             assert_eq!(response.headers().contains_key(CONNECTION), close, "{draining} {http1}");
         }
+        let mut switching = http::Response::builder().status(101).header(CONNECTION, "upgrade").body(()).unwrap();
+        close_when_draining(true, true, &mut switching);
+        assert_eq!(switching.headers()[CONNECTION], "upgrade");
     }
 }
