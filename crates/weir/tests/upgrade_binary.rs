@@ -358,3 +358,25 @@ async fn a_successor_that_never_gets_ready_is_stopped_at_the_timeout() {
     weir.child.wait().unwrap();
     weir.wait_for_every_process_to_exit();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_cannot_bind_a_new_listener_leaves_the_old_process_serving() {
+    let config = config_file("taken");
+    let mut weir = Weir::start(&config, &[]);
+    // Held without SO_REUSEPORT, so weir cannot bind beside it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let extra = format!(
+        "{{ name: public, address: \"127.0.0.1:0\" }}, {{ name: more, address: \"{}\" }}",
+        taken.local_addr().unwrap()
+    );
+    std::fs::write(&config, text.replace("{ name: public, address: \"127.0.0.1:0\" }", &extra)).unwrap();
+
+    Weir::signal(weir.child.id(), "-USR2");
+    let cannot = weir.next_line(|line| line.contains("cannot start"));
+    assert!(cannot.contains("listener more"), "{cannot}");
+    let failed = weir.next_line(|line| line.contains("upgrade failed"));
+    assert!(failed.contains("before it was ready") || failed.contains("exited"), "{failed}");
+    assert_eq!(get(weir.public).await.unwrap(), "hello");
+    assert!(weir.child.try_wait().unwrap().is_none(), "the old process exited");
+}

@@ -32,6 +32,8 @@ pub enum UpgradeError {
     Exited(std::process::ExitStatus),
     #[error("the handoff failed: {0}")]
     Handoff(#[source] std::io::Error),
+    #[error("the new process closed the handoff before it was ready (its log says why)")]
+    Closed,
     #[error("the new process answered {0:?} instead of `ready PID`")]
     Answer(String),
     #[error("the new process was not ready within {0:?}")]
@@ -113,9 +115,10 @@ impl Upgrader {
             read = reader.read_line(&mut answer) => read.map_err(UpgradeError::Handoff)?,
             status = child.wait() => return Err(UpgradeError::Exited(status.map_err(UpgradeError::Handoff)?)),
         };
-        match answer.trim() == format!("ready {pid}") {
-            true => Ok(()),
-            false => Err(UpgradeError::Answer(answer)),
+        match answer.trim() {
+            "" => Err(UpgradeError::Closed),
+            ready if ready == format!("ready {pid}") => Ok(()),
+            _ => Err(UpgradeError::Answer(answer)),
         }
     }
 }
