@@ -310,6 +310,9 @@ pub struct Route {
     /// Faults requests may ask for in `x-weir-fault-*` headers; ignored without this.
     #[serde(default)]
     pub header_faults: Option<crate::fault::HeaderFaults>,
+    /// WebSocket upgrades tunneled to the upstream.
+    #[serde(default)]
+    pub websocket: crate::websocket::WebSocket,
 }
 
 fn default_body_idle_timeout() -> Duration {

@@ -14,6 +14,7 @@ mod upstream;
 mod validate;
 pub mod values;
 pub mod view;
+mod websocket;
 
 pub use error::{ConfigError, Problem};
 pub use file::*;
@@ -21,3 +22,4 @@ pub use load::{Format, load_file, parse_str};
 pub use resilience::{AdaptiveConcurrency, Backoff, Budget, Concurrency, Fallback, Retry, RetryOn};
 pub use upstream::*;
 pub use validate::Config;
+pub use websocket::WebSocket;

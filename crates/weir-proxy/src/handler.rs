@@ -19,6 +19,7 @@ use crate::body::{RequestBody, ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
 use crate::framing::Violation;
 use crate::proxy::proxy;
+use crate::proxy::tunnel::TunnelRequested;
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, Route};
 use crate::router::RouteId;
@@ -58,6 +59,7 @@ pub async fn serve_request(
         return Ok(refuse_unread(&snapshot, conn, Refusal::from(violation), started, record));
     }
     let grpc = fault::is_grpc(request.headers());
+    let tunnel = request.extensions().get::<TunnelRequested>().is_some();
     let id = forward::request_id(request.headers(), &snapshot.request_id);
     let (parts, body) = request.into_parts();
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
@@ -91,6 +93,10 @@ pub async fn serve_request(
     let mut response = outcome.unwrap_or_else(|refusal| refuse(refusal, conn, metrics));
     if grpc {
         response = crate::refusal::grpc_form(response);
+    }
+    if tunnel && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        // The guard stopped validating after the upgrade head: nothing more is read from this connection.
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     metrics.answered(response.status().as_u16());
     if let (Some(first), None) = (attempts.first_at, refusal) {

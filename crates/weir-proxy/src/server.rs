@@ -23,6 +23,7 @@ use crate::admin;
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
+use crate::proxy::tunnel::TunnelRequested;
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -366,9 +367,12 @@ fn serve_connection(
     });
     let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));
     let metrics = listener.metrics.clone();
-    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         // Taken when hyper hands the request over, before any later read can raise another.
         let violation = signal.take();
+        if signal.take_tunnel() {
+            request.extensions_mut().insert(TunnelRequested);
+        }
         if conn.protocol.get().is_none() {
             let http2 = request.version() == http::Version::HTTP_2;
             let _ = conn.protocol.set(metrics.protocol_seen(http2));
@@ -377,5 +381,5 @@ fn serve_connection(
         let conn = conn.clone();
         async move { serve_request(&gateway, &conn, violation, request).await }
     });
-    listener.http.serve_connection(io, service).into_owned()
+    listener.http.serve_connection_with_upgrades(io, service).into_owned()
 }

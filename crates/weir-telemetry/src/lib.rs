@@ -22,6 +22,7 @@ mod reloads;
 mod route;
 pub mod text_format;
 pub mod trace_context;
+mod tunnels;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
@@ -33,6 +34,7 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
+pub use tunnels::TunnelMetrics;
 pub use upstreams::{BREAKER_STATES, BreakerCounts, ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -85,6 +87,7 @@ pub struct Metrics {
     reloads: ReloadMetrics,
     concurrency: concurrency::ConcurrencyFamilies,
     faults: faults::FaultFamilies,
+    tunnels: tunnels::TunnelFamilies,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -138,6 +141,7 @@ impl Metrics {
         let reloads = ReloadMetrics::register(&mut registry);
         let concurrency = concurrency::ConcurrencyFamilies::register(&mut registry);
         let faults = faults::FaultFamilies::register(&mut registry);
+        let tunnels = tunnels::TunnelFamilies::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -154,6 +158,7 @@ impl Metrics {
             reloads,
             concurrency,
             faults,
+            tunnels,
         })
     }
 
@@ -204,6 +209,11 @@ impl Metrics {
     /// The injected-fault counters of one target (`target_type` `route` or `upstream`) and source.
     pub fn fault_counters(&self, target_type: &str, target: &str, source: &str) -> FaultCounters {
         self.faults.counters(target_type, target, source)
+    }
+
+    /// The WebSocket tunnel handles of one route.
+    pub fn tunnels(&self, route: &str) -> TunnelMetrics {
+        self.tunnels.route(route)
     }
 
     /// The fault-experiment series.

@@ -168,7 +168,8 @@ where
             .await
             .map_err(|source| UpstreamError::Handshake { addr, source })?;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // With upgrades, a 101 hands the connection over to the caller (a WebSocket tunnel).
+            if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(endpoint = %addr, %error, "upstream connection ended");
             }
         });
