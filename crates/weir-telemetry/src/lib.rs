@@ -19,6 +19,7 @@ mod ratelimit;
 mod reloads;
 mod route;
 pub mod trace_context;
+mod traces;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
@@ -28,6 +29,7 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
+pub use traces::{SPAN_DROP_REASONS, TraceMetrics};
 pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +81,7 @@ pub struct Metrics {
     access_log_dropped: Counter,
     reloads: ReloadMetrics,
     concurrency: concurrency::ConcurrencyFamilies,
+    traces: TraceMetrics,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -131,6 +134,7 @@ impl Metrics {
         );
         let reloads = ReloadMetrics::register(&mut registry);
         let concurrency = concurrency::ConcurrencyFamilies::register(&mut registry);
+        let traces = TraceMetrics::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -146,6 +150,7 @@ impl Metrics {
             upstreams,
             reloads,
             concurrency,
+            traces,
         })
     }
 
@@ -196,6 +201,11 @@ impl Metrics {
     /// The configuration reload series.
     pub fn reloads(&self) -> &ReloadMetrics {
         &self.reloads
+    }
+
+    /// The span exporter's series.
+    pub fn traces(&self) -> &TraceMetrics {
+        &self.traces
     }
 
     /// Where the upstream endpoint series are read from at each scrape.

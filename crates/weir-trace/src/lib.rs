@@ -1,0 +1,101 @@
+//! weir's distributed tracing. On the request path, [`Tracer::begin`] reads the caller's W3C
+//! `traceparent`, decides whether the request is sampled (the caller's flag, or the ratio for a
+//! request that starts a trace) and gives a [`RequestSpan`]: a child of the caller's span, whose
+//! `traceparent` weir sends upstream. Sampled spans end into a bounded queue that a batch task
+//! drains to an OpenTelemetry collector over OTLP/gRPC ([`export`]); the request path never waits
+//! on the collector.
+//!
+//! The OTLP messages are written by a small protobuf writer ([`proto`], [`otlp`]) rather than
+//! generated code, which keeps gRPC and protobuf crates out of the build.
+
+pub mod context;
+pub mod export;
+pub mod ids;
+pub mod otlp;
+pub mod proto;
+pub mod sampler;
+pub mod span;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Uri};
+use weir_telemetry::TraceMetrics;
+
+pub use context::Parent;
+pub use export::BatchSettings;
+pub use span::{HttpFields, RequestSpan, SpanData};
+
+use export::{BatchTask, GrpcExporter, SpanQueue};
+use otlp::Encoder;
+use sampler::Sampler;
+
+/// What a tracer is started with, compiled from the configuration's `tracing` section.
+#[derive(Debug, Clone)]
+pub struct TracerSettings {
+    /// The collector's OTLP/gRPC endpoint, `http://host:port`.
+    pub endpoint: Uri,
+    pub service_name: String,
+    pub resource: Vec<(String, String)>,
+    /// The share of requests that start a trace which are sampled.
+    pub sampling_ratio: f64,
+    pub batch: BatchSettings,
+}
+
+/// The process's tracer: the sampler, the queue sampled spans end into, and the batch task.
+pub struct Tracer {
+    sampler: Sampler,
+    queue: Arc<SpanQueue>,
+    task: Mutex<Option<BatchTask>>,
+    flush_deadline: Duration,
+}
+
+impl Tracer {
+    /// Starts the exporter's batch task; needs a Tokio runtime.
+    pub fn start(settings: TracerSettings, metrics: TraceMetrics) -> Tracer {
+        let encoder = Encoder::new(&settings.service_name, &settings.resource);
+        let exporter = GrpcExporter::new(&settings.endpoint);
+        let flush_deadline = settings.batch.export_timeout;
+        let (queue, task) = BatchTask::start(settings.batch, encoder, exporter, metrics);
+        Tracer { sampler: Sampler::new(settings.sampling_ratio), queue, task: Mutex::new(Some(task)), flush_deadline }
+    }
+
+    /// The span of a request that arrived at `arrived` with these trace-context headers. Only a
+    /// sampled request's span allocates.
+    pub fn begin(
+        &self,
+        traceparent: Option<&HeaderValue>,
+        tracestate: Option<&HeaderValue>,
+        arrived: Instant,
+    ) -> RequestSpan {
+        let parent = traceparent.and_then(|value| Parent::from_traceparent(value.as_bytes()));
+        let (trace_id, span_id) = ids::with_thread_ids(|ids| {
+            let trace_id = parent.map_or_else(|| ids.trace_id(), |p| p.trace_id);
+            (trace_id, ids.span_id())
+        });
+        if !self.sampler.sample(parent.as_ref(), &trace_id) {
+            return RequestSpan::unsampled(trace_id, span_id, parent.is_some());
+        }
+        let now = SystemTime::now();
+        let data = SpanData {
+            trace_id,
+            span_id,
+            parent_span_id: parent.map(|p| p.span_id),
+            trace_state: parent.and(tracestate.cloned()),
+            start: now.checked_sub(arrived.elapsed()).unwrap_or(now),
+            duration: Duration::ZERO,
+            http: HttpFields::default(),
+        };
+        RequestSpan::sampled(data, arrived, self.queue.clone())
+    }
+
+    /// Exports the spans still queued, within the export timeout; later spans are dropped and
+    /// counted. Returns `false` if the deadline passed first.
+    pub async fn shutdown(&self) -> bool {
+        let task = self.task.lock().expect("tracer task lock").take();
+        match task {
+            Some(task) => task.shutdown(self.flush_deadline).await,
+            None => true,
+        }
+    }
+}
