@@ -35,6 +35,7 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
+    tracer: Option<Arc<weir_trace::Tracer>>,
     draining: AtomicBool,
     reload: ReloadState,
 }
@@ -50,6 +51,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
+            tracer: None,
             draining: AtomicBool::new(false),
             reload,
         }
@@ -58,6 +60,11 @@ impl Gateway {
     /// The access log, when one is configured.
     pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
         self.access_log.as_ref()
+    }
+
+    /// The tracer, when tracing is configured.
+    pub fn tracer(&self) -> Option<&weir_trace::Tracer> {
+        self.tracer.as_deref()
     }
 
     /// The serving configuration, and what reloads carry across.
@@ -143,7 +150,9 @@ impl Server {
         let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters, &mut limiters)?;
         let reload = ReloadState::new(config.clone(), set.registry, limiters.finish());
         let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
-        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload));
+        let mut gateway = Gateway::new(snapshot, metrics.clone(), access_log, reload);
+        gateway.tracer = config.tracing.as_ref().map(|tracing| crate::trace::start_tracer(tracing, &metrics));
+        let gateway = Arc::new(gateway);
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let listeners = config
             .listeners
@@ -190,14 +199,21 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting (new connections are refused), lets
-    /// in-flight requests finish within the drain timeout, and returns.
+    /// in-flight requests finish within the drain timeout, exports the spans still queued, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
         let gateway = self.gateway.clone();
         gateway.start_clusters();
         let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
+        let traced = self.gateway.clone();
         let drained = self.serve_until(shutdown).await;
         if let Some(admin) = admin {
             admin.abort();
+        }
+        // Spans end with their responses, so every one is queued once the drain is over.
+        if let Some(tracer) = traced.tracer()
+            && !tracer.shutdown().await
+        {
+            tracing::warn!("spans still queued at shutdown were not exported within the export timeout");
         }
         drained
     }

@@ -1,0 +1,50 @@
+//! The `tracing` section: defaults, and bad values named by field with what would be valid.
+
+use weir_config::{Format, Problem, parse_str};
+
+const BASE: &str = "listeners:\n  - name: public\n    address: 127.0.0.1:8080\n";
+
+fn with_tracing(section: &str) -> String {
+    format!("tracing:\n{section}{BASE}")
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse_str(text, Format::Yaml, "trace.yaml") {
+        Ok(_) => panic!("expected an error for\n{text}"),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+#[test]
+fn tracing_is_off_unless_configured_and_has_defaults() {
+    assert!(parse_str(BASE, Format::Yaml, "t.yaml").unwrap().tracing.is_none());
+    let config = parse_str(&with_tracing("  otlp_endpoint: http://collector:4317\n"), Format::Yaml, "t.yaml").unwrap();
+    let tracing = config.tracing.as_ref().unwrap();
+    assert_eq!(tracing.sampling_ratio, 1.0);
+    assert_eq!(tracing.service_name, "weir");
+    assert_eq!((tracing.batch_size, tracing.queue_size), (512, 2048));
+    assert_eq!(tracing.batch_delay.0, std::time::Duration::from_secs(1));
+    assert_eq!(tracing.export_timeout.0, std::time::Duration::from_secs(10));
+    assert!(tracing.resource.is_empty());
+}
+
+#[test]
+fn bad_tracing_values_name_their_field() {
+    let cases = [
+        ("  otlp_endpoint: collector:4317\n", "tracing.otlp_endpoint", "http://"),
+        ("  otlp_endpoint: https://collector:4317\n", "tracing.otlp_endpoint", "TLS"),
+        ("  otlp_endpoint: http://c:4317/v1/traces\n", "tracing.otlp_endpoint", "path"),
+        ("  otlp_endpoint: http://c:4317\n  sampling_ratio: 1.5\n", "tracing.sampling_ratio", "between 0 and 1"),
+        ("  otlp_endpoint: http://c:4317\n  queue_size: 0\n", "tracing.queue_size", "between"),
+        ("  otlp_endpoint: http://c:4317\n  queue_size: 10\n  batch_size: 11\n", "tracing.batch_size", "queue_size"),
+        ("  otlp_endpoint: http://c:4317\n  batch_delay: 0s\n", "tracing.batch_delay", "longer than zero"),
+        ("  otlp_endpoint: http://c:4317\n  export_timeout: 0s\n", "tracing.export_timeout", "longer than zero"),
+        ("  otlp_endpoint: http://c:4317\n  service_name: \"\"\n", "tracing.service_name", "empty"),
+    ];
+    for (section, field, hint) in cases {
+        let found = problems(&with_tracing(section));
+        assert!(found.iter().any(|p| p.field == field && p.message.contains(hint)), "{section}: {found:?}");
+    }
+    let typo = problems(&with_tracing("  otlp_endpoint: http://c:4317\n  sample_ratio: 0.5\n"));
+    assert!(typo.iter().any(|p| p.message.contains("sampling_ratio")), "{typo:?}");
+}
