@@ -8,6 +8,7 @@
 
 mod grpc;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,18 @@ const SHUTDOWN: usize = 2;
 /// The first wait after a failed export; it doubles per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where batches go: the collector ([`GrpcExporter`]), or a stand-in in tests.
+pub trait Export: Send + Sync + 'static {
+    /// Sends one encoded `ExportTraceServiceRequest`.
+    fn export(&mut self, message: Vec<u8>) -> impl Future<Output = Result<(), ExportError>> + Send;
+}
+
+impl Export for GrpcExporter {
+    fn export(&mut self, message: Vec<u8>) -> impl Future<Output = Result<(), ExportError>> + Send {
+        GrpcExporter::export(self, message)
+    }
+}
 
 /// How the batch task batches and exports.
 #[derive(Debug, Clone)]
@@ -62,47 +75,58 @@ impl SpanQueue {
 pub struct BatchTask {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// To count the spans still queued if the flush runs out of time.
+    queue: mpsc::WeakSender<Box<SpanData>>,
+    metrics: TraceMetrics,
 }
 
 impl BatchTask {
     /// Starts the task on the current Tokio runtime; returns the queue spans go into.
-    pub fn start(
+    pub fn start<E: Export>(
         settings: BatchSettings,
         encoder: Encoder,
-        exporter: GrpcExporter,
+        exporter: E,
         metrics: TraceMetrics,
     ) -> (Arc<SpanQueue>, BatchTask) {
         let (sender, receiver) = mpsc::channel(settings.queue_size.max(1));
         let (stop, stopping) = watch::channel(false);
         let batcher = Batcher { settings, encoder, exporter, metrics: metrics.clone(), backoff: None };
         let task = tokio::spawn(batcher.run(receiver, stopping));
-        (Arc::new(SpanQueue { sender, metrics }), BatchTask { stop, task })
+        let batch_task = BatchTask { stop, task, queue: sender.downgrade(), metrics: metrics.clone() };
+        (Arc::new(SpanQueue { sender, metrics }), batch_task)
     }
 
-    /// Exports what is queued, waiting at most `deadline`; `false` if the deadline passed first.
+    /// Exports what is queued, waiting at most `deadline`; `false` if the deadline passed first (the
+    /// spans still queued then are counted as dropped; a batch in the middle of its export is not).
     pub async fn shutdown(self, deadline: Duration) -> bool {
         let _ = self.stop.send(true);
         let mut task = self.task;
         match tokio::time::timeout(deadline, &mut task).await {
             Ok(_) => true,
             Err(_) => {
+                if let Some(queue) = self.queue.upgrade() {
+                    let queued = queue.max_capacity() - queue.capacity();
+                    self.metrics.dropped[SHUTDOWN].inc_by(queued as u64);
+                }
+                // Once the aborted task is gone, the queue is closed: later spans count as dropped.
                 task.abort();
+                let _ = task.await;
                 false
             }
         }
     }
 }
 
-struct Batcher {
+struct Batcher<E> {
     settings: BatchSettings,
     encoder: Encoder,
-    exporter: GrpcExporter,
+    exporter: E,
     metrics: TraceMetrics,
     /// The wait before the next export, after failures.
     backoff: Option<Duration>,
 }
 
-impl Batcher {
+impl<E: Export> Batcher<E> {
     async fn run(mut self, mut queue: mpsc::Receiver<Box<SpanData>>, mut stopping: watch::Receiver<bool>) {
         let mut batch = Vec::with_capacity(self.settings.batch_size);
         loop {
@@ -186,3 +210,6 @@ impl Batcher {
         self.export(&mut batch).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
