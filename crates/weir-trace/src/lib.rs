@@ -26,7 +26,7 @@ pub use context::Parent;
 pub use export::BatchSettings;
 pub use span::{HttpFields, RequestSpan, SpanData};
 
-use export::{BatchTask, GrpcExporter, SpanQueue};
+use export::{BatchTask, Export, GrpcExporter, SpanQueue};
 use otlp::Encoder;
 use sampler::Sampler;
 
@@ -51,10 +51,15 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Starts the exporter's batch task; needs a Tokio runtime.
+    /// Starts the exporter's batch task, exporting to the collector; needs a Tokio runtime.
     pub fn start(settings: TracerSettings, metrics: TraceMetrics) -> Tracer {
-        let encoder = Encoder::new(&settings.service_name, &settings.resource);
         let exporter = GrpcExporter::new(&settings.endpoint);
+        Tracer::with_exporter(settings, metrics, exporter)
+    }
+
+    /// Starts the batch task with batches going to `exporter` (benchmarks use a stand-in).
+    pub fn with_exporter<E: Export>(settings: TracerSettings, metrics: TraceMetrics, exporter: E) -> Tracer {
+        let encoder = Encoder::new(&settings.service_name, &settings.resource);
         let flush_deadline = settings.batch.export_timeout;
         let (queue, task) = BatchTask::start(settings.batch, encoder, exporter, metrics);
         Tracer { sampler: Sampler::new(settings.sampling_ratio), queue, task: Mutex::new(Some(task)), flush_deadline }

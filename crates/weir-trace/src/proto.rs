@@ -51,15 +51,19 @@ impl ProtoWriter {
         self.bytes(field, value.as_bytes());
     }
 
-    /// A nested message written by `write`; its length is put in front of it afterwards.
+    /// A nested message written by `write`; its length is put in front of it afterwards. One byte
+    /// is kept for the length (messages under 128 bytes, most of them); a longer message is moved
+    /// to make room for the rest.
     pub fn message(&mut self, field: u32, write: impl FnOnce(&mut ProtoWriter)) {
         self.tag(field, LEN);
-        let start = self.buf.len();
+        let slot = self.buf.len();
+        self.buf.push(0);
         write(self);
-        let len = (self.buf.len() - start) as u64;
-        let mut prefix = Vec::with_capacity(10);
-        put_varint(&mut prefix, len);
-        self.buf.splice(start..start, prefix);
+        let (prefix, used) = varint_array((self.buf.len() - slot - 1) as u64);
+        self.buf[slot] = prefix[0];
+        if used > 1 {
+            self.buf.splice(slot + 1..slot + 1, prefix[1..used].iter().copied());
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -86,6 +90,19 @@ pub fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
         value >>= 7;
     }
     buf.push(value as u8);
+}
+
+/// `value` as a varint on the stack, and how many of the ten bytes it takes.
+fn varint_array(mut value: u64) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let mut used = 0;
+    while value >= 0x80 {
+        out[used] = (value as u8 & 0x7f) | 0x80;
+        value >>= 7;
+        used += 1;
+    }
+    out[used] = value as u8;
+    (out, used + 1)
 }
 
 #[cfg(test)]
