@@ -48,3 +48,15 @@ fn bad_tracing_values_name_their_field() {
     let typo = problems(&with_tracing("  otlp_endpoint: http://c:4317\n  sample_ratio: 0.5\n"));
     assert!(typo.iter().any(|p| p.message.contains("sampling_ratio")), "{typo:?}");
 }
+
+#[test]
+fn complete_examples_in_the_tracing_guide_are_valid() {
+    let guide = include_str!("../../../docs/tracing.md");
+    let blocks: Vec<_> = guide.split("```yaml\n").skip(1).filter_map(|rest| rest.split_once("```")).collect();
+    let complete: Vec<_> = blocks.iter().map(|(block, _)| *block).filter(|b| b.contains("listeners:")).collect();
+    assert!(!complete.is_empty(), "the guide has a complete example");
+    for block in complete {
+        let config = parse_str(block, Format::Yaml, "tracing.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert!(config.tracing.is_some());
+    }
+}
