@@ -178,3 +178,33 @@ async fn a_collector_outage_costs_requests_nothing_and_a_returning_collector_get
         assert!(metrics.contains(series), "{series} missing from\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn a_trace_weir_starts_is_named_in_the_access_log_and_reads_http2_attributes() {
+    let (upstream, collector) = (MockUpstream::start("users").await, MockCollector::start().await);
+    let dir = std::env::temp_dir().join(format!("weir-traces-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let _ = std::fs::remove_file(&log);
+    let yaml = format!(
+        "access_log: {{ path: \"{}\" }}\n{}",
+        log.display(),
+        config(upstream.addr(), &collector.endpoint(), 1.0)
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let request = Request::get("http://api.example.com:9000/users/3").body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(weir_test::h2c_request(gateway.addr(), request).await.unwrap().status, 200);
+
+    let span = collector.wait_for_spans(1).await.remove(0);
+    assert!(span.parent_span_id.is_empty());
+    assert_eq!(text(&span, "network.protocol.version"), "2");
+    assert_eq!(text(&span, "server.address"), "api.example.com");
+    assert_eq!(int(&span, "server.port"), 9000);
+    let (trace_id, parent, _) = forwarded_traceparent(&upstream.wait_for(1).await[0]);
+    assert_eq!((hex(&span.trace_id), hex(&span.span_id)), (trace_id.clone(), parent));
+
+    assert!(gateway.gateway().access_log().unwrap().flush(weir_test::TEST_TIMEOUT));
+    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["trace_id"], trace_id.as_str());
+    let _ = std::fs::remove_dir_all(&dir);
+}
