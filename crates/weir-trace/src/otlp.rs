@@ -115,6 +115,11 @@ fn write_attributes(w: &mut ProtoWriter, http: &HttpFields) {
     if http.status != 0 {
         int_attribute(w, ATTRIBUTES, "http.response.status_code", i64::from(http.status));
     }
+    if http.status >= 500 {
+        // The conventions' error.type: weir's reason when weir answered, else the status code.
+        let status = http.status.to_string();
+        string_attribute(w, ATTRIBUTES, "error.type", http.refusal.unwrap_or(&status));
+    }
     if let Some(client) = &http.client {
         string_attribute(w, ATTRIBUTES, "client.address", &client.ip().to_canonical().to_string());
     }

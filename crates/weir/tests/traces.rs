@@ -89,7 +89,7 @@ async fn a_traced_request_exports_a_child_span_that_the_upstream_is_told_about()
     assert_eq!(text(span, "weir.endpoint"), upstream.addr().to_string());
     assert_eq!(int(span, "server.port"), 8443);
     assert_eq!((int(span, "http.response.status_code"), int(span, "weir.attempts")), (200, 1));
-    assert!(span.attribute("weir.refusal_reason").is_none());
+    assert!(span.attribute("weir.refusal_reason").is_none() && span.attribute("error.type").is_none());
     assert_eq!(span.resource["service.name"], AttributeValue::String("edge".into()));
     assert_eq!(span.resource["deployment.environment.name"], AttributeValue::String("test".into()));
     assert_eq!(span.scope_name, "weir");
@@ -105,6 +105,7 @@ async fn a_refused_request_ends_its_span_in_error_with_the_reason() {
     assert!(span.parent_span_id.is_empty(), "a request without traceparent starts a trace");
     assert_eq!((span.status_code, span.status_message.as_str()), (2, "connect_error"));
     assert_eq!(text(&span, "weir.refusal_reason"), "connect_error");
+    assert_eq!(text(&span, "error.type"), "connect_error");
     assert_eq!(int(&span, "http.response.status_code"), 502);
     assert_eq!(span.flags & 0x301, 0x101, "sampled, a local root");
 }

@@ -48,6 +48,8 @@ fn a_span_holds_ids_times_kind_and_attributes() {
 fn server_errors_set_an_error_status() {
     let encoded = Encoder::new("gw", &[]).request(&[span(503, false)]);
     assert!(contains(&encoded, &[0x7a, 2, 0x18, 2]), "status ERROR");
+    assert!(contains(&encoded, b"error.type"));
+    assert!(contains(&encoded, b"503"), "the status code as error.type");
     assert!(contains(&encoded, &[0x85, 0x01, 0x01, 0x01, 0, 0]), "flags: sampled, local root");
 }
 
