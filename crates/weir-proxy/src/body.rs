@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 use weir_telemetry::RequestTimer;
-use weir_trace::RequestSpan;
+use weir_trace::{RequestSpan, SpanEnd};
 use weir_upstream::PooledBody;
 
 use crate::access::Record;
@@ -189,12 +189,12 @@ pub struct TimedBody {
     bytes_out: u64,
     timer: Option<RequestTimer>,
     record: Option<Record>,
-    span: RequestSpan,
+    span: SpanEnd,
 }
 
 impl TimedBody {
     pub fn new(inner: ResponseBody, timer: RequestTimer, record: Option<Record>) -> Self {
-        let mut body = TimedBody { inner, bytes_out: 0, timer: Some(timer), record, span: RequestSpan::off() };
+        let mut body = TimedBody { inner, bytes_out: 0, timer: Some(timer), record, span: SpanEnd::default() };
         if body.inner.is_end_stream() {
             body.finish(true);
         }
@@ -204,7 +204,7 @@ impl TimedBody {
     /// Ends `span` with the body (at once if the body has ended already).
     pub fn traced(mut self, span: RequestSpan) -> Self {
         if self.timer.is_some() {
-            self.span = span;
+            self.span = span.into_end();
         }
         self
     }
@@ -216,7 +216,7 @@ impl TimedBody {
         if let Some(record) = self.record.take() {
             record.finish(self.bytes_out, complete);
         }
-        std::mem::replace(&mut self.span, RequestSpan::off()).end();
+        std::mem::take(&mut self.span).end();
     }
 }
 

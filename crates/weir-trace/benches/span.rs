@@ -79,6 +79,7 @@ fn encoding(c: &mut Criterion) {
         parent_span_id: Some([9; 8]),
         trace_state: None,
         start: SystemTime::now(),
+        arrived: Instant::now(),
         duration: Duration::from_micros(250),
         http: HttpFields {
             method: Some(Method::GET),

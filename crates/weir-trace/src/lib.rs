@@ -24,7 +24,7 @@ use weir_telemetry::TraceMetrics;
 
 pub use context::Parent;
 pub use export::BatchSettings;
-pub use span::{HttpFields, RequestSpan, SpanData};
+pub use span::{HttpFields, RequestSpan, SpanData, SpanEnd};
 
 use export::{BatchTask, Export, GrpcExporter, SpanQueue};
 use otlp::Encoder;
@@ -88,10 +88,11 @@ impl Tracer {
             parent_span_id: parent.map(|p| p.span_id),
             trace_state: parent.and(tracestate.cloned()),
             start: now.checked_sub(arrived.elapsed()).unwrap_or(now),
+            arrived,
             duration: Duration::ZERO,
             http: HttpFields::default(),
         };
-        RequestSpan::sampled(data, arrived, self.queue.clone())
+        RequestSpan::sampled(data, self.queue.clone())
     }
 
     /// Exports the spans still queued, within the export timeout; later spans are dropped and

@@ -1,7 +1,8 @@
 //! The gateway's span for one request. [`RequestSpan`] is made when a request arrives, carries the
 //! context weir propagates upstream, and, only when the request is sampled, a boxed [`SpanData`]
 //! the request path fills in as it learns the route, the upstream and the answer. An unsampled
-//! span holds ids and a flag and allocates nothing. The span ends when dropped (the response body
+//! span holds ids and a flag and allocates nothing. Once the context has gone upstream, the
+//! response body carries only a [`SpanEnd`]; the span ends when that is dropped (the response body
 //! finished or was abandoned), and a sampled one goes to the export queue then.
 
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ pub struct SpanData {
     pub trace_state: Option<HeaderValue>,
     /// Wall-clock time of the request's arrival.
     pub start: SystemTime,
+    /// The request's arrival on the monotonic clock, which the duration is measured from.
+    pub arrived: Instant,
     /// Arrival to the end of the response body (set when the span ends).
     pub duration: Duration,
     pub http: HttpFields,
@@ -65,34 +68,33 @@ struct Propagated {
 /// One request's span; see the module documentation.
 pub struct RequestSpan {
     context: Option<Propagated>,
-    recording: Option<Recording>,
+    recording: SpanEnd,
 }
 
-struct Recording {
-    data: Box<SpanData>,
-    started: Instant,
-    queue: Arc<SpanQueue>,
-}
+/// What is left of a span once its context has been propagated: the recorded data and the queue it
+/// ends into (nothing for an unsampled span). Two pointers wide, for the response body to carry.
+#[derive(Default)]
+pub struct SpanEnd(Option<(Box<SpanData>, Arc<SpanQueue>)>);
 
 impl RequestSpan {
     /// The span of a gateway without tracing: it propagates nothing and records nothing.
     pub const fn off() -> RequestSpan {
-        RequestSpan { context: None, recording: None }
+        RequestSpan { context: None, recording: SpanEnd(None) }
     }
 
     pub(crate) fn unsampled(trace_id: TraceId, span_id: SpanId, has_parent: bool) -> RequestSpan {
         let context = Propagated { trace_id, span_id, sampled: false, has_parent };
-        RequestSpan { context: Some(context), recording: None }
+        RequestSpan { context: Some(context), recording: SpanEnd(None) }
     }
 
-    pub(crate) fn sampled(data: SpanData, started: Instant, queue: Arc<SpanQueue>) -> RequestSpan {
+    pub(crate) fn sampled(data: SpanData, queue: Arc<SpanQueue>) -> RequestSpan {
         let context = Propagated {
             trace_id: data.trace_id,
             span_id: data.span_id,
             sampled: true,
             has_parent: data.parent_span_id.is_some(),
         };
-        RequestSpan { context: Some(context), recording: Some(Recording { data: Box::new(data), started, queue }) }
+        RequestSpan { context: Some(context), recording: SpanEnd(Some((Box::new(data), queue))) }
     }
 
     /// The `traceparent` to send upstream, naming this span; `None` when tracing is off.
@@ -112,21 +114,31 @@ impl RequestSpan {
 
     /// The span's fields to fill in; `None` when the request is not sampled.
     pub fn fields(&mut self) -> Option<&mut HttpFields> {
-        self.recording.as_mut().map(|r| &mut r.data.http)
+        self.recording.0.as_mut().map(|(data, _)| &mut data.http)
     }
 
     pub fn is_recording(&self) -> bool {
-        self.recording.is_some()
+        self.recording.0.is_some()
+    }
+
+    /// Keeps only what ending the span needs.
+    pub fn into_end(self) -> SpanEnd {
+        self.recording
     }
 
     /// Ends the span now (dropping it does the same).
     pub fn end(self) {}
 }
 
-impl Drop for RequestSpan {
+impl SpanEnd {
+    /// Ends the span now (dropping it does the same).
+    pub fn end(self) {}
+}
+
+impl Drop for SpanEnd {
     fn drop(&mut self) {
-        if let Some(Recording { mut data, started, queue }) = self.recording.take() {
-            data.duration = started.elapsed();
+        if let Some((mut data, queue)) = self.0.take() {
+            data.duration = data.arrived.elapsed();
             queue.push(data);
         }
     }

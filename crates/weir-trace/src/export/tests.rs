@@ -70,6 +70,7 @@ fn span() -> Box<SpanData> {
         parent_span_id: None,
         trace_state: None,
         start: SystemTime::now(),
+        arrived: std::time::Instant::now(),
         duration: Duration::ZERO,
         http: HttpFields::default(),
     })

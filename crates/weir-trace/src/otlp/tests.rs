@@ -9,6 +9,7 @@ fn span(status: u16, parent: bool) -> SpanData {
         parent_span_id: parent.then_some([3; 8]),
         trace_state: None,
         start: UNIX_EPOCH + Duration::from_nanos(1_000),
+        arrived: std::time::Instant::now(),
         duration: Duration::from_nanos(500),
         http: HttpFields {
             method: Some(http::Method::GET),
