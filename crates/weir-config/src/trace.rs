@@ -1,6 +1,6 @@
 //! The `tracing` section: where finished spans are exported (an OpenTelemetry collector speaking
-//! OTLP/gRPC), which requests are sampled, and how the exporter batches. Tracing is off when the
-//! section is absent.
+//! OTLP/gRPC, or OTLP/HTTP), which requests are sampled, and how the exporter batches. Tracing is
+//! off when the section is absent.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +13,11 @@ use crate::values::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tracing {
-    /// The collector's OTLP/gRPC address, `http://host:port` (4317 when the port is left out).
+    /// The collector's address, `http://host:port` (4317 for gRPC, 4318 for HTTP when left out).
     pub otlp_endpoint: String,
+    /// How spans travel to the collector.
+    #[serde(default)]
+    pub otlp_protocol: OtlpProtocol,
     /// The share of requests starting a trace that are sampled, from 0 to 1. Requests that come
     /// with a `traceparent` follow their caller's decision instead.
     #[serde(default = "default_ratio")]
@@ -37,6 +40,17 @@ pub struct Tracing {
     /// Longest one export call may take; also bounds the flush at shutdown.
     #[serde(default = "default_export_timeout")]
     pub export_timeout: Duration,
+}
+
+/// The OTLP transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpProtocol {
+    /// `TraceService/Export` over HTTP/2.
+    #[default]
+    Grpc,
+    /// `POST /v1/traces` with a protobuf body over HTTP/1.1.
+    HttpProtobuf,
 }
 
 fn default_ratio() -> f64 {
@@ -106,7 +120,7 @@ fn endpoint_problem(endpoint: &str) -> Result<(), String> {
         return Err(format!("{endpoint:?} names no host; {hint}"));
     }
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
-        return Err(format!("{endpoint:?} has a path; the gRPC method's path is added by weir ({hint})"));
+        return Err(format!("{endpoint:?} has a path; weir adds the gRPC method's or /v1/traces ({hint})"));
     }
     Ok(())
 }

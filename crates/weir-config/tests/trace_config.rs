@@ -26,6 +26,10 @@ fn tracing_is_off_unless_configured_and_has_defaults() {
     assert_eq!(tracing.batch_delay.0, std::time::Duration::from_secs(1));
     assert_eq!(tracing.export_timeout.0, std::time::Duration::from_secs(10));
     assert!(tracing.resource.is_empty());
+    assert_eq!(tracing.otlp_protocol, weir_config::OtlpProtocol::Grpc);
+    let http = with_tracing("  otlp_endpoint: http://collector:4318\n  otlp_protocol: http_protobuf\n");
+    let config = parse_str(&http, Format::Yaml, "t.yaml").unwrap();
+    assert_eq!(config.tracing.as_ref().unwrap().otlp_protocol, weir_config::OtlpProtocol::HttpProtobuf);
 }
 
 #[test]
@@ -47,6 +51,8 @@ fn bad_tracing_values_name_their_field() {
     }
     let typo = problems(&with_tracing("  otlp_endpoint: http://c:4317\n  sample_ratio: 0.5\n"));
     assert!(typo.iter().any(|p| p.message.contains("sampling_ratio")), "{typo:?}");
+    let protocol = problems(&with_tracing("  otlp_endpoint: http://c:4317\n  otlp_protocol: http\n"));
+    assert!(protocol.iter().any(|p| p.message.contains("http_protobuf")), "{protocol:?}");
 }
 
 #[test]

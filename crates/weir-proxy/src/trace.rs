@@ -10,7 +10,7 @@ use std::time::Instant;
 use http::HeaderName;
 use http::header::{HOST, USER_AGENT};
 use http::request::Parts;
-use weir_config::Tracing;
+use weir_config::{OtlpProtocol, Tracing};
 use weir_telemetry::Metrics;
 use weir_trace::{BatchSettings, RequestSpan, Tracer, TracerSettings};
 
@@ -26,6 +26,7 @@ pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 pub fn start_tracer(config: &Tracing, metrics: &Metrics) -> Arc<Tracer> {
     let settings = TracerSettings {
         endpoint: config.otlp_endpoint.parse().expect("validation checked the endpoint"),
+        http_protobuf: config.otlp_protocol == OtlpProtocol::HttpProtobuf,
         service_name: config.service_name.clone(),
         resource: config.resource.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         sampling_ratio: config.sampling_ratio,

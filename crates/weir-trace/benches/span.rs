@@ -31,6 +31,7 @@ impl Export for StandIn {
 fn tracer(ratio: f64, hang: bool) -> Tracer {
     let settings = TracerSettings {
         endpoint: "http://127.0.0.1:4317".parse().unwrap(),
+        http_protobuf: false,
         service_name: "bench".into(),
         resource: Vec::new(),
         sampling_ratio: ratio,

@@ -2,8 +2,8 @@
 //! `traceparent`, decides whether the request is sampled (the caller's flag, or the ratio for a
 //! request that starts a trace) and gives a [`RequestSpan`]: a child of the caller's span, whose
 //! `traceparent` weir sends upstream. Sampled spans end into a bounded queue that a batch task
-//! drains to an OpenTelemetry collector over OTLP/gRPC ([`export`]); the request path never waits
-//! on the collector.
+//! drains to an OpenTelemetry collector over OTLP/gRPC or OTLP/HTTP ([`export`]); the request path
+//! never waits on the collector.
 //!
 //! The OTLP messages are written by a small protobuf writer ([`proto`], [`otlp`]) rather than
 //! generated code, which keeps gRPC and protobuf crates out of the build.
@@ -26,15 +26,17 @@ pub use context::Parent;
 pub use export::BatchSettings;
 pub use span::{HttpFields, RequestSpan, SpanData, SpanEnd};
 
-use export::{BatchTask, Export, GrpcExporter, SpanQueue};
+use export::{BatchTask, Export, GrpcExporter, HttpExporter, OtlpExporter, SpanQueue};
 use otlp::Encoder;
 use sampler::Sampler;
 
 /// What a tracer is started with, compiled from the configuration's `tracing` section.
 #[derive(Debug, Clone)]
 pub struct TracerSettings {
-    /// The collector's OTLP/gRPC endpoint, `http://host:port`.
+    /// The collector's endpoint, `http://host:port`.
     pub endpoint: Uri,
+    /// OTLP/HTTP (protobuf) instead of OTLP/gRPC.
+    pub http_protobuf: bool,
     pub service_name: String,
     pub resource: Vec<(String, String)>,
     /// The share of requests that start a trace which are sampled.
@@ -53,7 +55,10 @@ pub struct Tracer {
 impl Tracer {
     /// Starts the exporter's batch task, exporting to the collector; needs a Tokio runtime.
     pub fn start(settings: TracerSettings, metrics: TraceMetrics) -> Tracer {
-        let exporter = GrpcExporter::new(&settings.endpoint);
+        let exporter = match settings.http_protobuf {
+            true => OtlpExporter::Http(HttpExporter::new(&settings.endpoint)),
+            false => OtlpExporter::Grpc(GrpcExporter::new(&settings.endpoint)),
+        };
         Tracer::with_exporter(settings, metrics, exporter)
     }
 

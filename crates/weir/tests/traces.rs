@@ -209,3 +209,20 @@ async fn a_trace_weir_starts_is_named_in_the_access_log_and_reads_http2_attribut
     assert_eq!(line["trace_id"], trace_id.as_str());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn spans_can_go_over_otlp_http_instead() {
+    let (upstream, collector) = (MockUpstream::start("users").await, MockCollector::start().await);
+    let yaml = config(upstream.addr(), &collector.endpoint(), 1.0)
+        .replace("  sampling_ratio:", "  otlp_protocol: http_protobuf\n  sampling_ratio:");
+    let gateway = TestGateway::start(&yaml).await;
+    for path in ["/users/1", "/users/2"] {
+        assert_eq!(http1_request(gateway.addr(), get(path, None)).await.unwrap().status, 200);
+    }
+    let spans = collector.wait_for_spans(2).await;
+    let paths: Vec<_> = spans.iter().map(|span| text(span, "url.path")).collect();
+    assert_eq!(paths, ["/users/1", "/users/2"]);
+    let shared = gateway.gateway().clone();
+    gateway.stop().await;
+    assert!(shared.metrics().encode().contains("weir_trace_spans_exported_total 2"));
+}

@@ -1,7 +1,8 @@
-//! A mock OpenTelemetry collector: an HTTP/2 (cleartext, prior knowledge) server on 127.0.0.1 that
-//! answers the OTLP/gRPC `TraceService/Export` call, decodes each request with its own protobuf
-//! reader ([`decode`]) and keeps the spans for the test. It answers gRPC OK in trailers, the way a
-//! real collector does, and a malformed request with `INVALID_ARGUMENT`.
+//! A mock OpenTelemetry collector: a cleartext server on 127.0.0.1 that answers the OTLP/gRPC
+//! `TraceService/Export` call (HTTP/2, prior knowledge) and OTLP/HTTP `POST /v1/traces` (HTTP/1.1),
+//! decodes each request with its own protobuf reader ([`decode`]) and keeps the spans for the test.
+//! It answers gRPC OK in trailers, the way a real collector does, and a malformed request with
+//! `INVALID_ARGUMENT` (gRPC) or 400 (HTTP).
 
 mod decode;
 
@@ -23,6 +24,7 @@ use tokio::sync::Notify;
 pub use decode::{AttributeValue, ExportedSpan};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const HTTP_PATH: &str = "/v1/traces";
 
 /// A mock collector; see the module documentation.
 pub struct MockCollector {
@@ -97,13 +99,16 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
         let state = state.clone();
         let service = hyper::service::service_fn(move |request| answer(request, state.clone()));
         connections.spawn(async move {
-            let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
 async fn answer(request: Request<Incoming>, state: Arc<State>) -> Result<Response<GrpcAnswer>, Infallible> {
+    if request.uri().path() == HTTP_PATH {
+        return Ok(answer_http(request, state).await);
+    }
     let grpc = request.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if request.uri().path() != EXPORT_PATH || !grpc {
         let mut response = Response::new(GrpcAnswer::status(12, "unimplemented"));
@@ -128,6 +133,28 @@ async fn answer(request: Request<Incoming>, state: Arc<State>) -> Result<Respons
     Ok(response)
 }
 
+/// OTLP/HTTP: the body is the protobuf message itself; the answer an empty response message.
+async fn answer_http(request: Request<Incoming>, state: Arc<State>) -> Response<GrpcAnswer> {
+    let protobuf = request.headers().get("content-type").is_some_and(|v| v == "application/x-protobuf");
+    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let decoded = if protobuf { decode::export_request(&body) } else { Err("not application/x-protobuf".into()) };
+    let status = match decoded {
+        Ok(spans) => {
+            state.spans.lock().unwrap().extend(spans);
+            StatusCode::OK
+        }
+        Err(why) => {
+            state.malformed.lock().unwrap().push(why);
+            StatusCode::BAD_REQUEST
+        }
+    };
+    state.arrived.notify_waiters();
+    let mut response = Response::new(GrpcAnswer { message: None, trailers: None });
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/x-protobuf"));
+    response
+}
+
 /// The one message of a gRPC request body: uncompressed, length as declared.
 fn unframe(body: &[u8]) -> Result<&[u8], String> {
     if body.len() < 5 || body[0] != 0 {
@@ -140,7 +167,7 @@ fn unframe(body: &[u8]) -> Result<&[u8], String> {
     Ok(&body[5..])
 }
 
-/// A gRPC answer: an empty response message, then the status in trailers.
+/// A gRPC answer: an empty response message, then the status in trailers (for OTLP/HTTP: no body).
 pub struct GrpcAnswer {
     message: Option<Bytes>,
     trailers: Option<HeaderMap>,

@@ -32,6 +32,8 @@ pub enum ExportError {
     NoStatus,
     #[error("the export call took longer than {0:?}")]
     Timeout(std::time::Duration),
+    #[error("the collector closed the connection")]
+    Closed,
 }
 
 /// A gRPC client for one collector.
@@ -46,10 +48,7 @@ pub struct GrpcExporter {
 impl GrpcExporter {
     /// A client for the collector at `endpoint` (`http://host:port`); it connects on first use.
     pub fn new(endpoint: &Uri) -> GrpcExporter {
-        let authority = endpoint.authority().map_or_else(String::new, |a| match a.port() {
-            Some(_) => a.as_str().to_string(),
-            None => format!("{}:4317", a.host()),
-        });
+        let authority = super::authority(endpoint, 4317);
         let uri = Uri::builder()
             .scheme("http")
             .authority(authority.as_str())

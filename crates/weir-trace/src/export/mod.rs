@@ -4,9 +4,10 @@
 //! within `batch_delay` of the first), encodes them and exports each batch with a timeout. A failed
 //! export drops its batch, counts the error and waits a growing backoff before the next call, so a
 //! collector outage costs a bounded queue and a few counters. Shutdown exports what is queued
-//! within a deadline.
+//! within a deadline. Batches go over OTLP/gRPC ([`GrpcExporter`]) or OTLP/HTTP ([`HttpExporter`]).
 
 mod grpc;
+mod http_protobuf;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use weir_telemetry::TraceMetrics;
 
 pub use grpc::{ExportError, GrpcExporter};
+pub use http_protobuf::HttpExporter;
 
 use crate::otlp::Encoder;
 use crate::span::SpanData;
@@ -39,6 +41,29 @@ impl Export for GrpcExporter {
     fn export(&mut self, message: Vec<u8>) -> impl Future<Output = Result<(), ExportError>> + Send {
         GrpcExporter::export(self, message)
     }
+}
+
+/// The two OTLP transports.
+pub enum OtlpExporter {
+    Grpc(GrpcExporter),
+    Http(HttpExporter),
+}
+
+impl Export for OtlpExporter {
+    async fn export(&mut self, message: Vec<u8>) -> Result<(), ExportError> {
+        match self {
+            OtlpExporter::Grpc(grpc) => grpc.export(message).await,
+            OtlpExporter::Http(http) => http.export(message).await,
+        }
+    }
+}
+
+/// `host:port` of an endpoint, with `default_port` when it names none.
+fn authority(endpoint: &http::Uri, default_port: u16) -> String {
+    endpoint.authority().map_or_else(String::new, |a| match a.port() {
+        Some(_) => a.as_str().to_string(),
+        None => format!("{}:{default_port}", a.host()),
+    })
 }
 
 /// How the batch task batches and exports.
