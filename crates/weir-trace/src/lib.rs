@@ -110,3 +110,78 @@ impl Tracer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use export::ExportError;
+
+    struct Nowhere;
+
+    impl Export for Nowhere {
+        async fn export(&mut self, _message: Vec<u8>) -> Result<(), ExportError> {
+            Ok(())
+        }
+    }
+
+    fn tracer(ratio: f64) -> Tracer {
+        let settings = TracerSettings {
+            endpoint: "http://127.0.0.1:4317".parse().unwrap(),
+            http_protobuf: false,
+            service_name: "test".into(),
+            resource: Vec::new(),
+            sampling_ratio: ratio,
+            batch: BatchSettings {
+                batch_size: 8,
+                batch_delay: Duration::from_millis(1),
+                queue_size: 8,
+                export_timeout: Duration::from_secs(1),
+            },
+        };
+        Tracer::with_exporter(settings, TraceMetrics::unregistered(), Nowhere)
+    }
+
+    const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+
+    fn header(flags: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("{CALLER}-{flags}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unsampled_caller_gets_a_propagated_span_that_records_nothing() {
+        let tracer = tracer(1.0);
+        let mut span = tracer.begin(Some(&header("00")), None, Instant::now());
+        assert!(!span.is_recording() && span.fields().is_none(), "no span data for an unsampled request");
+        let sent = span.traceparent().unwrap();
+        let sent = sent.to_str().unwrap();
+        assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && sent.ends_with("-00"), "{sent}");
+        assert!(!sent.contains("00f067aa0ba902b7"), "weir's own span id goes upstream");
+        assert!(span.continues_caller());
+    }
+
+    #[tokio::test]
+    async fn a_sampled_caller_is_recorded_with_its_tracestate_whatever_the_ratio() {
+        let tracer = tracer(0.0);
+        let state = HeaderValue::from_static("vendor=1");
+        let mut span = tracer.begin(Some(&header("01")), Some(&state), Instant::now());
+        assert!(span.fields().is_some());
+        assert!(span.traceparent().unwrap().to_str().unwrap().ends_with("-01"));
+        let end = span.into_end();
+        let Some((data, _)) = &end.0 else { panic!("a sampled span records") };
+        assert_eq!(data.parent_span_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
+        assert_eq!(data.trace_state.as_ref().unwrap(), "vendor=1");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_caller_starts_a_new_trace_without_its_tracestate() {
+        let tracer = tracer(1.0);
+        let state = HeaderValue::from_static("vendor=1");
+        let bad = HeaderValue::from_static("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01");
+        let span = tracer.begin(Some(&bad), Some(&state), Instant::now());
+        assert!(!span.continues_caller());
+        let end = span.into_end();
+        let Some((data, _)) = &end.0 else { panic!("ratio 1 samples every root") };
+        assert_eq!((data.parent_span_id, &data.trace_state), (None, &None));
+        assert!(RequestSpan::off().traceparent().is_none());
+    }
+}

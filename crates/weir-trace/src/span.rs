@@ -74,7 +74,7 @@ pub struct RequestSpan {
 /// What is left of a span once its context has been propagated: the recorded data and the queue it
 /// ends into (nothing for an unsampled span). Two pointers wide, for the response body to carry.
 #[derive(Default)]
-pub struct SpanEnd(Option<(Box<SpanData>, Arc<SpanQueue>)>);
+pub struct SpanEnd(pub(crate) Option<(Box<SpanData>, Arc<SpanQueue>)>);
 
 impl RequestSpan {
     /// The span of a gateway without tracing: it propagates nothing and records nothing.
