@@ -96,8 +96,12 @@ impl GrpcExporter {
             self.connection = Some(sender);
         }
         let sender = self.connection.as_mut().expect("set above");
-        std::future::poll_fn(|cx| sender.poll_ready(cx)).await?;
-        Ok(sender)
+        if let Err(error) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
+            // Broken for good: the next call connects again.
+            self.connection = None;
+            return Err(error.into());
+        }
+        Ok(self.connection.as_mut().expect("ready above"))
     }
 }
 
