@@ -226,3 +226,22 @@ async fn spans_can_go_over_otlp_http_instead() {
     gateway.stop().await;
     assert!(shared.metrics().encode().contains("weir_trace_spans_exported_total 2"));
 }
+
+#[tokio::test]
+async fn every_try_of_a_retried_request_names_the_same_span_which_counts_the_tries() {
+    let (upstream, collector) = (MockUpstream::start("users").await, MockCollector::start().await);
+    upstream.set_status("", 503);
+    let retry = "upstream: live, retry: { attempts: 2, on: [503], backoff: { base: 1ms, max: 1ms } }";
+    let yaml = config(upstream.addr(), &collector.endpoint(), 1.0).replacen("upstream: live", retry, 1);
+    let gateway = TestGateway::start(&yaml).await;
+    assert_eq!(http1_request(gateway.addr(), get("/users/1", None)).await.unwrap().status, 503);
+
+    let received = upstream.wait_for(2).await;
+    let (first, second) = (forwarded_traceparent(&received[0]), forwarded_traceparent(&received[1]));
+    assert_eq!(first, second);
+    let span = collector.wait_for_spans(1).await.remove(0);
+    assert_eq!(hex(&span.span_id), first.1);
+    assert_eq!(int(&span, "weir.attempts"), 2);
+    assert_eq!((span.status_code, text(&span, "error.type")), (2, "503"), "the upstream's 5xx is an error too");
+    assert!(span.attribute("weir.refusal_reason").is_none());
+}
