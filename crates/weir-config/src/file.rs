@@ -31,6 +31,9 @@ pub struct ConfigFile {
     /// The admin API; off when absent.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// Distributed tracing, exported over OTLP/gRPC; off when absent.
+    #[serde(default)]
+    pub tracing: Option<crate::Tracing>,
     pub listeners: Vec<Listener>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,

@@ -56,6 +56,7 @@ pub(crate) fn validate(file: ConfigFile, text: &str, format: Format) -> Result<C
     check_server(&mut checker, &file);
     check_admin(&mut checker, &file);
     check_access_log(&mut checker, &file);
+    crate::trace::check(&mut checker, file.tracing.as_ref());
     check_listeners(&mut checker, &file.listeners);
     ratelimit::check_global(&mut checker, &file);
     crate::fault::check::check_file(&mut checker, &file);

@@ -15,6 +15,7 @@ use weir_config::{AccessLog as AccessLogConfig, AccessLogField};
 use weir_telemetry::Metrics;
 use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler};
 use weir_telemetry::trace_context::TraceId;
+use weir_trace::RequestSpan;
 
 use crate::access_headers::{Captured, HeaderCapture};
 use crate::refusal::Refusal;
@@ -160,6 +161,13 @@ impl Record {
 
     pub fn identified(&mut self, request_id: &HeaderValue) {
         self.request_id = Some(request_id.clone());
+    }
+
+    /// The trace the request's span is in, which tracing may have started.
+    pub fn traced(&mut self, span: &RequestSpan) {
+        if let Some(id) = span.trace_id() {
+            self.trace_id = Some(TraceId::from_binary(&id));
+        }
     }
 
     pub fn routed(&mut self, name: &Arc<str>) {

@@ -1,5 +1,6 @@
 //! One request's way through weir. [`serve_request`] reads top to bottom as the request path:
-//! refusals raised by the connection, the snapshot, the request id, route matching, then the route's
+//! refusals raised by the connection, the snapshot, the request id, route matching, the request's
+//! trace span (whose `traceparent` goes upstream), then the route's
 //! action (a direct response, or forwarding to an upstream), then response edits, and the request's
 //! metrics (counted by status and refusal reason, timed to the end of the response body) and
 //! access-log record (finished by the response body).
@@ -27,6 +28,7 @@ use crate::server::Gateway;
 use crate::snapshot::Snapshot;
 use crate::stages::fault;
 use crate::stages::rate_limit::client_ip;
+use crate::trace;
 use crate::upstream_notes::{self, Attempts};
 
 /// What a request needs to know about the connection it came on.
@@ -61,15 +63,17 @@ pub async fn serve_request(
     let grpc = fault::is_grpc(request.headers());
     let tunnel = request.extensions().get::<TunnelRequested>().is_some();
     let id = forward::request_id(request.headers(), &snapshot.request_id);
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
     let route = matched.as_ref().ok().copied();
+    let mut span = trace::begin(gateway.tracer(), &mut parts, conn, started, route);
     let metrics = route.map_or(&snapshot.unmatched, |route| &route.metrics);
     metrics.received(&parts.method);
     let timer = metrics.timer(started);
     if let Some(record) = &mut record {
         record.identified(&id);
         route.inspect(|route| record.routed(&route.name));
+        record.traced(&span);
     }
     let want_tally = record.as_ref().is_some_and(Record::wants_bytes_in);
     let stages = async {
@@ -102,6 +106,7 @@ pub async fn serve_request(
     if let (Some(first), None) = (attempts.first_at, refusal) {
         metrics.upstream_answered(first.elapsed());
     }
+    trace::answered(&mut span, response.status().as_u16(), refusal, &attempts);
     if let Some(record) = &mut record {
         record.answered(response.status().as_u16(), refusal, attempts);
     }
@@ -111,7 +116,7 @@ pub async fn serve_request(
     if let Some(record) = &mut record {
         record.responded(response.headers());
     }
-    Ok(response.map(|body| TimedBody::new(body, timer, record)))
+    Ok(response.map(|body| TimedBody::new(body, timer, record).traced(span)))
 }
 
 /// Answers a request refused by the framing guard, before its head was looked at.

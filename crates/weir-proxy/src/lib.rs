@@ -4,7 +4,8 @@
 //! A request's way: [`server`] accepts and serves a connection -> [`framing`] validates HTTP/1
 //! framing -> hyper parses -> [`handler::serve_request`] loads the [`Snapshot`], matches a route
 //! ([`router`]) and runs its action -> [`refusal`] answers for anything refused -> [`body`] streams
-//! the response and, at its end, finishes the request's metrics and [`access`] log record.
+//! the response and, at its end, finishes the request's metrics, [`access`] log record and
+//! [`trace`] span.
 
 pub mod access;
 pub mod access_headers;
@@ -26,6 +27,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stages;
+pub mod trace;
 pub mod upstream_notes;
 pub mod upstream_status;
 

@@ -36,6 +36,7 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
+    tracer: Option<Arc<weir_trace::Tracer>>,
     draining: AtomicBool,
     reload: ReloadState,
 }
@@ -51,6 +52,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
+            tracer: None,
             draining: AtomicBool::new(false),
             reload,
         }
@@ -59,6 +61,11 @@ impl Gateway {
     /// The access log, when one is configured.
     pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
         self.access_log.as_ref()
+    }
+
+    /// The tracer, when tracing is configured.
+    pub fn tracer(&self) -> Option<&weir_trace::Tracer> {
+        self.tracer.as_deref()
     }
 
     /// The serving configuration, and what reloads carry across.
@@ -145,7 +152,9 @@ impl Server {
         let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters, &mut limiters, experiments)?;
         let reload = ReloadState::new(config.clone(), set.registry, limiters.finish());
         let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
-        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload));
+        let mut gateway = Gateway::new(snapshot, metrics.clone(), access_log, reload);
+        gateway.tracer = config.tracing.as_ref().map(|tracing| crate::trace::start_tracer(tracing, &metrics));
+        let gateway = Arc::new(gateway);
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let serving = gateway.snapshot();
         serving.faults.experiments.restore(|target| serving.has_target(target));
@@ -194,17 +203,24 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting (new connections are refused), lets
-    /// in-flight requests finish within the drain timeout, and returns.
+    /// in-flight requests finish within the drain timeout, exports the spans still queued, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
         let gateway = self.gateway.clone();
         gateway.start_clusters();
         let reaper = tokio::spawn(gateway.snapshot().faults.experiments.clone().reap_forever());
         let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
+        let traced = self.gateway.clone();
         let drained = self.serve_until(shutdown).await;
         if let Some(admin) = admin {
             admin.abort();
         }
         reaper.abort();
+        // Spans end with their responses, so every one is queued once the drain is over.
+        if let Some(tracer) = traced.tracer()
+            && !tracer.shutdown().await
+        {
+            tracing::warn!("spans still queued at shutdown were not exported within the export timeout");
+        }
         drained
     }
 

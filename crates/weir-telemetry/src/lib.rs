@@ -23,6 +23,7 @@ mod route;
 pub mod text_format;
 pub mod trace_context;
 mod tunnels;
+mod traces;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
@@ -34,6 +35,7 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
+pub use traces::{SPAN_DROP_REASONS, TraceMetrics};
 pub use tunnels::TunnelMetrics;
 pub use upstreams::{BREAKER_STATES, BreakerCounts, ClusterReport, EndpointReport, UpstreamSource};
 
@@ -88,6 +90,7 @@ pub struct Metrics {
     concurrency: concurrency::ConcurrencyFamilies,
     faults: faults::FaultFamilies,
     tunnels: tunnels::TunnelFamilies,
+    traces: TraceMetrics,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -142,6 +145,7 @@ impl Metrics {
         let concurrency = concurrency::ConcurrencyFamilies::register(&mut registry);
         let faults = faults::FaultFamilies::register(&mut registry);
         let tunnels = tunnels::TunnelFamilies::register(&mut registry);
+        let traces = TraceMetrics::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -159,6 +163,7 @@ impl Metrics {
             concurrency,
             faults,
             tunnels,
+            traces,
         })
     }
 
@@ -224,6 +229,11 @@ impl Metrics {
     /// The configuration reload series.
     pub fn reloads(&self) -> &ReloadMetrics {
         &self.reloads
+    }
+
+    /// The span exporter's series.
+    pub fn traces(&self) -> &TraceMetrics {
+        &self.traces
     }
 
     /// Where the upstream endpoint series are read from at each scrape.

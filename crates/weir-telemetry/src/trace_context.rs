@@ -28,6 +28,17 @@ impl TraceId {
         Some(TraceId(id))
     }
 
+    /// The hex form of a binary trace id.
+    pub fn from_binary(id: &[u8; 16]) -> TraceId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (i, byte) in id.iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(byte >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        TraceId(hex)
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -49,6 +60,10 @@ mod tests {
         assert_eq!(id.as_bytes(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         let future = format!("01{}-more", &VALID[2..]);
         assert!(TraceId::from_traceparent(future.as_bytes()).is_some());
+        let mut binary = [0u8; 16];
+        binary[0] = 0x4b;
+        binary[15] = 0x36;
+        assert_eq!(TraceId::from_binary(&binary).as_bytes(), b"4b000000000000000000000000000036");
     }
 
     #[test]

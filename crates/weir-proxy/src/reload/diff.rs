@@ -43,7 +43,7 @@ pub struct ConfigDiff {
     pub routes: SectionDiff,
     pub upstreams: SectionDiff,
     pub listeners: SectionDiff,
-    /// Other sections only a restart applies (`admin`, `log`, `server.workers`) that differ.
+    /// Other sections only a restart applies (`admin`, `log`, `tracing`, `server.workers`) that differ.
     pub restart_only: Vec<&'static str>,
 }
 
@@ -62,6 +62,9 @@ impl ConfigDiff {
         }
         if format!("{:?}", old.log) != format!("{:?}", new.log) {
             restart_only.push("log");
+        }
+        if format!("{:?}", old.tracing) != format!("{:?}", new.tracing) {
+            restart_only.push("tracing");
         }
         if old.server.workers != new.server.workers {
             restart_only.push("server.workers");
