@@ -188,6 +188,11 @@ pub enum AccessLogField {
     Reason,
     Aborted,
     UserAgent,
+    TlsVersion,
+    TlsSni,
+    Alpn,
+    TlsClientSubject,
+    TlsClientSpiffeId,
 }
 
 /// A socket weir accepts client connections on.
@@ -213,6 +218,9 @@ pub struct Listener {
     pub max_headers: usize,
     #[serde(default = "default_max_uri_length")]
     pub max_uri_length: ByteSize,
+    /// Terminate TLS on this listener (see docs/tls.md).
+    #[serde(default)]
+    pub tls: Option<crate::tls::ListenerTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -145,6 +145,9 @@ fn check_listeners(checker: &mut Checker, listeners: &[Listener]) {
             checker.fail(format!("{field}.address"), format!("address {} is used by two listeners", listener.address));
         }
         check_listener_limits(checker, &field, listener);
+        if let Some(tls) = &listener.tls {
+            crate::tls::check(checker, &format!("{field}.tls"), tls);
+        }
     }
 }
 

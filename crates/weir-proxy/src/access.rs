@@ -13,10 +13,11 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Method, Request, Version};
 use weir_config::{AccessLog as AccessLogConfig, AccessLogField};
 use weir_telemetry::Metrics;
-use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler};
+use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler, TlsEntry};
 use weir_telemetry::trace_context::TraceId;
 
 use crate::refusal::Refusal;
+use crate::tls::TlsInfo;
 use crate::upstream_notes::Attempts;
 
 static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
@@ -81,6 +82,7 @@ impl AccessLog {
             status: CLIENT_CLOSED,
             reason: None,
             attempts: Attempts::default(),
+            tls: None,
             written: false,
         }
     }
@@ -110,6 +112,11 @@ fn field_of(field: AccessLogField) -> Field {
         AccessLogField::Reason => Field::Reason,
         AccessLogField::Aborted => Field::Aborted,
         AccessLogField::UserAgent => Field::UserAgent,
+        AccessLogField::TlsVersion => Field::TlsVersion,
+        AccessLogField::TlsSni => Field::TlsSni,
+        AccessLogField::Alpn => Field::Alpn,
+        AccessLogField::TlsClientSubject => Field::TlsClientSubject,
+        AccessLogField::TlsClientSpiffeId => Field::TlsClientSpiffeId,
     }
 }
 
@@ -135,7 +142,21 @@ pub struct Record {
     status: u16,
     reason: Option<&'static str>,
     attempts: Attempts,
+    /// The connection's TLS details, shared with its other requests.
+    tls: Option<Arc<TlsInfo>>,
     written: bool,
+}
+
+/// A TLS connection's part of its requests' lines.
+fn tls_entry(info: &TlsInfo) -> TlsEntry<'_> {
+    let client = info.client.as_ref();
+    TlsEntry {
+        version: info.version,
+        sni: info.sni.as_deref(),
+        alpn: info.alpn,
+        client_subject: client.map(|client| client.subject.as_str()),
+        client_spiffe_id: client.and_then(|client| client.spiffe_id.as_deref()),
+    }
 }
 
 impl Record {
@@ -148,6 +169,11 @@ impl Record {
     /// head, so the line leaves method, host, path and user agent out.
     pub fn head_unread(&mut self) {
         (self.method, self.host, self.target, self.user_agent) = (None, None, None, None);
+    }
+
+    /// The request came over TLS.
+    pub fn secured(&mut self, tls: &Arc<TlsInfo>) {
+        self.tls = Some(tls.clone());
     }
 
     pub fn identified(&mut self, request_id: &HeaderValue) {
@@ -202,6 +228,7 @@ impl Record {
             reason: self.reason,
             aborted,
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
+            tls: self.tls.as_deref().map(tls_entry),
         };
         access_log::log(&log.format, &entry, &log.writer);
     }

@@ -34,6 +34,8 @@ pub struct ConnContext {
     pub max_uri_length: usize,
     /// Counts the connection under its protocol once the first request shows it.
     pub protocol: std::sync::OnceLock<weir_telemetry::OpenConnection>,
+    /// What the TLS handshake settled, on a TLS listener.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
 }
 
 /// Serves one request. `violation` is what the connection's framing guard refused, if anything.
@@ -46,6 +48,9 @@ pub async fn serve_request(
     let started = Instant::now();
     let snapshot = gateway.snapshot();
     let mut record = gateway.access_log().map(|log| log.begin(&request, conn.peer.addr, started));
+    if let (Some(record), Some(tls)) = (&mut record, &conn.tls) {
+        record.secured(tls);
+    }
     if let Some(violation) = violation {
         return refuse_unread(&snapshot, conn, Refusal::from(violation), started, record);
     }

@@ -23,6 +23,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stages;
+pub mod tls;
 pub mod upstream_notes;
 pub mod upstream_status;
 

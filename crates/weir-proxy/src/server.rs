@@ -1,5 +1,6 @@
-//! Listeners and connections: binding (SO_REUSEPORT), accepting up to a cap, serving HTTP/1.1 and
-//! h2c on each connection behind the framing guard, and draining on shutdown.
+//! Listeners and connections: binding (SO_REUSEPORT), accepting up to a cap, the TLS handshake on
+//! TLS listeners ([`crate::tls`]), serving HTTP/1.1 and HTTP/2 (h2c, or h2 after ALPN) on each
+//! connection behind the framing guard, and draining on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use weir_config::{Config, Listener as ListenerConfig, Protocol};
 use weir_telemetry::{ListenerMetrics, Metrics};
@@ -28,6 +29,7 @@ use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::stages::rate_limit::carry::Rebuild;
+use crate::tls::{TlsError, TlsInfo, TlsListener, TlsListeners, TlsWatch};
 use crate::upstream_status;
 
 /// The state every request reads: the current snapshot, replaced whole on reload.
@@ -37,6 +39,8 @@ pub struct Gateway {
     access_log: Option<Arc<AccessLog>>,
     draining: AtomicBool,
     reload: ReloadState,
+    tls: Arc<TlsListeners>,
+    tls_watch: std::sync::OnceLock<TlsWatch>,
 }
 
 impl Gateway {
@@ -45,6 +49,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         access_log: Option<Arc<AccessLog>>,
         reload: ReloadState,
+        tls: Arc<TlsListeners>,
     ) -> Self {
         Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -52,6 +57,25 @@ impl Gateway {
             access_log,
             draining: AtomicBool::new(false),
             reload,
+            tls,
+            tls_watch: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The TLS listeners' state, which certificate reloads replace.
+    pub fn tls(&self) -> &TlsListeners {
+        &self.tls
+    }
+
+    /// Watches the TLS files named now (the first call starts the watch).
+    pub(crate) fn watch_tls_files(&self) {
+        match self.tls_watch.get() {
+            Some(watch) => watch.refresh(),
+            None => {
+                if let Some(watch) = TlsWatch::start(self.tls.clone()) {
+                    let _ = self.tls_watch.set(watch);
+                }
+            }
         }
     }
 
@@ -90,6 +114,8 @@ impl Gateway {
 pub enum ServeError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("access log: cannot open {destination}: {source}")]
     AccessLog {
         destination: String,
@@ -114,6 +140,9 @@ struct BoundListener {
     max_uri_length: usize,
     connections: Arc<Semaphore>,
     http: auto::Builder<TokioExecutor>,
+    /// The HTTP server for connections that agreed on HTTP/2 or HTTP/1.1 through ALPN.
+    http_after_alpn: [auto::Builder<TokioExecutor>; 2],
+    tls: Option<Arc<TlsListener>>,
     metrics: ListenerMetrics,
 }
 
@@ -143,13 +172,14 @@ impl Server {
         let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters, &mut limiters)?;
         let reload = ReloadState::new(config.clone(), set.registry, limiters.finish());
         let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
-        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload));
+        let tls = Arc::new(TlsListeners::build(config, &metrics)?);
+        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload, tls.clone()));
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let listeners = config
             .listeners
             .iter()
             .enumerate()
-            .map(|(index, listener)| bind_listener(index, listener, &metrics))
+            .map(|(index, listener)| bind_listener(index, listener, &metrics, tls.get(index).cloned()))
             .collect::<Result<Vec<_>, _>>()?;
         let admin = match &config.admin {
             Some(admin) => {
@@ -194,6 +224,7 @@ impl Server {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Drained {
         let gateway = self.gateway.clone();
         gateway.start_clusters();
+        gateway.watch_tls_files();
         let admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
         let drained = self.serve_until(shutdown).await;
         if let Some(admin) = admin {
@@ -244,7 +275,12 @@ fn start_access_log(config: &weir_config::AccessLog, metrics: &Metrics) -> Resul
     started.map(Arc::new)
 }
 
-fn bind_listener(index: usize, config: &ListenerConfig, metrics: &Metrics) -> Result<BoundListener, ServeError> {
+fn bind_listener(
+    index: usize,
+    config: &ListenerConfig,
+    metrics: &Metrics,
+    tls: Option<Arc<TlsListener>>,
+) -> Result<BoundListener, ServeError> {
     let bind_error = |source| ServeError::Bind { name: config.name.clone(), address: config.address, source };
     let socket = reuse_port_listener(config.address).map_err(bind_error)?;
     Ok(BoundListener {
@@ -260,6 +296,8 @@ fn bind_listener(index: usize, config: &ListenerConfig, metrics: &Metrics) -> Re
         max_uri_length: config.max_uri_length.0 as usize,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         http: http_builder(config),
+        http_after_alpn: [http_builder(config).http1_only(), http_builder(config).http2_only()],
+        tls,
         metrics: metrics.listener(&config.name),
     })
 }
@@ -325,10 +363,23 @@ impl Acceptor {
             match accepted {
                 Ok((stream, peer)) => {
                     let open = listener.metrics.connection_opened();
-                    let connection = serve_connection(self.gateway.clone(), listener.clone(), stream, peer);
-                    let watched = self.graceful.watcher().watch(connection);
+                    let _ = stream.set_nodelay(true);
+                    let (gateway, watcher) = (self.gateway.clone(), self.graceful.watcher());
+                    let Some(tls) = listener.tls.clone() else {
+                        let watched = watcher.watch(serve_connection(gateway, listener.clone(), stream, peer, None));
+                        tokio::spawn(async move {
+                            let _ = watched.await;
+                            drop((permit, open));
+                        });
+                        continue;
+                    };
+                    // The handshake runs in the connection's task, never in the accept loop; the
+                    // watcher held meanwhile makes a drain wait for it.
+                    let listener = listener.clone();
                     tokio::spawn(async move {
-                        let _ = watched.await;
+                        if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
+                            let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, Some(info))).await;
+                        }
                         drop((permit, open));
                     });
                 }
@@ -345,19 +396,27 @@ impl Acceptor {
 
 /// Serves one client connection until it closes. Returns a connection future for the graceful
 /// shutdown watcher to drive.
-fn serve_connection(
+fn serve_connection<S>(
     gateway: Arc<Gateway>,
     listener: Arc<BoundListener>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
-) -> impl hyper_util::server::graceful::GracefulConnection {
-    let _ = stream.set_nodelay(true);
+    tls: Option<TlsInfo>,
+) -> impl hyper_util::server::graceful::GracefulConnection
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let http = match tls.as_ref().and_then(|tls| tls.alpn) {
+        Some(alpn) => &listener.http_after_alpn[usize::from(alpn == "h2")],
+        None => &listener.http,
+    };
     let signal = Arc::new(ConnSignal::default());
     let conn = Arc::new(ConnContext {
         listener: listener.index,
         peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
         max_uri_length: listener.max_uri_length,
         protocol: std::sync::OnceLock::new(),
+        tls: tls.map(Arc::new),
     });
     let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));
     let metrics = listener.metrics.clone();
@@ -372,5 +431,5 @@ fn serve_connection(
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(serve_request(&gateway, &conn, violation, request).await) }
     });
-    listener.http.serve_connection(io, service).into_owned()
+    http.serve_connection(io, service).into_owned()
 }

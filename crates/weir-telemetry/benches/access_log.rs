@@ -27,6 +27,7 @@ fn entry() -> Entry<'static> {
         reason: None,
         aborted: false,
         user_agent: Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        tls: None,
     }
 }
 

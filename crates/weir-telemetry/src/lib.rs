@@ -18,6 +18,7 @@ mod histogram;
 mod ratelimit;
 mod reloads;
 mod route;
+mod tls;
 pub mod trace_context;
 mod upstreams;
 
@@ -28,6 +29,7 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
+pub use tls::{HANDSHAKE_RESULTS, TLS_VERSIONS, TlsMetrics};
 pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +81,7 @@ pub struct Metrics {
     access_log_dropped: Counter,
     reloads: ReloadMetrics,
     concurrency: concurrency::ConcurrencyFamilies,
+    tls: tls::TlsFamilies,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -131,6 +134,7 @@ impl Metrics {
         );
         let reloads = ReloadMetrics::register(&mut registry);
         let concurrency = concurrency::ConcurrencyFamilies::register(&mut registry);
+        let tls = tls::TlsFamilies::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -146,6 +150,7 @@ impl Metrics {
             upstreams,
             reloads,
             concurrency,
+            tls,
         })
     }
 
@@ -191,6 +196,11 @@ impl Metrics {
     /// The handles for one concurrency limit; `scope` is `route` or `upstream`.
     pub fn concurrency_limit(&self, scope: &str, name: &str) -> ConcurrencyMetrics {
         self.concurrency.limit(scope, name)
+    }
+
+    /// The TLS handles for one listener.
+    pub fn tls_listener(&self, listener: &str) -> TlsMetrics {
+        self.tls.listener(listener)
     }
 
     /// The configuration reload series.

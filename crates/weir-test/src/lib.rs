@@ -7,6 +7,7 @@ mod gateway;
 mod mock;
 mod raw;
 mod redis;
+pub mod tls;
 
 pub use client::{Exchange, h2c_request, http1_request};
 pub use dns::DnsServer;

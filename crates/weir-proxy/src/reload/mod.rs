@@ -58,6 +58,8 @@ pub enum ReloadError {
     Snapshot(#[from] SnapshotError),
     #[error("{0}")]
     NeedsRestart(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("the reload stopped before it finished")]
     Interrupted,
 }
@@ -180,6 +182,10 @@ impl Gateway {
         let mut limiters = applying.limiters.rebuild();
         let snapshot = Snapshot::build_with_clusters(&config, self.metrics(), set.clusters, &mut limiters)?;
         let limiters = limiters.finish();
+        // Certificates are read and checked before anything is swapped; they serve new connections.
+        if !diff.tls_changed.is_empty() {
+            self.tls().apply(&config)?;
+        }
         if applying.serving {
             set.fresh.iter().for_each(|cluster| cluster.start());
         }
@@ -187,6 +193,9 @@ impl Gateway {
         state.config.store(Arc::new(config));
         applying.registry = set.registry;
         applying.limiters = limiters;
+        if applying.serving && !diff.tls_changed.is_empty() {
+            self.watch_tls_files();
+        }
         Ok(diff)
     }
 

@@ -22,11 +22,16 @@ pub enum Field {
     Reason,
     Aborted,
     UserAgent,
+    TlsVersion,
+    TlsSni,
+    Alpn,
+    TlsClientSubject,
+    TlsClientSpiffeId,
 }
 
 impl Field {
     /// Every field, in line order.
-    pub const ALL: [Field; 18] = [
+    pub const ALL: [Field; 23] = [
         Field::Time,
         Field::RequestId,
         Field::TraceId,
@@ -45,6 +50,11 @@ impl Field {
         Field::Reason,
         Field::Aborted,
         Field::UserAgent,
+        Field::TlsVersion,
+        Field::TlsSni,
+        Field::Alpn,
+        Field::TlsClientSubject,
+        Field::TlsClientSpiffeId,
     ];
 
     /// The JSON key, also the name used in the configuration.
@@ -68,6 +78,11 @@ impl Field {
             Field::Reason => "reason",
             Field::Aborted => "aborted",
             Field::UserAgent => "user_agent",
+            Field::TlsVersion => "tls_version",
+            Field::TlsSni => "tls_sni",
+            Field::Alpn => "alpn",
+            Field::TlsClientSubject => "tls_client_subject",
+            Field::TlsClientSpiffeId => "tls_client_spiffe_id",
         }
     }
 

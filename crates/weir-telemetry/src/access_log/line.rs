@@ -38,6 +38,23 @@ pub struct Entry<'a> {
     /// The client went away before the response was complete.
     pub aborted: bool,
     pub user_agent: Option<&'a [u8]>,
+    /// What the TLS handshake settled, on a TLS listener.
+    pub tls: Option<TlsEntry<'a>>,
+}
+
+/// A TLS connection's part of a line.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsEntry<'a> {
+    /// `1.2` or `1.3`.
+    pub version: &'static str,
+    /// The server name the client asked for.
+    pub sni: Option<&'a str>,
+    /// The ALPN protocol agreed on.
+    pub alpn: Option<&'static str>,
+    /// The verified client certificate's subject (mutual TLS).
+    pub client_subject: Option<&'a str>,
+    /// The verified client certificate's `spiffe://` URI SAN.
+    pub client_spiffe_id: Option<&'a str>,
 }
 
 /// How lines are written: which fields, and whether the path keeps its query.
@@ -82,6 +99,13 @@ impl LineFormat {
             line.out.extend_from_slice(if entry.aborted { b"true" } else { b"false" });
         }
         line.string(Field::UserAgent, entry.user_agent);
+        if let Some(tls) = &entry.tls {
+            line.string(Field::TlsVersion, Some(tls.version.as_bytes()));
+            line.string(Field::TlsSni, tls.sni.map(str::as_bytes));
+            line.string(Field::Alpn, tls.alpn.map(str::as_bytes));
+            line.string(Field::TlsClientSubject, tls.client_subject.map(str::as_bytes));
+            line.string(Field::TlsClientSpiffeId, tls.client_spiffe_id.map(str::as_bytes));
+        }
         line.out.extend_from_slice(b"}\n");
     }
 
@@ -157,6 +181,7 @@ mod tests {
             reason: None,
             aborted: false,
             user_agent: Some(b"curl/8.5.0"),
+            tls: None,
         }
     }
 
@@ -198,6 +223,27 @@ mod tests {
         for key in ["request_id", "trace_id", "method", "host", "path", "upstream", "route", "reason", "user_agent"] {
             assert!(!text.contains(&format!("\"{key}\"")), "{key} in {text}");
         }
+    }
+
+    #[test]
+    fn a_tls_connection_adds_its_fields_after_the_others() {
+        let mut secured = entry();
+        secured.tls = Some(TlsEntry {
+            version: "1.3",
+            sni: Some("api.example.com"),
+            alpn: Some("h2"),
+            client_subject: Some("CN=billing"),
+            client_spiffe_id: Some("spiffe://example.org/billing"),
+        });
+        let fields = [Field::Status, Field::TlsVersion, Field::TlsSni, Field::Alpn, Field::TlsClientSubject]
+            .into_iter()
+            .chain([Field::TlsClientSpiffeId])
+            .collect();
+        assert_eq!(
+            line(LineFormat { fields, query: false }, &secured),
+            "{\"status\":200,\"tls_version\":\"1.3\",\"tls_sni\":\"api.example.com\",\"alpn\":\"h2\",\
+             \"tls_client_subject\":\"CN=billing\",\"tls_client_spiffe_id\":\"spiffe://example.org/billing\"}\n"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod writer;
 use std::cell::RefCell;
 
 pub use fields::{Field, FieldSet};
-pub use line::{Entry, LineFormat};
+pub use line::{Entry, LineFormat, TlsEntry};
 pub use sampler::Sampler;
 pub use writer::{Destination, LogWriter};
 

@@ -1,0 +1,148 @@
+//! TLS on listeners: handshakes by result, resumed handshakes, negotiated versions, and certificate
+//! reloads. A listener's handles are created when its TLS state is built, so a handshake only
+//! increments atomics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// How a handshake ended, as labelled, in [`TlsMetrics::handshake_failed`] index order after `ok`.
+pub const HANDSHAKE_RESULTS: [&str; 7] =
+    ["ok", "timeout", "io", "no_client_certificate", "bad_client_certificate", "no_shared_protocol", "protocol"];
+
+/// The negotiated versions, as labelled.
+pub const TLS_VERSIONS: [&str; 2] = ["1.2", "1.3"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    listener: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    listener: String,
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+/// The TLS families, registered once per process.
+pub(crate) struct TlsFamilies {
+    handshakes: Family<ResultLabels, Counter>,
+    resumed: Family<ListenerLabel, Counter>,
+    versions: Family<VersionLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl TlsFamilies {
+    pub(crate) fn register(registry: &mut Registry) -> TlsFamilies {
+        let families = TlsFamilies {
+            handshakes: Family::default(),
+            resumed: Family::default(),
+            versions: Family::default(),
+            reloads: Family::default(),
+        };
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes on client connections, by listener and result",
+            families.handshakes.clone(),
+        );
+        registry.register(
+            "tls_handshakes_resumed",
+            "TLS handshakes that resumed an earlier session (id or ticket), by listener",
+            families.resumed.clone(),
+        );
+        registry.register(
+            "tls_handshake_versions",
+            "Completed TLS handshakes by listener and negotiated version",
+            families.versions.clone(),
+        );
+        registry.register(
+            "tls_certificate_reloads",
+            "Reloads of a listener's certificates, keys and CA files, by result",
+            families.reloads.clone(),
+        );
+        families
+    }
+
+    pub(crate) fn listener(&self, listener: &str) -> TlsMetrics {
+        let result = |result| ResultLabels { listener: listener.into(), result };
+        let version = |version| VersionLabels { listener: listener.into(), version };
+        // One statement per handle: a family's read guard lives to the end of its statement.
+        let handshakes = HANDSHAKE_RESULTS.map(|r| self.handshakes.get_or_create(&result(r)).clone());
+        let resumed = self.resumed.get_or_create(&ListenerLabel { listener: listener.into() }).clone();
+        let versions = TLS_VERSIONS.map(|v| self.versions.get_or_create(&version(v)).clone());
+        let reload_success = self.reloads.get_or_create(&result("success")).clone();
+        let reload_failure = self.reloads.get_or_create(&result("failure")).clone();
+        TlsMetrics { handshakes, resumed, versions, reload_success, reload_failure }
+    }
+}
+
+/// One listener's TLS handles.
+#[derive(Clone, Debug)]
+pub struct TlsMetrics {
+    handshakes: [Counter; HANDSHAKE_RESULTS.len()],
+    resumed: Counter,
+    versions: [Counter; TLS_VERSIONS.len()],
+    reload_success: Counter,
+    reload_failure: Counter,
+}
+
+impl TlsMetrics {
+    /// A handshake completed with `version` (an index into [`TLS_VERSIONS`]).
+    pub fn handshake_ok(&self, version: usize, resumed: bool) {
+        self.handshakes[0].inc();
+        if let Some(counter) = self.versions.get(version) {
+            counter.inc();
+        }
+        if resumed {
+            self.resumed.inc();
+        }
+    }
+
+    /// A handshake failed; `result` is an index into [`HANDSHAKE_RESULTS`] (never 0).
+    pub fn handshake_failed(&self, result: usize) {
+        let last = HANDSHAKE_RESULTS.len() - 1;
+        self.handshakes[result.clamp(1, last)].inc();
+    }
+
+    /// The certificate files were read again and put in service.
+    pub fn reload_succeeded(&self) {
+        self.reload_success.inc();
+    }
+
+    /// The certificate files could not be used; the previous ones keep serving.
+    pub fn reload_failed(&self) {
+        self.reload_failure.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Metrics;
+
+    #[test]
+    fn handshakes_are_counted_by_result_version_and_resumption() {
+        let metrics = Metrics::new();
+        let tls = metrics.tls_listener("public");
+        tls.handshake_ok(1, true);
+        tls.handshake_ok(0, false);
+        tls.handshake_failed(3);
+        tls.reload_failed();
+        let text = metrics.encode();
+        for line in [
+            "weir_tls_handshakes_total{listener=\"public\",result=\"ok\"} 2",
+            "weir_tls_handshakes_total{listener=\"public\",result=\"no_client_certificate\"} 1",
+            "weir_tls_handshakes_resumed_total{listener=\"public\"} 1",
+            "weir_tls_handshake_versions_total{listener=\"public\",version=\"1.3\"} 1",
+            "weir_tls_certificate_reloads_total{listener=\"public\",result=\"failure\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
+    }
+}
