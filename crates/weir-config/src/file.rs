@@ -323,6 +323,8 @@ pub struct Match {
     pub method: Vec<Method>,
     pub headers: Vec<ValueMatch<HeaderName>>,
     pub query: Vec<ValueMatch<String>>,
+    /// The SPIFFE ID of the client's verified certificate (listeners with `tls.client_auth`).
+    pub client_spiffe_id: Option<String>,
 }
 
 /// A condition on one header or query parameter: exactly one of `exact`, `regex`, `present`.

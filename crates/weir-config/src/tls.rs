@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::file::{ConfigFile, Route};
 use crate::validate::Checker;
 use crate::values::Duration;
 
@@ -161,6 +162,21 @@ pub(crate) fn check(checker: &mut Checker, field: &str, tls: &ListenerTls) {
     }
     if tls.handshake_timeout.0.is_zero() {
         checker.fail(format!("{field}.handshake_timeout"), "must be more than 0s".into());
+    }
+}
+
+/// A route matching on the client's SPIFFE ID needs a listener that verifies client certificates.
+pub(crate) fn check_route_identity(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {
+    let Some(id) = &route.matches.client_spiffe_id else { return };
+    let field = format!("{field}.match.client_spiffe_id");
+    if !id.starts_with("spiffe://") {
+        checker.fail(field.clone(), format!("{id:?} is not a SPIFFE ID (spiffe://trust-domain/path)"));
+    }
+    let serves = |l: &&crate::file::Listener| route.listeners.is_empty() || route.listeners.contains(&l.name);
+    let verifying =
+        file.listeners.iter().filter(serves).any(|l| l.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
+    if !verifying {
+        checker.fail(field, "none of the route's listeners verifies client certificates (tls.client_auth)".into());
     }
 }
 

@@ -274,6 +274,7 @@ fn check_outlier_detection(checker: &mut Checker, field: &str, upstream: &Upstre
 fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {
     check_action(checker, file, field, route);
     check_positive(checker, &format!("{field}.timeout"), route.timeout);
+    crate::tls::check_route_identity(checker, file, field, route);
     for listener in &route.listeners {
         if !file.listeners.iter().any(|l| &l.name == listener) {
             let known: Vec<_> = file.listeners.iter().map(|l| l.name.as_str()).collect();

@@ -55,7 +55,11 @@ pub async fn serve_request(
         return refuse_unread(&snapshot, conn, Refusal::from(violation), started, record);
     }
     let id = forward::request_id(request.headers(), &snapshot.request_id);
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if let Some(tls) = conn.tls.as_ref().filter(|tls| tls.client.is_some()) {
+        // For routes that match on the client's identity.
+        parts.extensions.insert(tls.clone());
+    }
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
     let route = matched.as_ref().ok().copied();
     let metrics = route.map_or(&snapshot.unmatched, |route| &route.metrics);

@@ -240,3 +240,25 @@ async fn sessions_resume_with_tickets_and_with_session_ids() {
     }
     metric_reaches(&gateway, "weir_tls_handshakes_resumed_total{listener=\"secure\"} 2").await;
 }
+
+#[tokio::test]
+async fn routes_match_the_client_spiffe_id_and_optional_client_auth_serves_anonymous_clients() {
+    let dir = temp_dir("spiffe");
+    let ca = TestCa::new("weir test CA");
+    let (cert, key) = ca.server(&["api.example.com"]).write(&dir, "api");
+    let ca_file = dir.join("clients.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let yaml = format!(
+        "listeners:\n  - name: secure\n    address: 127.0.0.1:0\n    tls: {{ certificates: [{}], client_auth: {{ ca: \"{}\", required: false }} }}\nroutes:\n  - {{ match: {{ client_spiffe_id: \"spiffe://example.org/billing\" }}, direct_response: {{ status: 200, body: billing }} }}\n  - {{ direct_response: {{ status: 200, body: anyone }} }}\n",
+        certificate(&cert, &key),
+        ca_file.display()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let billing = ca.client("billing", &["spiffe://example.org/billing"]);
+    let other = ca.client("search", &["spiffe://example.org/search"]);
+    for (identity, expected) in [(Some(&billing), "billing"), (Some(&other), "anyone"), (None, "anyone")] {
+        let client = client_config(&ca, &["h2"], identity);
+        let stream = tls_connect(gateway.addr(), "api.example.com", &client).await.unwrap();
+        assert_eq!(tls_request(stream, get("api.example.com")).await.unwrap().text(), expected);
+    }
+}
