@@ -115,7 +115,7 @@ impl TlsListener {
 
     /// Reads the files again when their content changed, and serves them to new connections; on a
     /// failure the previous certificates keep serving, and the failure is logged and counted.
-    pub fn reload_files(&self) {
+    fn reload_files(&self) {
         let settings = lock(&self.settings).0.clone();
         if build::files_hash(&settings) == lock(&self.settings).1 {
             return;
@@ -150,6 +150,9 @@ struct Prepared {
 #[derive(Default)]
 pub struct TlsListeners {
     by_index: Vec<Option<Arc<TlsListener>>>,
+    /// Held while settings are rebuilt, so a file reload never puts back settings that a
+    /// configuration reload replaced while it was reading.
+    rebuilding: Mutex<()>,
 }
 
 impl TlsListeners {
@@ -164,7 +167,7 @@ impl TlsListeners {
                 built.transpose().map(|built| built.map(Arc::new))
             })
             .collect::<Result<_, _>>()?;
-        Ok(TlsListeners { by_index })
+        Ok(TlsListeners { by_index, rebuilding: Mutex::new(()) })
     }
 
     /// The listener's TLS state, if it terminates TLS.
@@ -175,6 +178,7 @@ impl TlsListeners {
     /// Applies a reloaded configuration's TLS settings: every changed listener is built first, and
     /// only when all succeed are they put in service (all or nothing, like the rest of a reload).
     pub(crate) fn apply(&self, config: &Config) -> Result<usize, TlsError> {
+        let _rebuilding = lock(&self.rebuilding);
         let mut prepared = Vec::new();
         for (index, listener) in config.listeners.iter().enumerate() {
             let (Some(current), Some(tls)) = (self.get(index), &listener.tls) else { continue };
@@ -189,6 +193,7 @@ impl TlsListeners {
 
     /// Re-reads every listener's files whose content changed.
     pub fn reload_files(&self) {
+        let _rebuilding = lock(&self.rebuilding);
         self.by_index.iter().flatten().for_each(|listener| listener.reload_files());
     }
 
