@@ -19,6 +19,6 @@ pub use error::{ConfigError, Problem};
 pub use file::*;
 pub use load::{Format, load_file, parse_str};
 pub use resilience::{AdaptiveConcurrency, Backoff, Budget, Concurrency, Fallback, Retry, RetryOn};
-pub use tls::{Alpn, ClientAuth, ListenerTls, TlsVersion};
+pub use tls::{Alpn, ClientAuth, ClientCertificate, ListenerTls, TlsVersion, UpstreamTls};
 pub use upstream::*;
 pub use validate::Config;

@@ -73,6 +73,30 @@ pub struct ClientAuth {
     pub required: bool,
 }
 
+/// `upstreams.NAME.tls`: weir connects to the upstream's endpoints over TLS.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    /// PEM file with the CA certificates the endpoints' certificates must chain to; the Mozilla
+    /// roots built into weir when absent.
+    pub ca: Option<PathBuf>,
+    /// The name sent in SNI and checked against the endpoints' certificates; the first endpoint's
+    /// host when absent.
+    pub server_name: Option<String>,
+    /// A client certificate for endpoints that verify their clients (mutual TLS).
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A certificate weir presents to an upstream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// PEM file: the certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM file: its private key.
+    pub key: PathBuf,
+}
+
 /// An ALPN protocol id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Alpn {
@@ -162,6 +186,25 @@ pub(crate) fn check(checker: &mut Checker, field: &str, tls: &ListenerTls) {
     }
     if tls.handshake_timeout.0.is_zero() {
         checker.fail(format!("{field}.handshake_timeout"), "must be more than 0s".into());
+    }
+}
+
+/// TLS to an upstream: a server name that is a DNS name or an IP address, and HTTP health probes
+/// (which speak cleartext) left out.
+pub(crate) fn check_upstream(checker: &mut Checker, field: &str, upstream: &crate::upstream::Upstream) {
+    let Some(tls) = &upstream.tls else { return };
+    if let Some(name) = &tls.server_name
+        && name.parse::<std::net::IpAddr>().is_err()
+        && let Err(why) = check_server_name(name)
+    {
+        checker.fail(format!("{field}.tls.server_name"), format!("{name:?}: {why}"));
+    }
+    if upstream.health_check.as_ref().is_some_and(|check| matches!(check.kind, crate::upstream::HealthCheckKind::Http))
+    {
+        checker.fail(
+            format!("{field}.health_check"),
+            "HTTP health checks do not speak TLS yet: use `type: tcp` on an upstream with tls".into(),
+        );
     }
 }
 

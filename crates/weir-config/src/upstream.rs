@@ -30,6 +30,8 @@ pub struct Upstream {
     pub breaker: Option<Breaker>,
     /// A cap on requests in flight to the upstream from all its routes; none without it.
     pub concurrency: Option<crate::resilience::Concurrency>,
+    /// Connect to the endpoints over TLS.
+    pub tls: Option<crate::tls::UpstreamTls>,
 }
 
 /// Circuit breaker settings.

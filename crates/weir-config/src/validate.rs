@@ -174,6 +174,7 @@ fn check_listener_limits(checker: &mut Checker, field: &str, listener: &Listener
 
 fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     let field = format!("upstreams.{name}");
+    crate::tls::check_upstream(checker, &field, upstream);
     let valid_name =
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !valid_name {

@@ -60,3 +60,20 @@ fn a_route_on_a_spiffe_id_needs_a_listener_that_verifies_clients() {
     let verifying = listener("{ certificates: [{ cert: a.crt, key: a.key }], client_auth: { ca: ca.pem } }");
     parse_str(&format!("{verifying}{route}"), Format::Yaml, "t.yaml").unwrap();
 }
+
+#[test]
+fn upstream_tls_takes_a_ca_a_server_name_and_a_client_certificate_but_no_http_health_check() {
+    let upstream = |extra: &str| {
+        format!(
+            "{}upstreams:\n  secure:\n    endpoints: [\"10.0.0.1:443\"]\n    tls: {{ ca: ca.pem, server_name: backend.internal, client_certificate: {{ cert: c.crt, key: c.key }} }}\n{extra}",
+            listener("{ certificates: [{ cert: a.crt, key: a.key }] }")
+        )
+    };
+    let config = parse_str(&upstream(""), Format::Yaml, "t.yaml").unwrap();
+    let tls = config.upstreams["secure"].tls.as_ref().unwrap();
+    assert_eq!(tls.server_name.as_deref(), Some("backend.internal"));
+    assert!(tls.client_certificate.is_some());
+    let found = problems(&upstream("    health_check: { path: /healthz }\n"));
+    assert!(found[0].contains("upstreams.secure.health_check") && found[0].contains("tcp"), "{found:?}");
+    parse_str(&upstream("    health_check: { type: tcp }\n"), Format::Yaml, "t.yaml").unwrap();
+}

@@ -59,6 +59,8 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Template(#[from] TemplateConflict),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Snapshot {

@@ -223,3 +223,87 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// An upstream that speaks HTTP/1.1 over TLS: answers every request 200 `secure`, and records the
+/// server name each connection asked for and the subject of the client certificate it showed.
+pub struct TlsUpstream {
+    addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<SeenConnection>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a [`TlsUpstream`] saw of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenConnection {
+    pub server_name: Option<String>,
+    /// Whether the client presented a certificate (verified against `client_ca`).
+    pub client_certificate: bool,
+}
+
+impl TlsUpstream {
+    /// Serves `leaf`; with `client_ca`, requires client certificates it issued.
+    pub async fn start(leaf: &Leaf, client_ca: Option<&TestCa>) -> TlsUpstream {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions");
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(ca.der()).expect("client CA");
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .expect("verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone()));
+        let config = builder.with_single_cert(vec![leaf.der.clone()], key).expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn(accept_loop(listener, acceptor, seen.clone()));
+        TlsUpstream { addr, seen, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The connections that completed a handshake so far.
+    pub fn seen(&self) -> Vec<SeenConnection> {
+        self.seen.lock().expect("seen").clone()
+    }
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    seen: Arc<std::sync::Mutex<Vec<SeenConnection>>>,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let (acceptor, seen) = (acceptor.clone(), seen.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(stream).await else { return };
+            let connection = stream.get_ref().1;
+            seen.lock().expect("seen").push(SeenConnection {
+                server_name: connection.server_name().map(str::to_string),
+                client_certificate: connection.peer_certificates().is_some_and(|chain| !chain.is_empty()),
+            });
+            let service = hyper::service::service_fn(|_request: http::Request<hyper::body::Incoming>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+                    "secure",
+                ))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}

@@ -27,18 +27,8 @@ pub(crate) fn load_certificate(
     provider: &CryptoProvider,
 ) -> Result<LoadedCertificate, TlsError> {
     let cert_field = format!("{field}.cert");
-    let chain = read_certificates(&cert_field, &certificate.cert)?;
     let key_field = format!("{field}.key");
-    let key_pem = read(&key_field, &certificate.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| {
-        let what = match error {
-            pem::Error::NoItemsFound => "no private key in the file (want a PEM block: PRIVATE KEY, RSA PRIVATE \
-                                         KEY or EC PRIVATE KEY)"
-                .to_string(),
-            other => format!("not a PEM private key: {other}"),
-        };
-        TlsError::invalid(&key_field, &certificate.key, what)
-    })?;
+    let (chain, key) = load_certificate_chain(field, &certificate.cert, &certificate.key)?;
     let signing_key = provider
         .key_provider
         .load_private_key(key)
@@ -51,6 +41,28 @@ pub(crate) fn load_certificate(
         return Err(TlsError::invalid(&key_field, &certificate.key, what));
     }
     Ok(LoadedCertificate { key: Arc::new(certified), dns_names })
+}
+
+/// Reads a certificate chain and its private key (not yet checked to match).
+pub(crate) fn load_certificate_chain(
+    field: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain = read_certificates(&format!("{field}.cert"), cert)?;
+    let key_field = format!("{field}.key");
+    let key_pem = read(&key_field, key)?;
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| {
+        let what = match error {
+            pem::Error::NoItemsFound => {
+                "no private key in the file (want a PEM block: PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)"
+                    .to_string()
+            }
+            other => format!("not a PEM private key: {other}"),
+        };
+        TlsError::invalid(&key_field, key, what)
+    })?;
+    Ok((chain, private_key))
 }
 
 /// Reads a CA bundle for verifying client certificates.

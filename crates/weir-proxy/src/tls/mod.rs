@@ -3,12 +3,14 @@
 //! SNI, ALPN, versions, client verification) behind an `ArcSwap`, so new certificates serve new
 //! connections without a rebind, while the session cache and ticketer carry across rebuilds and
 //! resumption keeps working. [`handshake`] runs one handshake and says what it settled.
+//! [`upstream`] builds the client side for upstreams with `tls`.
 
 mod build;
 mod files;
 pub mod handshake;
 pub mod identity;
 pub mod sni;
+pub mod upstream;
 pub mod watch;
 
 use std::path::PathBuf;
