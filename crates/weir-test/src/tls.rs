@@ -238,6 +238,8 @@ pub struct SeenConnection {
     pub server_name: Option<String>,
     /// Whether the client presented a certificate (verified against `client_ca`).
     pub client_certificate: bool,
+    /// Whether the handshake resumed an earlier session.
+    pub resumed: bool,
 }
 
 impl TlsUpstream {
@@ -297,11 +299,13 @@ async fn accept_loop(
             seen.lock().expect("seen").push(SeenConnection {
                 server_name: connection.server_name().map(str::to_string),
                 client_certificate: connection.peer_certificates().is_some_and(|chain| !chain.is_empty()),
+                resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             });
+            // Every connection serves one request, so the next request makes a new handshake.
             let service = hyper::service::service_fn(|_request: http::Request<hyper::body::Incoming>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
-                    "secure",
-                ))))
+                let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from("secure")));
+                response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                Ok::<_, std::convert::Infallible>(response)
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });

@@ -262,3 +262,24 @@ async fn routes_match_the_client_spiffe_id_and_optional_client_auth_serves_anony
         assert_eq!(tls_request(stream, get("api.example.com")).await.unwrap().text(), expected);
     }
 }
+
+#[tokio::test]
+async fn the_framing_guard_refuses_bad_http1_framing_over_tls_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir("framing");
+    let ca = TestCa::new("weir test CA");
+    let (cert, key) = ca.server(&["api.example.com"]).write(&dir, "api");
+    let mock = MockUpstream::start("app").await;
+    let gateway =
+        TestGateway::start(&config(&mock, &format!("{{ certificates: [{}] }}", certificate(&cert, &key)), "")).await;
+    let mut stream =
+        tls_connect(gateway.addr(), "api.example.com", &client_config(&ca, &["http/1.1"], None)).await.unwrap();
+    let smuggling =
+        "POST /a HTTP/1.1\r\nhost: api.example.com\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
+    stream.write_all(smuggling.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(TEST_TIMEOUT, stream.read_to_end(&mut answer)).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(mock.count(), 0);
+}

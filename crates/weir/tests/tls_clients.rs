@@ -141,6 +141,15 @@ fn validate_names_the_certificate_file_that_is_wrong() {
         assert!(stderr.contains(expected), "{expected} not in: {stderr}");
         assert!(stderr.contains("listeners[0].tls.certificates[0]"), "no field path in: {stderr}");
     }
+    let upstream_tls = format!(
+        "listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  app:\n    endpoints: [\"127.0.0.1:9\"]\n    tls: {{ ca: \"{}\" }}\n",
+        missing.display()
+    );
+    let path = dir.join("upstream.yaml");
+    std::fs::write(&path, format!("{upstream_tls}routes:\n  - {{ name: app, upstream: app }}\n")).unwrap();
+    let output = Command::new(WEIR).arg("validate").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("upstreams.app.tls.ca: cannot read"), "{stderr}");
     std::fs::write(dir.join("weir.yaml"), config("127.0.0.1:9", &cert, &key)).unwrap();
     let output = Command::new(WEIR).arg("validate").arg(dir.join("weir.yaml")).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
