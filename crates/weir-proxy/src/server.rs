@@ -39,8 +39,8 @@ pub struct Gateway {
     access_log: Option<Arc<AccessLog>>,
     draining: AtomicBool,
     reload: ReloadState,
-    tls: Arc<TlsListeners>,
-    tls_watch: std::sync::OnceLock<TlsWatch>,
+    pub(crate) tls: Arc<TlsListeners>,
+    pub(crate) tls_watch: std::sync::OnceLock<TlsWatch>,
 }
 
 impl Gateway {
@@ -59,23 +59,6 @@ impl Gateway {
             reload,
             tls,
             tls_watch: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The TLS listeners' state, which certificate reloads replace.
-    pub fn tls(&self) -> &TlsListeners {
-        &self.tls
-    }
-
-    /// Watches the TLS files named now (the first call starts the watch).
-    pub(crate) fn watch_tls_files(&self) {
-        match self.tls_watch.get() {
-            Some(watch) => watch.refresh(),
-            None => {
-                if let Some(watch) = TlsWatch::start(self.tls.clone()) {
-                    let _ = self.tls_watch.set(watch);
-                }
-            }
         }
     }
 
@@ -361,28 +344,7 @@ impl Acceptor {
                 _ = stop.changed() => break,
             };
             match accepted {
-                Ok((stream, peer)) => {
-                    let open = listener.metrics.connection_opened();
-                    let _ = stream.set_nodelay(true);
-                    let (gateway, watcher) = (self.gateway.clone(), self.graceful.watcher());
-                    let Some(tls) = listener.tls.clone() else {
-                        let watched = watcher.watch(serve_connection(gateway, listener.clone(), stream, peer, None));
-                        tokio::spawn(async move {
-                            let _ = watched.await;
-                            drop((permit, open));
-                        });
-                        continue;
-                    };
-                    // The handshake runs in the connection's task, never in the accept loop; the
-                    // watcher held meanwhile makes a drain wait for it.
-                    let listener = listener.clone();
-                    tokio::spawn(async move {
-                        if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
-                            let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, Some(info))).await;
-                        }
-                        drop((permit, open));
-                    });
-                }
+                Ok((stream, peer)) => self.spawn_connection(&listener, stream, peer, permit),
                 Err(error) => {
                     tracing::warn!(listener = %listener.name, %error, "accept failed");
                     // Out of file descriptors and the like: give the process a moment.
@@ -391,6 +353,34 @@ impl Acceptor {
             }
         }
         tracing::debug!(listener = %listener.name, "listener closed");
+    }
+
+    /// Serves an accepted connection in its own task, holding its place under the connection cap.
+    fn spawn_connection(
+        &self,
+        listener: &Arc<BoundListener>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let open = listener.metrics.connection_opened();
+        let _ = stream.set_nodelay(true);
+        let (gateway, watcher, listener) = (self.gateway.clone(), self.graceful.watcher(), listener.clone());
+        tokio::spawn(async move {
+            match listener.tls.clone() {
+                None => {
+                    let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, None)).await;
+                }
+                // The handshake runs here, never in the accept loop; the watcher held meanwhile
+                // makes a drain wait for it.
+                Some(tls) => {
+                    if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
+                        let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, Some(info))).await;
+                    }
+                }
+            }
+            drop((permit, open));
+        });
     }
 }
 

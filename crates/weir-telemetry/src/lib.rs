@@ -29,7 +29,7 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
-pub use tls::{HANDSHAKE_RESULTS, TLS_VERSIONS, TlsMetrics};
+pub use tls::{HANDSHAKE_RESULTS, HandshakeFailure, TLS_VERSIONS, TlsMetrics};
 pub use upstreams::{ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -7,7 +7,31 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-/// How a handshake ended, as labelled, in [`TlsMetrics::handshake_failed`] index order after `ok`.
+/// Why a handshake failed; its label is [`HANDSHAKE_RESULTS`] at its discriminant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Not finished within the handshake timeout.
+    Timeout = 1,
+    /// The client closed or reset the connection.
+    Io,
+    /// Client verification is required and the client sent no certificate.
+    NoClientCertificate,
+    /// The client's certificate did not verify.
+    BadClientCertificate,
+    /// No version, cipher suite or ALPN protocol in common.
+    NoSharedProtocol,
+    /// Anything else the TLS protocol refused.
+    Protocol,
+}
+
+impl HandshakeFailure {
+    /// The `result` label.
+    pub fn label(self) -> &'static str {
+        HANDSHAKE_RESULTS[self as usize]
+    }
+}
+
+/// How a handshake ended, as labelled: `ok`, then each [`HandshakeFailure`] in discriminant order.
 pub const HANDSHAKE_RESULTS: [&str; 7] =
     ["ok", "timeout", "io", "no_client_certificate", "bad_client_certificate", "no_shared_protocol", "protocol"];
 
@@ -105,10 +129,9 @@ impl TlsMetrics {
         }
     }
 
-    /// A handshake failed; `result` is an index into [`HANDSHAKE_RESULTS`] (never 0).
-    pub fn handshake_failed(&self, result: usize) {
-        let last = HANDSHAKE_RESULTS.len() - 1;
-        self.handshakes[result.clamp(1, last)].inc();
+    /// A handshake failed.
+    pub fn handshake_failed(&self, why: HandshakeFailure) {
+        self.handshakes[why as usize].inc();
     }
 
     /// The certificate files were read again and put in service.
@@ -132,7 +155,7 @@ mod tests {
         let tls = metrics.tls_listener("public");
         tls.handshake_ok(1, true);
         tls.handshake_ok(0, false);
-        tls.handshake_failed(3);
+        tls.handshake_failed(crate::HandshakeFailure::NoClientCertificate);
         tls.reload_failed();
         let text = metrics.encode();
         for line in [

@@ -7,6 +7,7 @@ use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use weir_telemetry::HandshakeFailure;
 
 use super::TlsListener;
 use super::identity::ClientIdentity;
@@ -69,29 +70,28 @@ where
             Some((stream, info))
         }
         Ok(Err(error)) => {
-            let result = failure_kind(&error);
-            metrics.handshake_failed(result);
-            let result = weir_telemetry::HANDSHAKE_RESULTS[result];
-            tracing::debug!(listener = %listener.name, result, %error, "TLS handshake failed");
+            let why = failure_kind(&error);
+            metrics.handshake_failed(why);
+            tracing::debug!(listener = %listener.name, result = why.label(), %error, "TLS handshake failed");
             None
         }
         Err(_) => {
-            metrics.handshake_failed(1);
+            metrics.handshake_failed(HandshakeFailure::Timeout);
             tracing::debug!(listener = %listener.name, "TLS handshake timed out");
             None
         }
     }
 }
 
-/// The index in [`weir_telemetry::HANDSHAKE_RESULTS`] a failed handshake is counted under.
-fn failure_kind(error: &io::Error) -> usize {
+/// What a failed handshake is counted as.
+fn failure_kind(error: &io::Error) -> HandshakeFailure {
     let Some(tls) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
-        return 2; // io: the client closed or reset the connection
+        return HandshakeFailure::Io;
     };
     match tls {
-        rustls::Error::NoCertificatesPresented => 3,
-        rustls::Error::InvalidCertificate(_) => 4,
-        rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => 5,
-        _ => 6,
+        rustls::Error::NoCertificatesPresented => HandshakeFailure::NoClientCertificate,
+        rustls::Error::InvalidCertificate(_) => HandshakeFailure::BadClientCertificate,
+        rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => HandshakeFailure::NoSharedProtocol,
+        _ => HandshakeFailure::Protocol,
     }
 }

@@ -204,6 +204,25 @@ impl TlsListeners {
     }
 }
 
+impl crate::server::Gateway {
+    /// The TLS listeners' state, which certificate reloads replace.
+    pub fn tls(&self) -> &TlsListeners {
+        &self.tls
+    }
+
+    /// Watches the TLS files named now (the first call starts the watch).
+    pub(crate) fn watch_tls_files(&self) {
+        match self.tls_watch.get() {
+            Some(watch) => watch.refresh(),
+            None => {
+                if let Some(watch) = TlsWatch::start(self.tls.clone()) {
+                    let _ = self.tls_watch.set(watch);
+                }
+            }
+        }
+    }
+}
+
 /// A poisoned lock only means a reload panicked half-way; the settings it guards are whole.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
