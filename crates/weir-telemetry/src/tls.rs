@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Why a handshake failed; its label is [`HANDSHAKE_RESULTS`] at its discriminant.
@@ -55,12 +56,19 @@ struct ListenerLabel {
     listener: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    listener: String,
+    certificate: String,
+}
+
 /// The TLS families, registered once per process.
 pub(crate) struct TlsFamilies {
     handshakes: Family<ResultLabels, Counter>,
     resumed: Family<ListenerLabel, Counter>,
     versions: Family<VersionLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    expiry: Family<CertificateLabels, Gauge>,
 }
 
 impl TlsFamilies {
@@ -70,6 +78,7 @@ impl TlsFamilies {
             resumed: Family::default(),
             versions: Family::default(),
             reloads: Family::default(),
+            expiry: Family::default(),
         };
         registry.register(
             "tls_handshakes",
@@ -91,6 +100,11 @@ impl TlsFamilies {
             "Reloads of a listener's certificates, keys and CA files, by result",
             families.reloads.clone(),
         );
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When each certificate a listener serves expires (Unix time), as last loaded",
+            families.expiry.clone(),
+        );
         families
     }
 
@@ -103,7 +117,9 @@ impl TlsFamilies {
         let versions = TLS_VERSIONS.map(|v| self.versions.get_or_create(&version(v)).clone());
         let reload_success = self.reloads.get_or_create(&result("success")).clone();
         let reload_failure = self.reloads.get_or_create(&result("failure")).clone();
-        TlsMetrics { handshakes, resumed, versions, reload_success, reload_failure }
+        let expiry = self.expiry.clone();
+        let listener = listener.to_string();
+        TlsMetrics { handshakes, resumed, versions, reload_success, reload_failure, expiry, listener }
     }
 }
 
@@ -115,6 +131,8 @@ pub struct TlsMetrics {
     versions: [Counter; TLS_VERSIONS.len()],
     reload_success: Counter,
     reload_failure: Counter,
+    expiry: Family<CertificateLabels, Gauge>,
+    listener: String,
 }
 
 impl TlsMetrics {
@@ -132,6 +150,12 @@ impl TlsMetrics {
     /// A handshake failed.
     pub fn handshake_failed(&self, why: HandshakeFailure) {
         self.handshakes[why as usize].inc();
+    }
+
+    /// A certificate was loaded that expires at `not_after` (Unix seconds). Called at load time.
+    pub fn certificate_loaded(&self, certificate: &str, not_after: i64) {
+        let labels = CertificateLabels { listener: self.listener.clone(), certificate: certificate.into() };
+        self.expiry.get_or_create(&labels).set(not_after);
     }
 
     /// The certificate files were read again and put in service.
@@ -157,6 +181,7 @@ mod tests {
         tls.handshake_ok(0, false);
         tls.handshake_failed(crate::HandshakeFailure::NoClientCertificate);
         tls.reload_failed();
+        tls.certificate_loaded("api", 1_800_000_000);
         let text = metrics.encode();
         for line in [
             "weir_tls_handshakes_total{listener=\"public\",result=\"ok\"} 2",
@@ -164,6 +189,7 @@ mod tests {
             "weir_tls_handshakes_resumed_total{listener=\"public\"} 1",
             "weir_tls_handshake_versions_total{listener=\"public\",version=\"1.3\"} 1",
             "weir_tls_certificate_reloads_total{listener=\"public\",result=\"failure\"} 1",
+            "weir_tls_certificate_expiry_timestamp_seconds{listener=\"public\",certificate=\"api\"} 1800000000",
         ] {
             assert!(text.contains(line), "{line} missing in {text}");
         }

@@ -81,6 +81,8 @@ async fn certificates_are_chosen_by_exact_name_wildcard_or_default() {
     }
     let text = gateway.gateway().metrics().encode();
     assert!(text.contains("weir_tls_handshakes_total{listener=\"secure\",result=\"ok\"} 4"), "{text}");
+    let expiry = "weir_tls_certificate_expiry_timestamp_seconds{listener=\"secure\",certificate=\"fallback\"} ";
+    assert!(text.contains(expiry) && text.contains("certificate=\"certificates[0]\""), "{text}");
 }
 
 #[tokio::test]

@@ -38,12 +38,15 @@ impl Resumption {
     }
 }
 
+/// Each certificate's name and expiry (Unix seconds), for the expiry gauge.
+pub(super) type Expiries = Vec<(String, i64)>;
+
 /// The rustls configuration for `tls`, reading every file it names.
 pub(super) fn server_config(
     field: &str,
     tls: &ListenerTls,
     resumption: &Resumption,
-) -> Result<Arc<ServerConfig>, TlsError> {
+) -> Result<(Arc<ServerConfig>, Expiries), TlsError> {
     let provider = crypto_provider().clone();
     let versions: &[_] = match tls.min_version {
         TlsVersion::Tls12 => &[&TLS13, &TLS12],
@@ -57,17 +60,18 @@ pub(super) fn server_config(
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(resolver(field, tls)?));
+    let (resolver, expiries) = resolver(field, tls)?;
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = tls.alpn.iter().map(|alpn| alpn.id().to_vec()).collect();
     config.session_storage = resumption.sessions.clone();
     if let Some(ticketer) = &resumption.ticketer {
         config.ticketer = ticketer.clone();
     }
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), expiries))
 }
 
 /// The certificates by server name, the default one for names none covers.
-fn resolver(field: &str, tls: &ListenerTls) -> Result<SniResolver, TlsError> {
+fn resolver(field: &str, tls: &ListenerTls) -> Result<(SniResolver, Expiries), TlsError> {
     let provider = crypto_provider();
     let mut loaded = Vec::with_capacity(tls.certificates.len());
     for (index, certificate) in tls.certificates.iter().enumerate() {
@@ -91,7 +95,8 @@ fn resolver(field: &str, tls: &ListenerTls) -> Result<SniResolver, TlsError> {
         };
         names.iter().for_each(|name| resolver.add(name, &loaded.key));
     }
-    Ok(resolver)
+    let expiries = loaded.iter().enumerate().map(|(i, loaded)| (tls.certificate_name(i), loaded.not_after)).collect();
+    Ok((resolver, expiries))
 }
 
 fn client_verifier(field: &str, tls: &ListenerTls) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsError> {

@@ -18,6 +18,8 @@ use super::TlsError;
 pub(crate) struct LoadedCertificate {
     pub key: Arc<CertifiedKey>,
     pub dns_names: Vec<String>,
+    /// When the certificate expires, in Unix seconds.
+    pub not_after: i64,
 }
 
 /// Reads `certificate`'s chain and key; `field` is its place in the configuration.
@@ -33,14 +35,14 @@ pub(crate) fn load_certificate(
         .key_provider
         .load_private_key(key)
         .map_err(|error| TlsError::invalid(&key_field, &certificate.key, format!("unusable private key: {error}")))?;
-    let dns_names = super::identity::dns_names(&chain[0])
+    let (dns_names, not_after) = super::identity::dns_names_and_expiry(&chain[0])
         .map_err(|what| TlsError::invalid(&cert_field, &certificate.cert, what))?;
     let certified = CertifiedKey::new(chain, signing_key);
     if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) = certified.keys_match() {
         let what = format!("does not match the certificate in {}", certificate.cert.display());
         return Err(TlsError::invalid(&key_field, &certificate.key, what));
     }
-    Ok(LoadedCertificate { key: Arc::new(certified), dns_names })
+    Ok(LoadedCertificate { key: Arc::new(certified), dns_names, not_after })
 }
 
 /// Reads a certificate chain and its private key (not yet checked to match).

@@ -38,10 +38,12 @@ impl ClientIdentity {
     }
 }
 
-/// The DNS names in a server certificate's subjectAltName, lower-case.
-pub(crate) fn dns_names(certificate: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+/// The DNS names in a server certificate's subjectAltName (lower-case), and when it expires (Unix
+/// seconds).
+pub(crate) fn dns_names_and_expiry(certificate: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
     let (_, parsed) = X509Certificate::from_der(certificate.as_ref())
         .map_err(|error| format!("the first certificate cannot be parsed: {error}"))?;
+    let not_after = parsed.validity().not_after.timestamp();
     let names = alt_names(&parsed)
         .into_iter()
         .filter_map(|name| match name {
@@ -49,7 +51,7 @@ pub(crate) fn dns_names(certificate: &CertificateDer<'_>) -> Result<Vec<String>,
             _ => None,
         })
         .collect();
-    Ok(names)
+    Ok((names, not_after))
 }
 
 fn alt_names<'a>(certificate: &'a X509Certificate<'_>) -> Vec<&'a GeneralName<'a>> {

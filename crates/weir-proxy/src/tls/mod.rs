@@ -79,13 +79,15 @@ impl TlsListener {
     pub fn build(index: usize, name: &str, tls: &ListenerTls, metrics: &Metrics) -> Result<TlsListener, TlsError> {
         let field = format!("listeners[{index}].tls");
         let resumption = Resumption::new(tls, &field)?;
-        let server = server_config(&field, tls, &resumption)?;
+        let (server, expiries) = server_config(&field, tls, &resumption)?;
+        let metrics = metrics.tls_listener(name);
+        expiries.iter().for_each(|(certificate, not_after)| metrics.certificate_loaded(certificate, *not_after));
         Ok(TlsListener {
             name: name.into(),
             server: ArcSwap::new(server),
             settings: Mutex::new((tls.clone(), build::files_hash(tls))),
             resumption,
-            metrics: metrics.tls_listener(name),
+            metrics,
             field,
         })
     }
@@ -106,13 +108,17 @@ impl TlsListener {
 
     /// Builds the configuration for new settings without putting it in service.
     fn prepare(&self, tls: &ListenerTls) -> Result<Prepared, TlsError> {
-        Ok(Prepared { server: server_config(&self.field, tls, &self.resumption)?, settings: tls.clone() })
+        let (server, expiries) = server_config(&self.field, tls, &self.resumption)?;
+        Ok(Prepared { server, expiries, settings: tls.clone() })
     }
 
     fn commit(&self, prepared: Prepared) {
         let hash = build::files_hash(&prepared.settings);
         *lock(&self.settings) = (prepared.settings, hash);
         self.server.store(prepared.server);
+        for (certificate, not_after) in &prepared.expiries {
+            self.metrics.certificate_loaded(certificate, *not_after);
+        }
     }
 
     /// Reads the files again when their content changed, and serves them to new connections; on a
@@ -145,6 +151,7 @@ impl TlsListener {
 /// A listener's new TLS configuration, built and waiting to be put in service.
 struct Prepared {
     server: Arc<ServerConfig>,
+    expiries: build::Expiries,
     settings: ListenerTls,
 }
 
