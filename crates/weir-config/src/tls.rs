@@ -189,8 +189,7 @@ pub(crate) fn check(checker: &mut Checker, field: &str, tls: &ListenerTls) {
     }
 }
 
-/// TLS to an upstream: a server name that is a DNS name or an IP address, and HTTP health probes
-/// (which speak cleartext) left out.
+/// TLS to an upstream: a server name that is a DNS name or an IP address.
 pub(crate) fn check_upstream(checker: &mut Checker, field: &str, upstream: &crate::upstream::Upstream) {
     let Some(tls) = &upstream.tls else { return };
     if let Some(name) = &tls.server_name
@@ -198,13 +197,6 @@ pub(crate) fn check_upstream(checker: &mut Checker, field: &str, upstream: &crat
         && let Err(why) = check_server_name(name)
     {
         checker.fail(format!("{field}.tls.server_name"), format!("{name:?}: {why}"));
-    }
-    if upstream.health_check.as_ref().is_some_and(|check| matches!(check.kind, crate::upstream::HealthCheckKind::Http))
-    {
-        checker.fail(
-            format!("{field}.health_check"),
-            "HTTP health checks do not speak TLS yet: use `type: tcp` on an upstream with tls".into(),
-        );
     }
 }
 

@@ -32,6 +32,9 @@ pub fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
 pub fn build_cluster(name: &str, upstream: &Upstream) -> Result<Arc<Cluster<RequestBody>>, SnapshotError> {
     let mut settings = cluster_settings(upstream);
     settings.pool.tls = crate::tls::upstream::client(name, upstream)?;
+    if let Some(check) = &mut settings.health_check {
+        check.tls = settings.pool.tls.clone();
+    }
     let specs = match &settings.discovery {
         Some(discovery) => discovered_specs(name, discovery),
         None => upstream.endpoints.iter().map(|e| endpoint_spec(name, e)).collect::<Result<Vec<_>, _>>()?,
@@ -150,5 +153,7 @@ fn health_check_settings(check: &HealthCheck) -> HealthCheckSettings {
         timeout: check.timeout.0,
         healthy_threshold: check.healthy_threshold,
         unhealthy_threshold: check.unhealthy_threshold,
+        // Set with the upstream's TLS client, when it has one.
+        tls: None,
     }
 }

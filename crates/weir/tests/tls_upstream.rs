@@ -80,3 +80,23 @@ async fn weir_presents_its_client_certificate_to_an_upstream_that_requires_one()
     let anonymous = TestGateway::start(&config(&upstream, &without)).await;
     assert_eq!(get(&anonymous).await.0, 502);
 }
+
+#[tokio::test]
+async fn health_checks_speak_tls_to_a_tls_upstream() {
+    let dir = temp_dir("health");
+    let ca = TestCa::new("upstream CA");
+    let upstream = TlsUpstream::start(&ca.server(&["backend.internal"]), None).await;
+    let ca_file = write(&dir, "ca.pem", &ca.pem());
+    let tls = format!(
+        "{{ ca: \"{ca_file}\", server_name: backend.internal }}\n    health_check: {{ path: /healthz, interval: 50ms, jitter: 0s }}"
+    );
+    let gateway = TestGateway::start(&config(&upstream, &tls)).await;
+    // Probes alone (no request yet) complete TLS handshakes with the upstream.
+    let deadline = std::time::Instant::now() + weir_test::TEST_TIMEOUT;
+    while upstream.seen().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no health probe over TLS reached the upstream");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(upstream.seen().iter().all(|seen| seen.server_name.as_deref() == Some("backend.internal")));
+    assert_eq!(get(&gateway).await.0, 200);
+}
