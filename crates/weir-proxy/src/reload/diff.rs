@@ -113,6 +113,7 @@ impl ConfigDiff {
             );
         }
         let restart: Vec<String> = self.restart_only.iter().map(|s| s.to_string()).collect();
+        let _ = write!(out, "\"tls_changed\":{},", json_list(&self.tls_changed));
         let _ = write!(out, "\"restart_only\":{}}}", json_list(&restart));
         out
     }
@@ -194,7 +195,7 @@ mod tests {
         assert_eq!(diff.needs_restart(), None);
         assert_eq!(
             diff.json(),
-            "{\"routes\":{\"added\":[\"four\"],\"removed\":[\"three\"],\"changed\":[\"two\"]},\"upstreams\":{\"added\":[],\"removed\":[],\"changed\":[]},\"listeners\":{\"added\":[],\"removed\":[],\"changed\":[]},\"restart_only\":[]}"
+            "{\"routes\":{\"added\":[\"four\"],\"removed\":[\"three\"],\"changed\":[\"two\"]},\"upstreams\":{\"added\":[],\"removed\":[],\"changed\":[]},\"listeners\":{\"added\":[],\"removed\":[],\"changed\":[]},\"tls_changed\":[],\"restart_only\":[]}"
         );
     }
 

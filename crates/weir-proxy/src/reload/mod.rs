@@ -214,6 +214,7 @@ impl Gateway {
                     upstreams_added = upstreams.added.len(),
                     upstreams_removed = upstreams.removed.len(),
                     upstreams_changed = upstreams.changed.len(),
+                    tls_changed = diff.tls_changed.len(),
                     "configuration reloaded"
                 );
             }
