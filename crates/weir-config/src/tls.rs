@@ -27,7 +27,8 @@ pub struct ListenerTls {
     /// The lowest TLS version accepted.
     #[serde(default)]
     pub min_version: TlsVersion,
-    /// TLS sessions (TLS 1.2 session ids) remembered for resumption; 0 turns the cache off.
+    /// Sessions remembered for resumption (TLS 1.2 session ids; TLS 1.3 tickets when
+    /// `session_tickets` is off); 0 turns the cache off.
     #[serde(default = "default_session_cache")]
     pub session_cache: usize,
     /// Issue session tickets (TLS 1.2 tickets and TLS 1.3 resumption tickets).
