@@ -3,8 +3,9 @@
 //!
 //! A request's way: [`server`] accepts and serves a connection -> [`tls`] terminates TLS on TLS
 //! listeners -> [`framing`] validates HTTP/1 framing -> hyper parses -> [`handler::serve_request`]
-//! loads the [`Snapshot`], matches a route ([`router`]) and runs its action -> [`refusal`] answers for anything refused -> [`body`] streams
-//! the response and, at its end, finishes the request's metrics and [`access`] log record.
+//! loads the [`Snapshot`], matches a route ([`router`]) and runs its action -> [`refusal`] answers
+//! for anything refused -> [`body`] streams the response and, at its end, finishes the request's
+//! metrics and [`access`] log record.
 
 pub mod access;
 pub mod admin;
