@@ -295,3 +295,26 @@ async fn the_framing_guard_refuses_bad_http1_framing_over_tls_too() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_eq!(mock.count(), 0);
 }
+
+#[tokio::test]
+async fn a_reload_with_one_bad_listener_certificate_changes_no_listener() {
+    let dir = temp_dir("all-or-nothing");
+    let ca = TestCa::new("weir test CA");
+    let (old, new) = (ca.server(&["api.example.com"]), ca.server(&["api.example.com"]));
+    let (old_cert, old_key) = old.write(&dir, "old");
+    let (new_cert, new_key) = new.write(&dir, "new");
+    let (_, stray_key) = ca.server(&["api.example.com"]).write(&dir, "stray");
+    let yaml = |first: (&Path, &Path), second: (&Path, &Path)| {
+        format!(
+            "listeners:\n  - {{ name: one, address: \"127.0.0.1:0\", tls: {{ certificates: [{}], watch: false }} }}\n  - {{ name: two, address: \"127.0.0.1:0\", tls: {{ certificates: [{}], watch: false }} }}\nroutes:\n  - {{ direct_response: {{ status: 200 }} }}\n",
+            certificate(first.0, first.1),
+            certificate(second.0, second.1)
+        )
+    };
+    let gateway = TestGateway::start(&yaml((&old_cert, &old_key), (&old_cert, &old_key))).await;
+    let error = gateway.reload(&yaml((&new_cert, &new_key), (&new_cert, &stray_key))).unwrap_err().to_string();
+    assert!(error.contains("listeners[1].tls.certificates[0].key"), "{error}");
+    let client = client_config(&ca, &["http/1.1"], None);
+    let first = tls_connect(gateway.listener("one"), "api.example.com", &client).await.unwrap();
+    assert_eq!(served_certificate(&first), old.der, "listener one changed although the reload failed");
+}
