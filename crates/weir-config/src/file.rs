@@ -205,6 +205,11 @@ pub enum AccessLogField {
     Faults,
     Aborted,
     UserAgent,
+    TlsVersion,
+    TlsSni,
+    Alpn,
+    TlsClientSubject,
+    TlsClientSpiffeId,
 }
 
 /// A socket weir accepts client connections on.
@@ -230,6 +235,9 @@ pub struct Listener {
     pub max_headers: usize,
     #[serde(default = "default_max_uri_length")]
     pub max_uri_length: ByteSize,
+    /// Terminate TLS on this listener (see docs/tls.md).
+    #[serde(default)]
+    pub tls: Option<crate::tls::ListenerTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -341,6 +349,8 @@ pub struct Match {
     pub method: Vec<Method>,
     pub headers: Vec<ValueMatch<HeaderName>>,
     pub query: Vec<ValueMatch<String>>,
+    /// The SPIFFE ID of the client's verified certificate (listeners with `tls.client_auth`).
+    pub client_spiffe_id: Option<String>,
 }
 
 /// A condition on one header or query parameter: exactly one of `exact`, `regex`, `present`.

@@ -30,6 +30,7 @@ fn trace_span(c: &mut Criterion) {
         peer: Peer::new("192.0.2.7:51000".parse().unwrap(), &[]),
         max_uri_length: 8192,
         protocol: std::sync::OnceLock::new(),
+        tls: None,
     };
     let attempts = Attempts { endpoint: Some("10.0.1.10:8080".parse().unwrap()), count: 1, ..Default::default() };
     for (name, ratio, flags) in [("sampled", 1.0, "01"), ("unsampled", 1.0, "00"), ("root_unsampled", 0.0, "")] {

@@ -13,12 +13,13 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Method, Request, Version};
 use weir_config::{AccessLog as AccessLogConfig, AccessLogField};
 use weir_telemetry::Metrics;
-use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler};
+use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler, TlsEntry};
 use weir_telemetry::trace_context::TraceId;
 use weir_trace::RequestSpan;
 
 use crate::access_headers::{Captured, HeaderCapture};
 use crate::refusal::Refusal;
+use crate::tls::TlsInfo;
 use crate::upstream_notes::Attempts;
 
 static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
@@ -87,6 +88,7 @@ impl AccessLog {
             status: CLIENT_CLOSED,
             reason: None,
             attempts: Attempts::default(),
+            tls: None,
             written: false,
         }
     }
@@ -117,6 +119,11 @@ fn field_of(field: AccessLogField) -> Field {
         AccessLogField::Faults => Field::Faults,
         AccessLogField::Aborted => Field::Aborted,
         AccessLogField::UserAgent => Field::UserAgent,
+        AccessLogField::TlsVersion => Field::TlsVersion,
+        AccessLogField::TlsSni => Field::TlsSni,
+        AccessLogField::Alpn => Field::Alpn,
+        AccessLogField::TlsClientSubject => Field::TlsClientSubject,
+        AccessLogField::TlsClientSpiffeId => Field::TlsClientSpiffeId,
     }
 }
 
@@ -144,7 +151,21 @@ pub struct Record {
     status: u16,
     reason: Option<&'static str>,
     attempts: Attempts,
+    /// The connection's TLS details, shared with its other requests.
+    tls: Option<Arc<TlsInfo>>,
     written: bool,
+}
+
+/// A TLS connection's part of its requests' lines.
+fn tls_entry(info: &TlsInfo) -> TlsEntry<'_> {
+    let client = info.client.as_ref();
+    TlsEntry {
+        version: info.version,
+        sni: info.sni.as_deref(),
+        alpn: info.alpn,
+        client_subject: client.map(|client| client.subject.as_str()),
+        client_spiffe_id: client.and_then(|client| client.spiffe_id.as_deref()),
+    }
 }
 
 impl Record {
@@ -157,6 +178,11 @@ impl Record {
     /// head, so the line leaves method, host, path and user agent out.
     pub fn head_unread(&mut self) {
         (self.method, self.host, self.target, self.user_agent) = (None, None, None, None);
+    }
+
+    /// The request came over TLS.
+    pub fn secured(&mut self, tls: &Arc<TlsInfo>) {
+        self.tls = Some(tls.clone());
     }
 
     pub fn identified(&mut self, request_id: &HeaderValue) {
@@ -226,6 +252,7 @@ impl Record {
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
             request_headers: &self.request_headers,
             response_headers: &self.response_headers,
+            tls: self.tls.as_deref().map(tls_entry),
         };
         access_log::log(&log.format, &entry, &log.writer);
     }

@@ -39,6 +39,8 @@ pub struct ConnContext {
     pub max_uri_length: usize,
     /// Counts the connection under its protocol once the first request shows it.
     pub protocol: std::sync::OnceLock<weir_telemetry::OpenConnection>,
+    /// What the TLS handshake settled, on a TLS listener.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
 }
 
 /// A request whose answer is a reset connection (an injected fault). hyper closes the connection
@@ -57,6 +59,9 @@ pub async fn serve_request(
     let started = Instant::now();
     let snapshot = gateway.snapshot();
     let mut record = gateway.access_log().map(|log| log.begin(&request, conn.peer.addr, started));
+    if let (Some(record), Some(tls)) = (&mut record, &conn.tls) {
+        record.secured(tls);
+    }
     if let Some(violation) = violation {
         return Ok(refuse_unread(&snapshot, conn, Refusal::from(violation), started, record));
     }
@@ -64,6 +69,10 @@ pub async fn serve_request(
     let tunnel = request.extensions().get::<TunnelRequested>().is_some();
     let id = forward::request_id(request.headers(), &snapshot.request_id);
     let (mut parts, body) = request.into_parts();
+    if let Some(tls) = conn.tls.as_ref().filter(|tls| tls.client.is_some()) {
+        // For routes that match on the client's identity.
+        parts.extensions.insert(tls.clone());
+    }
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
     let route = matched.as_ref().ok().copied();
     let mut span = trace::begin(gateway.tracer(), &mut parts, conn, started, route);

@@ -63,6 +63,8 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Template(#[from] TemplateConflict),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Snapshot {
@@ -236,6 +238,7 @@ fn conditions(route: &RouteConfig) -> Conditions {
         methods: m.method.iter().map(|method| method.0.clone()).collect(),
         headers: m.headers.iter().map(|h| (h.name.0.clone(), value_test(h))).collect(),
         query: m.query.iter().map(|q| (q.name.as_str().into(), value_test(q))).collect(),
+        client_spiffe_id: m.client_spiffe_id.as_deref().map(Into::into),
     }
 }
 

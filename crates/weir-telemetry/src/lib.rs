@@ -21,9 +21,10 @@ mod ratelimit;
 mod reloads;
 mod route;
 pub mod text_format;
+mod tls;
 pub mod trace_context;
-mod tunnels;
 mod traces;
+mod tunnels;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
@@ -35,6 +36,7 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
+pub use tls::{HANDSHAKE_RESULTS, HandshakeFailure, TLS_VERSIONS, TlsMetrics};
 pub use traces::{SPAN_DROP_REASONS, TraceMetrics};
 pub use tunnels::TunnelMetrics;
 pub use upstreams::{BREAKER_STATES, BreakerCounts, ClusterReport, EndpointReport, UpstreamSource};
@@ -91,6 +93,7 @@ pub struct Metrics {
     faults: faults::FaultFamilies,
     tunnels: tunnels::TunnelFamilies,
     traces: TraceMetrics,
+    tls: tls::TlsFamilies,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -146,6 +149,7 @@ impl Metrics {
         let faults = faults::FaultFamilies::register(&mut registry);
         let tunnels = tunnels::TunnelFamilies::register(&mut registry);
         let traces = TraceMetrics::register(&mut registry);
+        let tls = tls::TlsFamilies::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -164,6 +168,7 @@ impl Metrics {
             faults,
             tunnels,
             traces,
+            tls,
         })
     }
 
@@ -224,6 +229,11 @@ impl Metrics {
     /// The fault-experiment series.
     pub fn fault_experiments(&self) -> ExperimentMetrics {
         self.faults.experiments()
+    }
+
+    /// The TLS handles for one listener.
+    pub fn tls_listener(&self, listener: &str) -> TlsMetrics {
+        self.tls.listener(listener)
     }
 
     /// The configuration reload series.

@@ -10,6 +10,7 @@ mod mock;
 mod openapi;
 mod raw;
 mod redis;
+pub mod tls;
 
 pub use client::{Exchange, h2c_request, http1_request};
 pub use collector::{AttributeValue, ExportedSpan, MockCollector};
