@@ -15,6 +15,7 @@ use weir_config::{AccessLog as AccessLogConfig, AccessLogField};
 use weir_telemetry::Metrics;
 use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler, TlsEntry};
 use weir_telemetry::trace_context::TraceId;
+use weir_trace::Parent;
 use weir_trace::RequestSpan;
 
 use crate::access_headers::{Captured, HeaderCapture};
@@ -70,7 +71,8 @@ impl AccessLog {
             Some(authority) => Some(Host::Authority(authority.clone())),
             None => request.headers().get(http::header::HOST).cloned().map(Host::Header),
         };
-        let trace_id = request.headers().get(&TRACEPARENT).and_then(|v| TraceId::from_traceparent(v.as_bytes()));
+        let trace_id = request.headers().get(&TRACEPARENT).and_then(|v| Parent::from_traceparent(v.as_bytes()));
+        let trace_id = trace_id.map(|parent| TraceId::from_binary(&parent.trace_id));
         Record {
             log: self.clone(),
             started,
