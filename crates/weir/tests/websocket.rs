@@ -183,3 +183,24 @@ async fn a_websocket_client_echoes_a_thousand_messages_through_weir() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout.trim(), "echoed 1000");
 }
+
+#[tokio::test]
+async fn an_open_tunnel_survives_reloads() {
+    let (upstream, _heads) = echo_upstream().await;
+    let text = config(upstream, "");
+    let gateway = TestGateway::start(&text).await;
+    let mut client = BufReader::new(TcpStream::connect(gateway.addr()).await.unwrap());
+    client.get_mut().write_all(UPGRADE).await.unwrap();
+    assert!(read_head(&mut client).await.starts_with("HTTP/1.1 101"));
+    for reload in 0..20 {
+        // Alternate between two configurations, one of which changes the tunnel's own route.
+        let next =
+            if reload % 2 == 0 { text.replace("name: chat", "name: chat\n    timeout: 3s") } else { text.clone() };
+        gateway.reload(&next).expect("reload");
+        let message = format!("after reload {reload}");
+        client.get_mut().write_all(message.as_bytes()).await.unwrap();
+        let mut echoed = vec![0; message.len()];
+        client.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+}
