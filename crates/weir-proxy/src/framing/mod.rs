@@ -146,7 +146,8 @@ impl ConnSignal {
 
     /// Takes whether the request about to be handled is a WebSocket upgrade the guard let through.
     pub fn take_tunnel(&self) -> bool {
-        self.tunnel.swap(false, Ordering::AcqRel)
+        // A plain load first: the common request is no tunnel, and pays no read-modify-write.
+        self.tunnel.load(Ordering::Acquire) && self.tunnel.swap(false, Ordering::AcqRel)
     }
 
     fn raise(&self, violation: Violation) {
