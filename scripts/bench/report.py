@@ -36,6 +36,14 @@ SCENARIOS = {
     "keyed by client address, never reached (weir-rate-limit-local.yaml). Compare its ratios with small_get's.",
     "rate_limit_redis": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one global rate-limit rule "
     "decided on a local redis-server, never reached (weir-rate-limit-redis.yaml). Compare with small_get's.",
+    "tls_h1": "GET / over TLS 1.3 and HTTP/1.1 (no ALPN), 64 keep-alive connections, wrk -t1. Every proxy serves "
+    "the same ECDSA P-256 certificate with the same versions, suites and groups (weir-tls.yaml).",
+    "tls_h2": "GET / over TLS 1.3 and HTTP/2 (ALPN h2), h2load -t1 -c16 -m16.",
+    "tls_handshake": "GET / with `Connection: close`, 64 connections, wrk -t1: a new TCP connection and a full "
+    "TLS 1.3 handshake (ECDHE and an ECDSA signature) for every request; wrk never resumes sessions.",
+    "tls_resume": "openssl s_time -reuse: one connection at a time, each resuming the first session (TLS 1.3 "
+    "ticket), sending GET / and reading the answer. req/s is connections per wall-clock second (counted "
+    "in whole seconds by s_time); there is no latency.",
 }
 TARGETS = ["weir", "nginx", "haproxy", "backend"]
 PEERS = ["nginx", "haproxy"]
@@ -105,6 +113,23 @@ def parse_h2load(text, log_path):
     return run
 
 
+def parse_stime(text):
+    """openssl s_time: the last `N connections in T real seconds` line (the reuse pass)."""
+    run = {"tool": "s_time", "problems": {}}
+    found = re.findall(r"^(\d+) connections in (\d+) real seconds", text, re.M)
+    if found and int(found[-1][1]) > 0:
+        count, seconds = map(int, found[-1])
+        run["rps"] = count / seconds
+        run["requests"] = count
+    if re.search(r"error", text, re.I):
+        run["problems"]["errors in the output"] = True
+    # s_time prints `r` for each resumed connection and `*` for each full handshake.
+    reuse_pass = text.partition("session id reuse")[2]
+    if full := reuse_pass.count("*"):
+        run["problems"]["not resumed"] = full
+    return run
+
+
 def percentile(sorted_values, pct):
     # Nearest rank: the value below which pct% of requests finished, no interpolation to invent.
     rank = max(1, -(-len(sorted_values) * pct // 100))
@@ -116,6 +141,8 @@ def parse_file(path):
     text = path.read_text(errors="replace") if path.exists() else ""
     if path.suffix == ".h2load":
         run = parse_h2load(text, path.with_suffix(".h2log"))
+    elif path.suffix == ".stime":
+        run = parse_stime(text)
     else:
         run = parse_wrk(text)
     if "rps" not in run:
@@ -156,7 +183,7 @@ def load_scenario(directory):
     for round_dir in sorted(directory.glob("r*"), key=lambda p: int(p.name[1:])):
         number = int(round_dir.name[1:])
         for raw in sorted(round_dir.iterdir()):
-            if raw.suffix in (".wrk", ".h2load"):
+            if raw.suffix in (".wrk", ".h2load", ".stime"):
                 runs.setdefault(raw.stem, {})[number] = parse_file(raw)
     return runs
 
@@ -220,6 +247,8 @@ def render_scenario(name, runs):
             label = "weir (least_request)"
         if name == "resilience" and target == "weir":
             label = "weir (retries, breaker, limit)"
+        if name.startswith("tls_") and target == "weir":
+            label = "weir (TLS)"
         if name in ("rate_limit_local", "rate_limit_redis") and target == "weir":
             label = f"weir ({name})"
         errors = [f"r{r}: {describe_problems(run['problems'])}" for r, run in sorted(by_round.items())

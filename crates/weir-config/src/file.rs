@@ -31,6 +31,9 @@ pub struct ConfigFile {
     /// The admin API; off when absent.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// Distributed tracing, exported over OTLP/gRPC; off when absent.
+    #[serde(default)]
+    pub tracing: Option<crate::Tracing>,
     pub listeners: Vec<Listener>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
@@ -202,6 +205,11 @@ pub enum AccessLogField {
     Faults,
     Aborted,
     UserAgent,
+    TlsVersion,
+    TlsSni,
+    Alpn,
+    TlsClientSubject,
+    TlsClientSpiffeId,
 }
 
 /// A socket weir accepts client connections on.
@@ -227,6 +235,9 @@ pub struct Listener {
     pub max_headers: usize,
     #[serde(default = "default_max_uri_length")]
     pub max_uri_length: ByteSize,
+    /// Terminate TLS on this listener (see docs/tls.md).
+    #[serde(default)]
+    pub tls: Option<crate::tls::ListenerTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -310,6 +321,9 @@ pub struct Route {
     /// Faults requests may ask for in `x-weir-fault-*` headers; ignored without this.
     #[serde(default)]
     pub header_faults: Option<crate::fault::HeaderFaults>,
+    /// WebSocket upgrades tunneled to the upstream.
+    #[serde(default)]
+    pub websocket: crate::websocket::WebSocket,
 }
 
 fn default_body_idle_timeout() -> Duration {
@@ -335,6 +349,8 @@ pub struct Match {
     pub method: Vec<Method>,
     pub headers: Vec<ValueMatch<HeaderName>>,
     pub query: Vec<ValueMatch<String>>,
+    /// The SPIFFE ID of the client's verified certificate (listeners with `tls.client_auth`).
+    pub client_spiffe_id: Option<String>,
 }
 
 /// A condition on one header or query parameter: exactly one of `exact`, `regex`, `present`.

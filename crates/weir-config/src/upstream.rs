@@ -33,6 +33,8 @@ pub struct Upstream {
     /// Faults injected into calls to the upstream, as if it failed.
     #[serde(default)]
     pub faults: Vec<crate::fault::Fault>,
+    /// Connect to the endpoints over TLS.
+    pub tls: Option<crate::tls::UpstreamTls>,
 }
 
 /// Circuit breaker settings.

@@ -56,6 +56,7 @@ pub(crate) fn validate(file: ConfigFile, text: &str, format: Format) -> Result<C
     check_server(&mut checker, &file);
     check_admin(&mut checker, &file);
     check_access_log(&mut checker, &file);
+    crate::trace::check(&mut checker, file.tracing.as_ref());
     check_listeners(&mut checker, &file.listeners);
     ratelimit::check_global(&mut checker, &file);
     crate::fault::check::check_file(&mut checker, &file);
@@ -151,6 +152,9 @@ fn check_listeners(checker: &mut Checker, listeners: &[Listener]) {
             checker.fail(format!("{field}.address"), format!("address {} is used by two listeners", listener.address));
         }
         check_listener_limits(checker, &field, listener);
+        if let Some(tls) = &listener.tls {
+            crate::tls::check(checker, &format!("{field}.tls"), tls);
+        }
     }
 }
 
@@ -177,6 +181,7 @@ fn check_listener_limits(checker: &mut Checker, field: &str, listener: &Listener
 
 fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     let field = format!("upstreams.{name}");
+    crate::tls::check_upstream(checker, &field, upstream);
     let valid_name =
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !valid_name {
@@ -277,6 +282,7 @@ fn check_outlier_detection(checker: &mut Checker, field: &str, upstream: &Upstre
 fn check_route(checker: &mut Checker, file: &ConfigFile, field: &str, route: &Route) {
     check_action(checker, file, field, route);
     check_positive(checker, &format!("{field}.timeout"), route.timeout);
+    crate::tls::check_route_identity(checker, file, field, route);
     for listener in &route.listeners {
         if !file.listeners.iter().any(|l| &l.name == listener) {
             let known: Vec<_> = file.listeners.iter().map(|l| l.name.as_str()).collect();

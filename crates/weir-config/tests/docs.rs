@@ -62,3 +62,13 @@ fn complete_examples_in_the_chaos_guide_are_valid() {
         parse_str(block, Format::Yaml, "chaos.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
     }
 }
+
+#[test]
+fn complete_examples_in_the_tls_guide_are_valid() {
+    let guide = include_str!("../../../docs/tls.md");
+    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    assert!(yaml.len() >= 3, "the guide has an example for certificates, SNI and client certificates");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "tls.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}

@@ -13,11 +13,14 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Method, Request, Version};
 use weir_config::{AccessLog as AccessLogConfig, AccessLogField};
 use weir_telemetry::Metrics;
-use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler};
+use weir_telemetry::access_log::{self, Destination, Entry, Field, FieldSet, LineFormat, LogWriter, Sampler, TlsEntry};
 use weir_telemetry::trace_context::TraceId;
+use weir_trace::Parent;
+use weir_trace::RequestSpan;
 
 use crate::access_headers::{Captured, HeaderCapture};
 use crate::refusal::Refusal;
+use crate::tls::TlsInfo;
 use crate::upstream_notes::Attempts;
 
 static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
@@ -68,7 +71,8 @@ impl AccessLog {
             Some(authority) => Some(Host::Authority(authority.clone())),
             None => request.headers().get(http::header::HOST).cloned().map(Host::Header),
         };
-        let trace_id = request.headers().get(&TRACEPARENT).and_then(|v| TraceId::from_traceparent(v.as_bytes()));
+        let trace_id = request.headers().get(&TRACEPARENT).and_then(|v| Parent::from_traceparent(v.as_bytes()));
+        let trace_id = trace_id.map(|parent| TraceId::from_binary(&parent.trace_id));
         Record {
             log: self.clone(),
             started,
@@ -86,6 +90,7 @@ impl AccessLog {
             status: CLIENT_CLOSED,
             reason: None,
             attempts: Attempts::default(),
+            tls: None,
             written: false,
         }
     }
@@ -116,6 +121,11 @@ fn field_of(field: AccessLogField) -> Field {
         AccessLogField::Faults => Field::Faults,
         AccessLogField::Aborted => Field::Aborted,
         AccessLogField::UserAgent => Field::UserAgent,
+        AccessLogField::TlsVersion => Field::TlsVersion,
+        AccessLogField::TlsSni => Field::TlsSni,
+        AccessLogField::Alpn => Field::Alpn,
+        AccessLogField::TlsClientSubject => Field::TlsClientSubject,
+        AccessLogField::TlsClientSpiffeId => Field::TlsClientSpiffeId,
     }
 }
 
@@ -143,7 +153,21 @@ pub struct Record {
     status: u16,
     reason: Option<&'static str>,
     attempts: Attempts,
+    /// The connection's TLS details, shared with its other requests.
+    tls: Option<Arc<TlsInfo>>,
     written: bool,
+}
+
+/// A TLS connection's part of its requests' lines.
+fn tls_entry(info: &TlsInfo) -> TlsEntry<'_> {
+    let client = info.client.as_ref();
+    TlsEntry {
+        version: info.version,
+        sni: info.sni.as_deref(),
+        alpn: info.alpn,
+        client_subject: client.map(|client| client.subject.as_str()),
+        client_spiffe_id: client.and_then(|client| client.spiffe_id.as_deref()),
+    }
 }
 
 impl Record {
@@ -158,8 +182,20 @@ impl Record {
         (self.method, self.host, self.target, self.user_agent) = (None, None, None, None);
     }
 
+    /// The request came over TLS.
+    pub fn secured(&mut self, tls: &Arc<TlsInfo>) {
+        self.tls = Some(tls.clone());
+    }
+
     pub fn identified(&mut self, request_id: &HeaderValue) {
         self.request_id = Some(request_id.clone());
+    }
+
+    /// The trace the request's span is in, which tracing may have started.
+    pub fn traced(&mut self, span: &RequestSpan) {
+        if let Some(id) = span.trace_id() {
+            self.trace_id = Some(TraceId::from_binary(&id));
+        }
     }
 
     pub fn routed(&mut self, name: &Arc<str>) {
@@ -218,6 +254,7 @@ impl Record {
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
             request_headers: &self.request_headers,
             response_headers: &self.response_headers,
+            tls: self.tls.as_deref().map(tls_entry),
         };
         access_log::log(&log.format, &entry, &log.writer);
     }

@@ -57,11 +57,11 @@ fn status(gateway: &Gateway) -> String {
     format!("{{\"last_error\":{last_error},\"source\":{source}}}\n")
 }
 
-/// A file that does not load is the caller's to fix (422); a file that validates but cannot be
+/// A file that does not load (or names certificate files that do not) is the caller's to fix (422); a file that validates but cannot be
 /// put in service (an endpoint that does not resolve, a restart-only change) is a conflict (409).
 fn failure(error: &ReloadError) -> Response<Full<Bytes>> {
     let status = match error {
-        ReloadError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ReloadError::Config(_) | ReloadError::Tls(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ReloadError::NoSource | ReloadError::Interrupted => StatusCode::INTERNAL_SERVER_ERROR,
         ReloadError::Snapshot(_) | ReloadError::NeedsRestart(_) => StatusCode::CONFLICT,
     };

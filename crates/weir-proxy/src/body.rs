@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 use weir_telemetry::RequestTimer;
+use weir_trace::{RequestSpan, SpanEnd};
 use weir_upstream::PooledBody;
 
 use crate::access::Record;
@@ -191,22 +192,31 @@ impl UpstreamBody {
 }
 
 /// The body weir hands to hyper: a [`ResponseBody`] that counts the bytes it sends and finishes the
-/// request's timer and access-log record when it ends, or when it is dropped early (the client went
-/// away).
+/// request's timer, access-log record and trace span when it ends, or when it is dropped early (the
+/// client went away).
 pub struct TimedBody {
     inner: ResponseBody,
     bytes_out: u64,
     timer: Option<RequestTimer>,
     record: Option<Record>,
+    span: SpanEnd,
 }
 
 impl TimedBody {
     pub fn new(inner: ResponseBody, timer: RequestTimer, record: Option<Record>) -> Self {
-        let mut body = TimedBody { inner, bytes_out: 0, timer: Some(timer), record };
+        let mut body = TimedBody { inner, bytes_out: 0, timer: Some(timer), record, span: SpanEnd::default() };
         if body.inner.is_end_stream() {
             body.finish(true);
         }
         body
+    }
+
+    /// Ends `span` with the body (at once if the body has ended already).
+    pub fn traced(mut self, span: RequestSpan) -> Self {
+        if self.timer.is_some() {
+            self.span = span.into_end();
+        }
+        self
     }
 
     fn finish(&mut self, complete: bool) {
@@ -216,6 +226,7 @@ impl TimedBody {
         if let Some(record) = self.record.take() {
             record.finish(self.bytes_out, complete);
         }
+        std::mem::take(&mut self.span).end();
     }
 }
 

@@ -30,7 +30,11 @@ pub fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
 
 /// One upstream's cluster, not yet started.
 pub fn build_cluster(name: &str, upstream: &Upstream) -> Result<Arc<Cluster<RequestBody>>, SnapshotError> {
-    let settings = cluster_settings(upstream);
+    let mut settings = cluster_settings(upstream);
+    settings.pool.tls = crate::tls::upstream::client(name, upstream)?;
+    if let Some(check) = &mut settings.health_check {
+        check.tls = settings.pool.tls.clone();
+    }
     let specs = match &settings.discovery {
         Some(discovery) => discovered_specs(name, discovery),
         None => upstream.endpoints.iter().map(|e| endpoint_spec(name, e)).collect::<Result<Vec<_>, _>>()?,
@@ -80,6 +84,7 @@ fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
             max_connections: pool.max_connections,
             acquire_timeout: pool.acquire_timeout.0,
             tcp_keepalive: Some(pool.tcp_keepalive.0).filter(|d| !d.is_zero()),
+            tls: None,
         },
         balance: match upstream.balance {
             Balance::RoundRobin => BalancePolicy::RoundRobin,
@@ -148,5 +153,7 @@ fn health_check_settings(check: &HealthCheck) -> HealthCheckSettings {
         timeout: check.timeout.0,
         healthy_threshold: check.healthy_threshold,
         unhealthy_threshold: check.unhealthy_threshold,
+        // Set with the upstream's TLS client, when it has one.
+        tls: None,
     }
 }

@@ -1,5 +1,6 @@
 //! One request's way through weir. [`serve_request`] reads top to bottom as the request path:
-//! refusals raised by the connection, the snapshot, the request id, route matching, then the route's
+//! refusals raised by the connection, the snapshot, the request id, route matching, the request's
+//! trace span (whose `traceparent` goes upstream), then the route's
 //! action (a direct response, or forwarding to an upstream), then response edits, and the request's
 //! metrics (counted by status and refusal reason, timed to the end of the response body) and
 //! access-log record (finished by the response body).
@@ -19,6 +20,7 @@ use crate::body::{RequestBody, ResponseBody, TimedBody};
 use crate::forward::{self, Peer};
 use crate::framing::Violation;
 use crate::proxy::proxy;
+use crate::proxy::tunnel::TunnelRequested;
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, Route};
 use crate::router::RouteId;
@@ -26,6 +28,7 @@ use crate::server::Gateway;
 use crate::snapshot::Snapshot;
 use crate::stages::fault;
 use crate::stages::rate_limit::client_ip;
+use crate::trace;
 use crate::upstream_notes::{self, Attempts};
 
 /// What a request needs to know about the connection it came on.
@@ -36,6 +39,8 @@ pub struct ConnContext {
     pub max_uri_length: usize,
     /// Counts the connection under its protocol once the first request shows it.
     pub protocol: std::sync::OnceLock<weir_telemetry::OpenConnection>,
+    /// What the TLS handshake settled, on a TLS listener.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
 }
 
 /// A request whose answer is a reset connection (an injected fault). hyper closes the connection
@@ -54,20 +59,30 @@ pub async fn serve_request(
     let started = Instant::now();
     let snapshot = gateway.snapshot();
     let mut record = gateway.access_log().map(|log| log.begin(&request, conn.peer.addr, started));
+    if let (Some(record), Some(tls)) = (&mut record, &conn.tls) {
+        record.secured(tls);
+    }
     if let Some(violation) = violation {
         return Ok(refuse_unread(&snapshot, conn, Refusal::from(violation), started, record));
     }
     let grpc = fault::is_grpc(request.headers());
+    let tunnel = request.extensions().get::<TunnelRequested>().is_some();
     let id = forward::request_id(request.headers(), &snapshot.request_id);
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if let Some(tls) = conn.tls.as_ref().filter(|tls| tls.client.is_some()) {
+        // For routes that match on the client's identity.
+        parts.extensions.insert(tls.clone());
+    }
     let matched = match_route(&snapshot, conn, &parts).map(|route| &snapshot.routes[route as usize]);
     let route = matched.as_ref().ok().copied();
+    let mut span = trace::begin(gateway.tracer(), &mut parts, conn, started, route);
     let metrics = route.map_or(&snapshot.unmatched, |route| &route.metrics);
     metrics.received(&parts.method);
     let timer = metrics.timer(started);
     if let Some(record) = &mut record {
         record.identified(&id);
         route.inspect(|route| record.routed(&route.name));
+        record.traced(&span);
     }
     let want_tally = record.as_ref().is_some_and(Record::wants_bytes_in);
     let stages = async {
@@ -92,10 +107,15 @@ pub async fn serve_request(
     if grpc {
         response = crate::refusal::grpc_form(response);
     }
+    if tunnel && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        // The guard stopped validating after the upgrade head: nothing more is read from this connection.
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     metrics.answered(response.status().as_u16());
     if let (Some(first), None) = (attempts.first_at, refusal) {
         metrics.upstream_answered(first.elapsed());
     }
+    trace::answered(&mut span, response.status().as_u16(), refusal, &attempts);
     if let Some(record) = &mut record {
         record.answered(response.status().as_u16(), refusal, attempts);
     }
@@ -105,7 +125,7 @@ pub async fn serve_request(
     if let Some(record) = &mut record {
         record.responded(response.headers());
     }
-    Ok(response.map(|body| TimedBody::new(body, timer, record)))
+    Ok(response.map(|body| TimedBody::new(body, timer, record).traced(span)))
 }
 
 /// Answers a request refused by the framing guard, before its head was looked at.

@@ -1,10 +1,11 @@
-//! weir's data plane: listeners and connections, the framing guard in front of the HTTP/1 parser,
+//! weir's data plane: listeners and connections, TLS, the framing guard in front of the HTTP/1 parser,
 //! route matching, forwarding to upstreams, and the one place refusals become responses.
 //!
-//! A request's way: [`server`] accepts and serves a connection -> [`framing`] validates HTTP/1
-//! framing -> hyper parses -> [`handler::serve_request`] loads the [`Snapshot`], matches a route
-//! ([`router`]) and runs its action -> [`refusal`] answers for anything refused -> [`body`] streams
-//! the response and, at its end, finishes the request's metrics and [`access`] log record.
+//! A request's way: [`server`] accepts and serves a connection -> [`tls`] terminates TLS on TLS
+//! listeners -> [`framing`] validates HTTP/1 framing -> hyper parses -> [`handler::serve_request`]
+//! loads the [`Snapshot`], matches a route ([`router`]) and runs its action -> [`refusal`] answers
+//! for anything refused -> [`body`] streams the response and, at its end, finishes the request's
+//! metrics, [`access`] log record and [`trace`] span.
 
 pub mod access;
 pub mod access_headers;
@@ -29,6 +30,8 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stages;
+pub mod tls;
+pub mod trace;
 pub mod upstream_notes;
 pub mod upstream_status;
 

@@ -40,6 +40,8 @@ pub struct Route {
     pub retry: Option<weir_resilience::retry::RetryPolicy>,
     /// Served while the upstream's breaker is open.
     pub fallback: Option<Fallback>,
+    /// WebSocket tunnels; `None` when the route does not tunnel.
+    pub websocket: Option<crate::proxy::tunnel::TunnelRoute>,
 }
 
 /// A route's answer while its upstream's breaker is open.

@@ -1,5 +1,6 @@
-//! Listeners and connections: binding (SO_REUSEPORT), accepting up to a cap, serving HTTP/1.1 and
-//! h2c on each connection behind the framing guard, and draining on shutdown.
+//! Listeners and connections: binding (SO_REUSEPORT), accepting up to a cap, the TLS handshake on
+//! TLS listeners ([`crate::tls`]), serving HTTP/1.1 and HTTP/2 (h2c, or h2 after ALPN) on each
+//! connection behind the framing guard, and draining on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use weir_config::{Config, Listener as ListenerConfig, Protocol};
 use weir_telemetry::{ListenerMetrics, Metrics};
@@ -25,11 +26,13 @@ use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
 use crate::handler::{ConnContext, serve_request};
 use crate::inherited::InheritedSockets;
+use crate::proxy::tunnel::TunnelRequested;
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::stages::fault::Experiments;
 use crate::stages::rate_limit::carry::Rebuild;
+use crate::tls::{TlsError, TlsInfo, TlsListener, TlsListeners, TlsWatch};
 use crate::upstream_status;
 
 /// The state every request reads: the current snapshot, replaced whole on reload.
@@ -37,8 +40,11 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
+    tracer: Option<Arc<weir_trace::Tracer>>,
     draining: AtomicBool,
     reload: ReloadState,
+    pub(crate) tls: Arc<TlsListeners>,
+    pub(crate) tls_watch: std::sync::OnceLock<TlsWatch>,
 }
 
 impl Gateway {
@@ -47,19 +53,28 @@ impl Gateway {
         metrics: Arc<Metrics>,
         access_log: Option<Arc<AccessLog>>,
         reload: ReloadState,
+        tls: Arc<TlsListeners>,
     ) -> Self {
         Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
+            tracer: None,
             draining: AtomicBool::new(false),
             reload,
+            tls,
+            tls_watch: std::sync::OnceLock::new(),
         }
     }
 
     /// The access log, when one is configured.
     pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
         self.access_log.as_ref()
+    }
+
+    /// The tracer, when tracing is configured.
+    pub fn tracer(&self) -> Option<&weir_trace::Tracer> {
+        self.tracer.as_deref()
     }
 
     /// The serving configuration, and what reloads carry across.
@@ -92,6 +107,8 @@ impl Gateway {
 pub enum ServeError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("access log: cannot open {destination}: {source}")]
     AccessLog {
         destination: String,
@@ -116,6 +133,9 @@ struct BoundListener {
     max_uri_length: usize,
     connections: Arc<Semaphore>,
     http: auto::Builder<TokioExecutor>,
+    /// The HTTP server for connections that agreed on HTTP/2 or HTTP/1.1 through ALPN.
+    http_after_alpn: [auto::Builder<TokioExecutor>; 2],
+    tls: Option<Arc<TlsListener>>,
     metrics: ListenerMetrics,
 }
 
@@ -162,7 +182,10 @@ impl Server {
         let snapshot = Snapshot::build_with_clusters(config, &metrics, set.clusters, &mut limiters, experiments)?;
         let reload = ReloadState::new(config.clone(), set.registry, limiters.finish());
         let access_log = config.access_log.as_ref().map(|log| start_access_log(log, &metrics)).transpose()?;
-        let gateway = Arc::new(Gateway::new(snapshot, metrics.clone(), access_log, reload));
+        let tls = Arc::new(TlsListeners::build(config, &metrics)?);
+        let mut gateway = Gateway::new(snapshot, metrics.clone(), access_log, reload, tls.clone());
+        gateway.tracer = config.tracing.as_ref().map(|tracing| crate::trace::start_tracer(tracing, &metrics));
+        let gateway = Arc::new(gateway);
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let serving = gateway.snapshot();
         serving.faults.experiments.restore(|target| serving.has_target(target));
@@ -170,7 +193,7 @@ impl Server {
             .listeners
             .iter()
             .enumerate()
-            .map(|(index, listener)| bind_listener(index, listener, &metrics, inherited))
+            .map(|(index, listener)| bind_listener(index, listener, &metrics, tls.get(index).cloned(), inherited))
             .collect::<Result<Vec<_>, _>>()?;
         let admin = match &config.admin {
             Some(admin) => {
@@ -223,7 +246,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting (new connections are refused), lets
-    /// in-flight requests finish within the drain timeout, and returns.
+    /// in-flight requests finish within the drain timeout, exports the spans still queued, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Drained {
         self.run_until(async {
             shutdown.await;
@@ -238,12 +261,20 @@ impl Server {
         let gateway = self.gateway.clone();
         gateway.start_clusters();
         let reaper = tokio::spawn(gateway.snapshot().faults.experiments.clone().reap_forever());
+        gateway.watch_tls_files();
         let mut admin = self.admin.take().map(|(socket, token)| tokio::spawn(admin::serve(socket, gateway, token)));
+        let traced = self.gateway.clone();
         let drained = self.serve_until(stop, &mut admin).await;
         if let Some(admin) = admin {
             admin.abort();
         }
         reaper.abort();
+        // Spans end with their responses, so every one is queued once the drain is over.
+        if let Some(tracer) = traced.tracer()
+            && !tracer.shutdown().await
+        {
+            tracing::warn!("spans still queued at shutdown were not exported within the export timeout");
+        }
         drained
     }
 
@@ -304,6 +335,7 @@ fn bind_listener(
     index: usize,
     config: &ListenerConfig,
     metrics: &Metrics,
+    tls: Option<Arc<TlsListener>>,
     inherited: &mut InheritedSockets,
 ) -> Result<BoundListener, ServeError> {
     let bind_error = |source| ServeError::Bind { name: config.name.clone(), address: config.address, source };
@@ -321,6 +353,8 @@ fn bind_listener(
         max_uri_length: config.max_uri_length.0 as usize,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         http: http_builder(config),
+        http_after_alpn: [http_builder(config).http1_only(), http_builder(config).http2_only()],
+        tls,
         metrics: metrics.listener(&config.name),
     })
 }
@@ -392,15 +426,7 @@ impl Acceptor {
                 _ = stop.changed() => break,
             };
             match accepted {
-                Ok((stream, peer)) => {
-                    let open = listener.metrics.connection_opened();
-                    let connection = serve_connection(self.gateway.clone(), listener.clone(), stream, peer);
-                    let watched = self.graceful.watcher().watch(connection);
-                    tokio::spawn(async move {
-                        let _ = watched.await;
-                        drop((permit, open));
-                    });
-                }
+                Ok((stream, peer)) => self.spawn_connection(&listener, stream, peer, permit),
                 Err(error) => {
                     tracing::warn!(listener = %listener.name, %error, "accept failed");
                     // Out of file descriptors and the like: give the process a moment.
@@ -410,29 +436,68 @@ impl Acceptor {
         }
         tracing::debug!(listener = %listener.name, "listener closed");
     }
+
+    /// Serves an accepted connection in its own task, holding its place under the connection cap.
+    fn spawn_connection(
+        &self,
+        listener: &Arc<BoundListener>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let open = listener.metrics.connection_opened();
+        let _ = stream.set_nodelay(true);
+        let (gateway, watcher, listener) = (self.gateway.clone(), self.graceful.watcher(), listener.clone());
+        tokio::spawn(async move {
+            match listener.tls.clone() {
+                None => {
+                    let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, None)).await;
+                }
+                // The handshake runs here, never in the accept loop; the watcher held meanwhile
+                // makes a drain wait for it.
+                Some(tls) => {
+                    if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
+                        let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, Some(info))).await;
+                    }
+                }
+            }
+            drop((permit, open));
+        });
+    }
 }
 
 /// Serves one client connection until it closes. Returns a connection future for the graceful
 /// shutdown watcher to drive.
-fn serve_connection(
+fn serve_connection<S>(
     gateway: Arc<Gateway>,
     listener: Arc<BoundListener>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
-) -> impl hyper_util::server::graceful::GracefulConnection {
-    let _ = stream.set_nodelay(true);
+    tls: Option<TlsInfo>,
+) -> impl hyper_util::server::graceful::GracefulConnection
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let http = match tls.as_ref().and_then(|tls| tls.alpn) {
+        Some(alpn) => &listener.http_after_alpn[usize::from(alpn == "h2")],
+        None => &listener.http,
+    };
     let signal = Arc::new(ConnSignal::default());
     let conn = Arc::new(ConnContext {
         listener: listener.index,
         peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
         max_uri_length: listener.max_uri_length,
         protocol: std::sync::OnceLock::new(),
+        tls: tls.map(Arc::new),
     });
     let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));
     let metrics = listener.metrics.clone();
-    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         // Taken when hyper hands the request over, before any later read can raise another.
         let violation = signal.take();
+        if signal.take_tunnel() {
+            request.extensions_mut().insert(TunnelRequested);
+        }
         if conn.protocol.get().is_none() {
             let http2 = request.version() == http::Version::HTTP_2;
             let _ = conn.protocol.set(metrics.protocol_seen(http2));
@@ -448,5 +513,5 @@ fn serve_connection(
             response
         }
     });
-    listener.http.serve_connection(io, service).into_owned()
+    http.serve_connection_with_upgrades(io, service).into_owned()
 }

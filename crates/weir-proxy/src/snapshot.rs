@@ -16,6 +16,7 @@ use weir_telemetry::{Metrics, RouteMetrics};
 
 use crate::admin_views::AdminViews;
 use crate::clusters::{Clusters, build_clusters};
+use crate::proxy::tunnel::TunnelRoute;
 use crate::refusal::Refusal;
 use crate::route::{Action, DirectResponse, Fallback, HeaderEdits, PathMatcher, PathRewrite, Route};
 use crate::router::{Conditions, RouteId, Router, TemplateConflict, ValueTest};
@@ -62,6 +63,8 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Template(#[from] TemplateConflict),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Snapshot {
@@ -151,6 +154,10 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         // Validation guarantees one of the two.
         (None, None) => unreachable!("validated route has an action"),
     };
+    let websocket = (route.websocket.enabled && route.upstream.is_some()).then(|| TunnelRoute {
+        idle_timeout: Some(route.websocket.idle_timeout.0).filter(|d| !d.is_zero()),
+        metrics: metrics.tunnels(&name),
+    });
     Route {
         name,
         metrics: route_metrics,
@@ -168,6 +175,7 @@ fn compile_route(index: usize, route: &RouteConfig, clusters: &Clusters, metrics
         max_body: route.max_body_size.map_or(u64::MAX, |s| s.0),
         body_idle_timeout: Some(route.body_idle_timeout.0).filter(|d| !d.is_zero()),
         retry: route.retry.as_ref().map(retry_policy),
+        websocket,
         fallback: route.fallback.as_ref().map(|fallback| match (&fallback.upstream, &fallback.direct_response) {
             (Some(upstream), _) => Fallback::Upstream(clusters[upstream].clone()),
             (None, Some(direct)) => Fallback::Direct(direct_response(direct)),
@@ -230,6 +238,7 @@ fn conditions(route: &RouteConfig) -> Conditions {
         methods: m.method.iter().map(|method| method.0.clone()).collect(),
         headers: m.headers.iter().map(|h| (h.name.0.clone(), value_test(h))).collect(),
         query: m.query.iter().map(|q| (q.name.as_str().into(), value_test(q))).collect(),
+        client_spiffe_id: m.client_spiffe_id.as_deref().map(Into::into),
     }
 }
 

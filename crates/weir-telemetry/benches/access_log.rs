@@ -30,6 +30,7 @@ fn entry() -> Entry<'static> {
         user_agent: Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
         request_headers: &[],
         response_headers: &[],
+        tls: None,
     }
 }
 

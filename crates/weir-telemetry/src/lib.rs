@@ -21,7 +21,10 @@ mod ratelimit;
 mod reloads;
 mod route;
 pub mod text_format;
+mod tls;
 pub mod trace_context;
+mod traces;
+mod tunnels;
 mod upstreams;
 
 pub use concurrency::{ConcurrencyMetrics, SHED_CAUSES};
@@ -33,6 +36,9 @@ pub use ratelimit::{OUTCOMES as RATE_LIMIT_OUTCOMES, RuleMetrics};
 pub use reloads::ReloadMetrics;
 use route::RouteFamilies;
 pub use route::{RequestTimer, RouteMetrics};
+pub use tls::{HANDSHAKE_RESULTS, HandshakeFailure, TLS_VERSIONS, TlsMetrics};
+pub use traces::{SPAN_DROP_REASONS, TraceMetrics};
+pub use tunnels::TunnelMetrics;
 pub use upstreams::{BREAKER_STATES, BreakerCounts, ClusterReport, EndpointReport, UpstreamSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -85,6 +91,9 @@ pub struct Metrics {
     reloads: ReloadMetrics,
     concurrency: concurrency::ConcurrencyFamilies,
     faults: faults::FaultFamilies,
+    tunnels: tunnels::TunnelFamilies,
+    traces: TraceMetrics,
+    tls: tls::TlsFamilies,
 }
 
 /// The protocols connections are labelled with, in [`ListenerMetrics::protocol_seen`] order.
@@ -138,6 +147,9 @@ impl Metrics {
         let reloads = ReloadMetrics::register(&mut registry);
         let concurrency = concurrency::ConcurrencyFamilies::register(&mut registry);
         let faults = faults::FaultFamilies::register(&mut registry);
+        let tunnels = tunnels::TunnelFamilies::register(&mut registry);
+        let traces = TraceMetrics::register(&mut registry);
+        let tls = tls::TlsFamilies::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -154,6 +166,9 @@ impl Metrics {
             reloads,
             concurrency,
             faults,
+            tunnels,
+            traces,
+            tls,
         })
     }
 
@@ -206,14 +221,29 @@ impl Metrics {
         self.faults.counters(target_type, target, source)
     }
 
+    /// The WebSocket tunnel handles of one route.
+    pub fn tunnels(&self, route: &str) -> TunnelMetrics {
+        self.tunnels.route(route)
+    }
+
     /// The fault-experiment series.
     pub fn fault_experiments(&self) -> ExperimentMetrics {
         self.faults.experiments()
     }
 
+    /// The TLS handles for one listener.
+    pub fn tls_listener(&self, listener: &str) -> TlsMetrics {
+        self.tls.listener(listener)
+    }
+
     /// The configuration reload series.
     pub fn reloads(&self) -> &ReloadMetrics {
         &self.reloads
+    }
+
+    /// The span exporter's series.
+    pub fn traces(&self) -> &TraceMetrics {
+        &self.traces
     }
 
     /// Where the upstream endpoint series are read from at each scrape.

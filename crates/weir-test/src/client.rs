@@ -62,7 +62,7 @@ where
     collect(response).await
 }
 
-async fn collect(response: http::Response<hyper::body::Incoming>) -> Result<Exchange, hyper::Error> {
+pub(crate) async fn collect(response: http::Response<hyper::body::Incoming>) -> Result<Exchange, hyper::Error> {
     let (parts, body) = response.into_parts();
     let collected = body.collect().await?;
     let trailers = collected.trailers().cloned();

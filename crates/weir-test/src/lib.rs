@@ -1,15 +1,19 @@
 //! Test support for weir: programmable mock upstreams, the gateway in-process, HTTP/1.1 and h2c
-//! clients, a raw TCP client for malformed input, and a real redis-server. Everything binds 127.0.0.1 port 0.
+//! clients, a raw TCP client for malformed input, a mock OTLP collector, and a real redis-server.
+//! Everything binds 127.0.0.1 port 0.
 
 mod client;
+mod collector;
 mod dns;
 mod gateway;
 mod mock;
 mod openapi;
 mod raw;
 mod redis;
+pub mod tls;
 
 pub use client::{Exchange, h2c_request, http1_request};
+pub use collector::{AttributeValue, ExportedSpan, MockCollector};
 pub use dns::DnsServer;
 pub use gateway::TestGateway;
 pub use mock::{MockUpstream, Received};

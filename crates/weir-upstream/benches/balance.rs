@@ -23,6 +23,7 @@ fn cluster(balance: BalancePolicy, endpoints: u8) -> Cluster<Empty<Bytes>> {
             max_connections: 1,
             acquire_timeout: Duration::from_secs(1),
             tcp_keepalive: None,
+            tls: None,
         },
         balance,
         hash_key: None,

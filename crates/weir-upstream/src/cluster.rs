@@ -107,7 +107,8 @@ impl<B> Cluster<B> {
     /// A cluster whose random choices follow `rng`: for tests that check distributions exactly.
     pub fn with_rng(name: &str, specs: &[EndpointSpec], settings: ClusterSettings, rng: BalanceRng) -> Self {
         let epoch = Instant::now();
-        let members: Vec<_> = specs.iter().map(|spec| Arc::new(Endpoint::new(*spec, settings.pool, epoch))).collect();
+        let members: Vec<_> =
+            specs.iter().map(|spec| Arc::new(Endpoint::new(*spec, settings.pool.clone(), epoch))).collect();
         let cluster = Cluster {
             name: name.into(),
             epoch,
@@ -199,7 +200,7 @@ impl<B> Cluster<B> {
             .iter()
             .map(|spec| {
                 let kept = current.iter().find(|e| e.addr == spec.addr && e.weight == spec.weight);
-                kept.cloned().unwrap_or_else(|| Arc::new(Endpoint::new(*spec, self.settings.pool, self.epoch)))
+                kept.cloned().unwrap_or_else(|| Arc::new(Endpoint::new(*spec, self.settings.pool.clone(), self.epoch)))
             })
             .collect();
         self.replace_members(members);

@@ -24,6 +24,7 @@ fn settings(balance: BalancePolicy, outlier: OutlierSettings) -> ClusterSettings
             max_connections: 1,
             acquire_timeout: Duration::from_secs(1),
             tcp_keepalive: None,
+            tls: None,
         },
         balance,
         hash_key: None,

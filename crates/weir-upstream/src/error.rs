@@ -15,6 +15,12 @@ pub enum UpstreamError {
     PoolExhausted { addr: SocketAddr, max: usize },
     #[error("endpoint {addr}: connect timed out")]
     ConnectTimeout { addr: SocketAddr },
+    #[error("endpoint {addr}: TLS handshake: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("endpoint {addr}: HTTP handshake failed: {source}")]
     Handshake {
         addr: SocketAddr,

@@ -1,7 +1,8 @@
 //! Active health checks: every interval (plus a random jitter, so a fleet of gateways does not probe
 //! in lockstep) each endpoint of a cluster is probed with a plain TCP connect or an HTTP request.
 //! After `unhealthy_threshold` failures in a row an endpoint leaves the rotation; after
-//! `healthy_threshold` successes in a row it comes back. Endpoints start healthy, so a restart never
+//! `healthy_threshold` successes in a row it comes back. On an upstream with TLS, every probe makes
+//! the TLS handshake first (a TCP probe then also checks the endpoint's certificate). Endpoints start healthy, so a restart never
 //! waits on the first round of checks to send traffic.
 //!
 //! One task per cluster; it ends when the cluster is dropped (a reload that no longer has it).
@@ -42,6 +43,8 @@ pub struct HealthCheckSettings {
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// The upstream's TLS, when its endpoints speak TLS.
+    pub tls: Option<crate::pool::UpstreamTls>,
 }
 
 /// Successes and failures in a row, per endpoint.
@@ -126,9 +129,10 @@ async fn check_all(
     for addr in addrs {
         let settings = settings.clone();
         checks.spawn(async move {
-            let result = tokio::time::timeout(settings.timeout, probe(&settings.probe, addr))
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {:?}", settings.timeout)));
+            let result =
+                tokio::time::timeout(settings.timeout, probe_over(&settings.probe, addr, settings.tls.as_ref()))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {:?}", settings.timeout)));
             (addr, result)
         });
     }
@@ -141,9 +145,33 @@ async fn check_all(
     results
 }
 
-/// One probe of one endpoint.
-pub async fn probe(probe: &HealthProbe, addr: SocketAddr) -> Result<(), String> {
+/// One probe of one endpoint, in cleartext.
+#[cfg(test)]
+async fn probe(probe: &HealthProbe, addr: SocketAddr) -> Result<(), String> {
+    probe_over(probe, addr, None).await
+}
+
+/// One probe of one endpoint, over TLS when `tls` is given.
+pub async fn probe_over(
+    probe: &HealthProbe,
+    addr: SocketAddr,
+    tls: Option<&crate::pool::UpstreamTls>,
+) -> Result<(), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    match tls {
+        None => http_probe(probe, addr, stream).await,
+        Some(tls) => {
+            let connecting = tls.connector.connect(tls.server_name.clone(), stream);
+            http_probe(probe, addr, connecting.await.map_err(|e| format!("TLS handshake: {e}"))?).await
+        }
+    }
+}
+
+/// The HTTP part of a probe on a connected stream (nothing more for a TCP probe).
+async fn http_probe<S>(probe: &HealthProbe, addr: SocketAddr, stream: S) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let HealthProbe::Http { path, host, statuses } = probe else { return Ok(()) };
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
@@ -181,6 +209,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             healthy_threshold: 2,
             unhealthy_threshold: 3,
+            tls: None,
         }
     }
 

@@ -26,5 +26,5 @@ pub use error::UpstreamError;
 pub use hash_key::HashKey;
 pub use health::{HealthCheckSettings, HealthProbe};
 pub use outlier::{EjectReason, Outcome, OutlierSettings};
-pub use pool::{Connection, EndpointPool, PoolSettings, PooledBody};
+pub use pool::{Connection, EndpointPool, PoolSettings, PooledBody, UpstreamTls};
 pub use rng::BalanceRng;

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::error::UpstreamError;
 
 /// How connections to an endpoint are made and kept.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub connect_timeout: Duration,
     pub max_idle: usize,
@@ -38,6 +38,22 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// TCP keep-alive probes on upstream connections after this much silence (`None`: off).
     pub tcp_keepalive: Option<Duration>,
+    /// Connect over TLS (`None`: cleartext).
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS to an upstream: one client configuration for all its endpoints, so sessions resume across
+/// connections, and the name sent in SNI and verified.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub server_name: rustls_pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
 }
 
 /// The connections to one endpoint.
@@ -163,16 +179,13 @@ where
         if let Some(idle) = self.settings.tcp_keepalive {
             let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
         }
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        let Some(tls) = &self.settings.tls else { return http1_handshake(addr, stream).await };
+        let connecting = tls.connector.connect(tls.server_name.clone(), stream);
+        let stream = tokio::time::timeout(self.settings.connect_timeout, connecting)
             .await
-            .map_err(|source| UpstreamError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(endpoint = %addr, %error, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+            .map_err(|_| UpstreamError::ConnectTimeout { addr })?
+            .map_err(|source| UpstreamError::Tls { addr, source })?;
+        http1_handshake(addr, stream).await
     }
 
     fn take_idle(&self) -> Option<(SendRequest<B>, Slot)> {
@@ -314,4 +327,25 @@ where
             self.give_back();
         }
     }
+}
+
+/// Starts HTTP/1.1 on a connected stream, cleartext or TLS, and drives the connection in a task.
+async fn http1_handshake<B, S>(addr: SocketAddr, stream: S) -> Result<SendRequest<B>, UpstreamError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| UpstreamError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        // With upgrades, a 101 hands the connection over to the caller (a WebSocket tunnel).
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(endpoint = %addr, %error, "upstream connection ended");
+        }
+    });
+    Ok(sender)
 }

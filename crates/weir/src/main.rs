@@ -12,6 +12,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // One crypto provider for every TLS configuration in the process, chosen before any is built.
+    weir_proxy::tls::crypto_provider();
     match cli.command {
         cli::Command::Run(args) => run::run(&args),
         cli::Command::Validate(args) => run::validate(&args),

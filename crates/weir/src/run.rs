@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use weir_config::Config;
 use weir_proxy::access::AccessLog;
+use weir_proxy::tls::TlsListeners;
 use weir_proxy::{ConfigDiff, Drained, InheritedSockets, Server, Snapshot, Stop};
 use weir_telemetry::Metrics;
 
@@ -176,7 +177,11 @@ pub fn validate(args: &ValidateArgs) -> ExitCode {
         eprintln!("{}: {error}", args.config.display());
         return ExitCode::FAILURE;
     }
-    match Snapshot::build(&config, &Metrics::new()) {
+    let metrics = Metrics::new();
+    let built = Snapshot::build(&config, &metrics).map_err(|e| e.to_string());
+    // Reads every TLS file: unreadable, not PEM, or a key that does not match its certificate.
+    let built = built.and_then(|_| TlsListeners::build(&config, &metrics).map_err(|e| e.to_string()));
+    match built {
         Ok(_) => {
             let (l, u, r) = (config.listeners.len(), config.upstreams.len(), config.routes.len());
             println!("{}: ok ({l} listeners, {u} upstreams, {r} routes)", args.config.display());

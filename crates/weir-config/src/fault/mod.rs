@@ -219,48 +219,52 @@ impl Default for FaultInjection {
     }
 }
 
-/// A fault experiment as the admin API takes it: a target, a fault and a time-to-live.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A fault experiment as the admin API takes it: a target, a time-to-live, and the fields of one
+/// [`Fault`] beside them in the same JSON object.
+#[derive(Debug, Clone)]
 pub struct ExperimentSpec {
     /// A label for people; the experiment's id is made by weir.
-    #[serde(default)]
     pub name: Option<String>,
     /// The route to inject into (by name)...
-    #[serde(default)]
     pub route: Option<String>,
     /// ...or the upstream whose calls to inject into.
-    #[serde(default)]
     pub upstream: Option<String>,
     /// The experiment ends by itself this long after it starts.
     pub ttl: Duration,
     /// Keep the experiment across a restart (needs `fault_injection.state_file`).
-    #[serde(default)]
     pub persist: bool,
-    #[serde(default)]
-    pub delay: Option<Delay>,
-    #[serde(default)]
-    pub abort: Option<Abort>,
-    #[serde(default)]
-    pub throttle: Option<Throttle>,
-    #[serde(default)]
-    pub percent: FaultPercent,
-    #[serde(default)]
-    pub when: FaultConditions,
-    #[serde(default)]
-    pub endpoint: Option<String>,
+    /// The fault the experiment injects.
+    pub fault: Fault,
 }
 
+/// The experiment's own fields; everything else in the object is the fault's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentFields {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    upstream: Option<String>,
+    ttl: Duration,
+    #[serde(default)]
+    persist: bool,
+}
+
+const EXPERIMENT_FIELDS: [&str; 5] = ["name", "route", "upstream", "ttl", "persist"];
+
 impl ExperimentSpec {
-    /// The fault the experiment injects.
-    pub fn fault(&self) -> Fault {
-        Fault {
-            delay: self.delay,
-            abort: self.abort.clone(),
-            throttle: self.throttle.clone(),
-            percent: self.percent,
-            when: self.when.clone(),
-            endpoint: self.endpoint.clone(),
-        }
+    /// Reads an experiment from its JSON object. Unknown fields are refused, as in the file.
+    pub fn from_json(value: serde_json::Value) -> Result<ExperimentSpec, serde_json::Error> {
+        let serde_json::Value::Object(mut fault) = value else {
+            return Err(de::Error::custom("an experiment is a JSON object"));
+        };
+        let own: serde_json::Map<String, serde_json::Value> =
+            EXPERIMENT_FIELDS.iter().filter_map(|key| fault.remove_entry(*key)).collect();
+        let own: ExperimentFields = serde_json::from_value(serde_json::Value::Object(own))?;
+        let fault: Fault = serde_json::from_value(serde_json::Value::Object(fault))?;
+        let ExperimentFields { name, route, upstream, ttl, persist } = own;
+        Ok(ExperimentSpec { name, route, upstream, ttl, persist, fault })
     }
 }

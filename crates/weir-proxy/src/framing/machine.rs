@@ -36,7 +36,7 @@ enum State {
     ChunkEnd,
     ChunkLine,
     Trailers,
-    /// HTTP/2: nothing more is validated.
+    /// HTTP/2, or a WebSocket upgrade: nothing more is validated.
     Passthrough,
 }
 
@@ -59,6 +59,12 @@ struct HeadInfo {
     http10: bool,
     content_length: Option<u64>,
     transfer_encoding: TransferEncoding,
+    /// The request line's method is `GET`.
+    get: bool,
+    /// An `Upgrade` field names `websocket`.
+    upgrade_websocket: bool,
+    /// A `Connection` field names `upgrade`.
+    connection_upgrade: bool,
 }
 
 impl HeadInfo {
@@ -72,8 +78,17 @@ impl HeadInfo {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let chunked = self.transfer_encoding == TransferEncoding::Absent && syntax::is_chunked(value);
             self.transfer_encoding = if chunked { TransferEncoding::Chunked } else { TransferEncoding::Unsupported };
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade_websocket |= syntax::has_token(value, b"websocket");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.connection_upgrade |= syntax::has_token(value, b"upgrade");
         }
         Ok(())
+    }
+
+    /// A bodiless HTTP/1.1 `GET` asking to switch to WebSocket (RFC 6455 section 4.1).
+    fn websocket_upgrade(&self, next: State) -> bool {
+        self.get && !self.http10 && self.upgrade_websocket && self.connection_upgrade && matches!(next, State::Head)
     }
 
     /// Decided once the head is complete, so that CL plus TE is reported as such whatever the TE value or order.
@@ -109,6 +124,8 @@ pub(super) struct Machine {
     head: HeadInfo,
     /// No request line has been seen on this connection yet (the HTTP/2 preface is only honoured then).
     fresh: bool,
+    /// A WebSocket upgrade head was just released; the guard tells the handler through its signal.
+    tunnel: bool,
 }
 
 impl Machine {
@@ -123,11 +140,17 @@ impl Machine {
             state: State::Head,
             head: HeadInfo::default(),
             fresh: true,
+            tunnel: false,
         }
     }
 
     fn pending(&self) -> usize {
         self.buf.len() - self.start
+    }
+
+    /// Whether the head just released asked for a WebSocket upgrade; asking clears it.
+    pub(super) fn take_tunnel(&mut self) -> bool {
+        std::mem::take(&mut self.tunnel)
     }
 
     /// A request head has begun arriving but is not complete yet.
@@ -296,10 +319,14 @@ impl Machine {
         }
         if line.is_empty() {
             let next = self.head.body_state()?;
+            let tunnel = self.head.websocket_upgrade(next);
             self.head = HeadInfo::default();
-            // An `Upgrade` or CONNECT head is framed like any other: the guard keeps validating afterwards.
-            // Supporting upgrades needs an explicit switch to pass-through once the server has sent a 101.
-            self.release_element(next);
+            // After a WebSocket upgrade head nothing is validated: the bytes that follow are the
+            // tunnel's if the upgrade succeeds, and the handler closes the connection if it does not,
+            // so no later head is ever parsed unvalidated. Other upgrades (h2c) and CONNECT are
+            // framed like any other request.
+            self.tunnel = tunnel;
+            self.release_element(if tunnel { State::Passthrough } else { next });
             return Ok(true);
         }
         self.count_field()?;
@@ -323,6 +350,7 @@ impl Machine {
             self.release_element(State::Passthrough);
             return Ok(true);
         }
+        self.head.get = self.buf[line.clone()].starts_with(b"GET ");
         self.head.http10 = syntax::request_line(&self.buf[line], self.limits.max_uri_len)?;
         self.head.request_line = true;
         Ok(false)

@@ -19,7 +19,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use std::time::Duration;
@@ -133,12 +133,21 @@ impl Violation {
 pub struct ConnSignal {
     /// A `Violation` discriminant, or 0 for none.
     raised: AtomicU8,
+    /// The request about to be handled asked for a WebSocket upgrade, and the guard has stopped
+    /// validating: unless the upgrade succeeds, the connection must close after the response.
+    tunnel: AtomicBool,
 }
 
 impl ConnSignal {
     /// Takes the violation raised for the request about to be handled, if any.
     pub fn take(&self) -> Option<Violation> {
         Violation::from_code(self.raised.swap(0, Ordering::AcqRel))
+    }
+
+    /// Takes whether the request about to be handled is a WebSocket upgrade the guard let through.
+    pub fn take_tunnel(&self) -> bool {
+        // A plain load first: the common request is no tunnel, and pays no read-modify-write.
+        self.tunnel.load(Ordering::Acquire) && self.tunnel.swap(false, Ordering::AcqRel)
     }
 
     fn raise(&self, violation: Violation) {
@@ -332,6 +341,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
                 }
                 Ok(Next::Release) => {
                     this.head_deadline = None;
+                    if this.machine.take_tunnel() {
+                        this.signal.tunnel.store(true, Ordering::Release);
+                    }
                     this.machine.release_into(dst);
                     if dst.remaining() == 0 {
                         return Poll::Ready(Ok(()));

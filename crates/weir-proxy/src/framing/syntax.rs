@@ -127,6 +127,12 @@ pub(super) fn is_chunked(value: &[u8]) -> bool {
     value.eq_ignore_ascii_case(b"chunked")
 }
 
+/// Whether a comma-separated field value lists `token` (case-insensitive), like `upgrade` in
+/// `Connection: keep-alive, Upgrade`.
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
 /// Validates `chunk-size [chunk-ext]` (no CRLF) and returns the size.
 pub(super) fn chunk_size_line(line: &[u8]) -> Result<u64, Violation> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();

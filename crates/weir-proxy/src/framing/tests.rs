@@ -175,9 +175,20 @@ async fn http2_preface_later_on_a_connection_is_refused() {
 }
 
 #[tokio::test]
-async fn upgrade_does_not_switch_to_pass_through() {
-    let head: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
-    check_all_splits(&[head, b"\x81\x05hello\n"].concat(), &refused(head), Some(Violation::BareLineFeed)).await;
+async fn a_websocket_upgrade_switches_to_pass_through() {
+    let head: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
+    let input = [head, b"\x81\x05hello\n"].concat();
+    check_all_splits(&input, &input, None).await;
+}
+
+#[tokio::test]
+async fn other_upgrades_and_upgrades_with_a_body_keep_being_validated() {
+    let h2c: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n";
+    check_all_splits(&[h2c, b"x\n"].concat(), &refused(h2c), Some(Violation::BareLineFeed)).await;
+    let post: &[u8] = b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 1\r\n\r\nA";
+    check_all_splits(&[post, b"x\n"].concat(), &refused(post), Some(Violation::BareLineFeed)).await;
+    let http10: &[u8] = b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    check_all_splits(&[http10, b"x\n"].concat(), &refused(http10), Some(Violation::BareLineFeed)).await;
 }
 
 /// One bad head per case; each is also sent after a good request, which must come through intact.

@@ -74,7 +74,9 @@ pub fn attempt_outcome(refusal: Refusal) -> Outcome {
 /// Maps a failed upstream call to the refusal the client sees.
 pub fn classify(error: &UpstreamError) -> Refusal {
     match error {
-        UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => Refusal::ConnectError,
+        UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } | UpstreamError::Tls { .. } => {
+            Refusal::ConnectError
+        }
         UpstreamError::ConnectTimeout { .. } => Refusal::ConnectTimeout,
         UpstreamError::PoolExhausted { .. } => Refusal::PoolExhausted,
         UpstreamError::Exchange { source, .. } => {

@@ -49,6 +49,11 @@ impl UpstreamHead {
         Ok(UpstreamHead { method: parts.method, uri, headers: parts.headers })
     }
 
+    /// The headers every try sends, for a stage that adds to them.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
     /// The request for one try. A request without a host (HTTP/1.0) gets the endpoint's address as
     /// `Host`, which HTTP/1.1 requires.
     pub fn request(&self, body: RequestBody, endpoint: SocketAddr) -> Request<RequestBody> {

@@ -10,6 +10,7 @@
 mod connect;
 mod deadline;
 mod head;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 
@@ -27,6 +28,7 @@ pub use connect::classify;
 use connect::{attempt_outcome, connect};
 use deadline::Deadline;
 use head::UpstreamHead;
+use tunnel::ClientUpgrade;
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::forward;
@@ -61,7 +63,12 @@ pub async fn proxy(
     let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
     let policy = route.retry.as_ref().filter(|p| may_retry(p, &parts, declared, &body));
     let grpc = fault::is_grpc(&parts.headers);
-    let head = UpstreamHead::build(snapshot, route, conn, parts, id)?;
+    let mut parts = parts;
+    let upgrade = ClientUpgrade::take(&mut parts, route.websocket.as_ref());
+    let mut head = UpstreamHead::build(snapshot, route, conn, parts, id)?;
+    if let Some(upgrade) = &upgrade {
+        upgrade.ask_upstream(head.headers_mut());
+    }
     let tries = Tries { snapshot, route, cluster, key, deadline, grpc };
     let mut response = match policy {
         None => tries.once(head, RequestBody::new(body, route.max_body)).await?,
@@ -70,7 +77,14 @@ pub async fn proxy(
             tries.with_retries(policy, head, body).await?
         }
     };
+    let upgraded_to = upgrade.as_ref().and_then(|_| response.headers().get(http::header::UPGRADE).cloned());
     forward::strip_hop_by_hop(response.headers_mut());
+    match (upgrade, route.websocket.as_ref()) {
+        (Some(upgrade), Some(tunnels)) => upgrade.splice(&mut response, upgraded_to, tunnels),
+        // A switch nobody asked for cannot be passed on.
+        _ if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => return Err(Refusal::UpstreamProtocolError),
+        _ => {}
+    }
     Ok(response.map(|body| ResponseBody::upstream(body, route.body_idle_timeout)))
 }
 

@@ -43,7 +43,10 @@ pub struct ConfigDiff {
     pub routes: SectionDiff,
     pub upstreams: SectionDiff,
     pub listeners: SectionDiff,
-    /// Other sections only a restart applies (`admin`, `log`, `server.workers`) that differ.
+    /// Listeners whose TLS settings (certificates, ALPN, client verification...) changed: these
+    /// apply in process, to new connections.
+    pub tls_changed: Vec<String>,
+    /// Other sections only a restart applies (`admin`, `log`, `tracing`, `server.workers`) that differ.
     pub restart_only: Vec<&'static str>,
 }
 
@@ -54,14 +57,28 @@ impl ConfigDiff {
             named.map(|(i, r)| (r.name.clone().unwrap_or_else(|| format!("routes[{i}]")), format!("{r:?}"))).collect()
         };
         let upstreams = |c: &Config| c.upstreams.iter().map(|(n, u)| (n.clone(), fingerprint(u))).collect();
-        let listeners =
-            |c: &Config| c.listeners.iter().enumerate().map(|(i, l)| (l.name.clone(), format!("{i} {l:?}"))).collect();
+        // A listener's TLS settings apply without a rebind; turning TLS on or off needs one.
+        let listeners = |c: &Config| {
+            let without_tls = |l: &weir_config::Listener| weir_config::Listener { tls: None, ..l.clone() };
+            let print =
+                |(i, l): (usize, &weir_config::Listener)| format!("{i} {:?} {}", without_tls(l), l.tls.is_some());
+            c.listeners.iter().enumerate().map(|(i, l)| (l.name.clone(), print((i, l)))).collect()
+        };
+        let tls_changed = new
+            .listeners
+            .iter()
+            .filter(|l| old.listeners.iter().any(|o| o.name == l.name && o.tls.is_some() && o.tls != l.tls))
+            .map(|l| l.name.clone())
+            .collect();
         let mut restart_only = Vec::new();
         if format!("{:?}", old.admin) != format!("{:?}", new.admin) {
             restart_only.push("admin");
         }
         if format!("{:?}", old.log) != format!("{:?}", new.log) {
             restart_only.push("log");
+        }
+        if format!("{:?}", old.tracing) != format!("{:?}", new.tracing) {
+            restart_only.push("tracing");
         }
         if old.server.workers != new.server.workers {
             restart_only.push("server.workers");
@@ -70,6 +87,7 @@ impl ConfigDiff {
             routes: SectionDiff::between(&routes(old), &routes(new)),
             upstreams: SectionDiff::between(&upstreams(old), &upstreams(new)),
             listeners: SectionDiff::between(&listeners(old), &listeners(new)),
+            tls_changed,
             restart_only,
         }
     }
@@ -100,6 +118,7 @@ impl ConfigDiff {
             );
         }
         let restart: Vec<String> = self.restart_only.iter().map(|s| s.to_string()).collect();
+        let _ = write!(out, "\"tls_changed\":{},", json_list(&self.tls_changed));
         let _ = write!(out, "\"restart_only\":{}}}", json_list(&restart));
         out
     }
@@ -123,6 +142,9 @@ impl fmt::Display for ConfigDiff {
         writeln!(f, "routes: {}", self.routes.summary())?;
         writeln!(f, "upstreams: {}", self.upstreams.summary())?;
         writeln!(f, "listeners: {}", self.listeners.summary())?;
+        if !self.tls_changed.is_empty() {
+            writeln!(f, "tls: changed: {}", self.tls_changed.join(" "))?;
+        }
         if let Some(restart) = self.needs_restart() {
             writeln!(f, "needs a restart: {restart}")?;
         }
@@ -178,7 +200,7 @@ mod tests {
         assert_eq!(diff.needs_restart(), None);
         assert_eq!(
             diff.json(),
-            "{\"routes\":{\"added\":[\"four\"],\"removed\":[\"three\"],\"changed\":[\"two\"]},\"upstreams\":{\"added\":[],\"removed\":[],\"changed\":[]},\"listeners\":{\"added\":[],\"removed\":[],\"changed\":[]},\"restart_only\":[]}"
+            "{\"routes\":{\"added\":[\"four\"],\"removed\":[\"three\"],\"changed\":[\"two\"]},\"upstreams\":{\"added\":[],\"removed\":[],\"changed\":[]},\"listeners\":{\"added\":[],\"removed\":[],\"changed\":[]},\"tls_changed\":[],\"restart_only\":[]}"
         );
     }
 

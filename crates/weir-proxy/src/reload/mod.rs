@@ -58,6 +58,8 @@ pub enum ReloadError {
     Snapshot(#[from] SnapshotError),
     #[error("{0}")]
     NeedsRestart(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("the reload stopped before it finished")]
     Interrupted,
 }
@@ -183,6 +185,10 @@ impl Gateway {
             Snapshot::build_with_clusters(&config, self.metrics(), set.clusters, &mut limiters, experiments)?;
         snapshot.faults.experiments.configure(&config.fault_injection);
         let limiters = limiters.finish();
+        // Certificates are read and checked before anything is swapped; they serve new connections.
+        if !diff.tls_changed.is_empty() {
+            self.tls().apply(&config)?;
+        }
         if applying.serving {
             set.fresh.iter().for_each(|cluster| cluster.start());
         }
@@ -190,6 +196,9 @@ impl Gateway {
         state.config.store(Arc::new(config));
         applying.registry = set.registry;
         applying.limiters = limiters;
+        if applying.serving && !diff.tls_changed.is_empty() {
+            self.watch_tls_files();
+        }
         Ok(diff)
     }
 
@@ -208,6 +217,7 @@ impl Gateway {
                     upstreams_added = upstreams.added.len(),
                     upstreams_removed = upstreams.removed.len(),
                     upstreams_changed = upstreams.changed.len(),
+                    tls_changed = diff.tls_changed.len(),
                     "configuration reloaded"
                 );
             }

@@ -1,4 +1,5 @@
-//! Conditions on a request besides host and path: methods, headers and query parameters.
+//! Conditions on a request besides host and path: methods, headers, query parameters, and the
+//! client certificate's SPIFFE ID on mutual-TLS listeners.
 
 use http::request::Parts;
 use http::{HeaderName, Method};
@@ -29,12 +30,17 @@ pub struct Conditions {
     pub headers: Vec<(HeaderName, ValueTest)>,
     /// Query parameters are compared as sent, without percent-decoding.
     pub query: Vec<(Box<str>, ValueTest)>,
+    /// The verified client certificate's SPIFFE ID, exactly.
+    pub client_spiffe_id: Option<Box<str>>,
 }
 
 impl Conditions {
     /// How many conditions there are: routes with more are tried first among equal paths.
     pub fn count(&self) -> usize {
-        usize::from(!self.methods.is_empty()) + self.headers.len() + self.query.len()
+        usize::from(!self.methods.is_empty())
+            + self.headers.len()
+            + self.query.len()
+            + usize::from(self.client_spiffe_id.is_some())
     }
 
     pub fn pass(&self, request: &Parts) -> bool {
@@ -44,7 +50,15 @@ impl Conditions {
                 .iter()
                 .all(|(name, test)| test.passes(request.headers.get_all(name).iter().map(|v| v.as_bytes())))
             && self.query.iter().all(|(name, test)| test.passes(query_values(request.uri.query(), name)))
+            && self.client_spiffe_id.as_deref().is_none_or(|wanted| client_spiffe_id(request) == Some(wanted))
     }
+}
+
+/// The SPIFFE ID the connection's TLS handshake verified (the handler puts the connection's TLS
+/// details in the request's extensions when a client certificate was verified).
+fn client_spiffe_id(request: &Parts) -> Option<&str> {
+    let tls = request.extensions.get::<std::sync::Arc<crate::tls::TlsInfo>>()?;
+    tls.client.as_ref()?.spiffe_id.as_deref()
 }
 
 /// Values of the query parameter `name`, in order.

@@ -23,11 +23,16 @@ pub enum Field {
     Faults,
     Aborted,
     UserAgent,
+    TlsVersion,
+    TlsSni,
+    Alpn,
+    TlsClientSubject,
+    TlsClientSpiffeId,
 }
 
 impl Field {
     /// Every field, in line order.
-    pub const ALL: [Field; 19] = [
+    pub const ALL: [Field; 24] = [
         Field::Time,
         Field::RequestId,
         Field::TraceId,
@@ -47,6 +52,11 @@ impl Field {
         Field::Faults,
         Field::Aborted,
         Field::UserAgent,
+        Field::TlsVersion,
+        Field::TlsSni,
+        Field::Alpn,
+        Field::TlsClientSubject,
+        Field::TlsClientSpiffeId,
     ];
 
     /// The JSON key, also the name used in the configuration.
@@ -71,6 +81,11 @@ impl Field {
             Field::Faults => "faults",
             Field::Aborted => "aborted",
             Field::UserAgent => "user_agent",
+            Field::TlsVersion => "tls_version",
+            Field::TlsSni => "tls_sni",
+            Field::Alpn => "alpn",
+            Field::TlsClientSubject => "tls_client_subject",
+            Field::TlsClientSpiffeId => "tls_client_spiffe_id",
         }
     }
 

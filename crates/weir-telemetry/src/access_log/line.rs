@@ -46,6 +46,23 @@ pub struct Entry<'a> {
     /// left out of the line when empty.
     pub request_headers: &'a [(HeaderName, HeaderValue)],
     pub response_headers: &'a [(HeaderName, HeaderValue)],
+    /// What the TLS handshake settled, on a TLS listener.
+    pub tls: Option<TlsEntry<'a>>,
+}
+
+/// A TLS connection's part of a line.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsEntry<'a> {
+    /// `1.2` or `1.3`.
+    pub version: &'static str,
+    /// The server name the client asked for.
+    pub sni: Option<&'a str>,
+    /// The ALPN protocol agreed on.
+    pub alpn: Option<&'static str>,
+    /// The verified client certificate's subject (mutual TLS).
+    pub client_subject: Option<&'a str>,
+    /// The verified client certificate's `spiffe://` URI SAN.
+    pub client_spiffe_id: Option<&'a str>,
 }
 
 /// How lines are written: which fields, and whether the path keeps its query.
@@ -91,6 +108,13 @@ impl LineFormat {
             line.out.extend_from_slice(if entry.aborted { b"true" } else { b"false" });
         }
         line.string(Field::UserAgent, entry.user_agent);
+        if let Some(tls) = &entry.tls {
+            line.string(Field::TlsVersion, Some(tls.version.as_bytes()));
+            line.string(Field::TlsSni, tls.sni.map(str::as_bytes));
+            line.string(Field::Alpn, tls.alpn.map(str::as_bytes));
+            line.string(Field::TlsClientSubject, tls.client_subject.map(str::as_bytes));
+            line.string(Field::TlsClientSpiffeId, tls.client_spiffe_id.map(str::as_bytes));
+        }
         line.headers("request_headers", entry.request_headers);
         line.headers("response_headers", entry.response_headers);
         line.out.extend_from_slice(b"}\n");
@@ -193,6 +217,7 @@ mod tests {
             user_agent: Some(b"curl/8.5.0"),
             request_headers: &[],
             response_headers: &[],
+            tls: None,
         }
     }
 
@@ -251,6 +276,27 @@ mod tests {
         );
         let none = [].into_iter().collect();
         assert_eq!(line(LineFormat { fields: none, query: false }, &with_headers).matches("headers").count(), 2);
+    }
+
+    #[test]
+    fn a_tls_connection_adds_its_fields_after_the_others() {
+        let mut secured = entry();
+        secured.tls = Some(TlsEntry {
+            version: "1.3",
+            sni: Some("api.example.com"),
+            alpn: Some("h2"),
+            client_subject: Some("CN=billing"),
+            client_spiffe_id: Some("spiffe://example.org/billing"),
+        });
+        let fields = [Field::Status, Field::TlsVersion, Field::TlsSni, Field::Alpn, Field::TlsClientSubject]
+            .into_iter()
+            .chain([Field::TlsClientSpiffeId])
+            .collect();
+        assert_eq!(
+            line(LineFormat { fields, query: false }, &secured),
+            "{\"status\":200,\"tls_version\":\"1.3\",\"tls_sni\":\"api.example.com\",\"alpn\":\"h2\",\
+             \"tls_client_subject\":\"CN=billing\",\"tls_client_spiffe_id\":\"spiffe://example.org/billing\"}\n"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 
 pub use fields::{Field, FieldSet};
 pub use json::push_time;
-pub use line::{Entry, LineFormat};
+pub use line::{Entry, LineFormat, TlsEntry};
 pub use sampler::Sampler;
 pub use writer::{Destination, LogWriter};
 

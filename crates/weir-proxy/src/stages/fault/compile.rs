@@ -46,6 +46,7 @@ fn when(fault: &FaultConfig) -> When {
             methods: when.method.iter().map(|m| m.0.clone()).collect(),
             headers: headers.collect(),
             query: Vec::new(),
+            client_spiffe_id: None,
         },
         path_prefix: when.path_prefix.as_ref().map(|p| p.0.as_str().into()),
         clients: when.client.clone(),

@@ -127,8 +127,7 @@ impl Experiments {
     pub fn start(&self, document: &[u8], known: impl Fn(&Target) -> bool) -> Result<Arc<Experiment>, ExperimentError> {
         let value: serde_json::Value =
             serde_json::from_slice(document).map_err(|e| ExperimentError::Malformed(e.to_string()))?;
-        let spec: ExperimentSpec =
-            serde_json::from_value(value.clone()).map_err(|e| ExperimentError::Malformed(e.to_string()))?;
+        let spec = ExperimentSpec::from_json(value.clone()).map_err(|e| ExperimentError::Malformed(e.to_string()))?;
         let target = target_of(&spec)?;
         if !known(&target) {
             let (kind, name) = describe(&target);
@@ -160,9 +159,9 @@ impl Experiments {
         document: serde_json::Value,
         started: SystemTime,
     ) -> Result<Arc<Experiment>, ExperimentError> {
-        let fault = spec.fault();
+        let fault = &spec.fault;
         let place = if matches!(target, Target::Route(_)) { FaultPlace::Route } else { FaultPlace::Upstream };
-        if let Some((field, message)) = fault_problems(&fault, place).into_iter().next() {
+        if let Some((field, message)) = fault_problems(fault, place).into_iter().next() {
             let at = if field.is_empty() { String::new() } else { format!("{field}: ") };
             return Err(ExperimentError::Invalid(format!("{at}{message}")));
         }
@@ -178,7 +177,7 @@ impl Experiments {
         let remaining = expires.duration_since(SystemTime::now()).unwrap_or_default();
         let experiment = Arc::new(Experiment {
             id,
-            fault: compile_fault(&fault, counters),
+            fault: compile_fault(fault, counters),
             target,
             persist: spec.persist,
             started,
@@ -251,7 +250,7 @@ impl Experiments {
             }
         };
         for Saved { id, started, document } in saved {
-            let restored = serde_json::from_value::<ExperimentSpec>(document.clone())
+            let restored = ExperimentSpec::from_json(document.clone())
                 .map_err(|e| ExperimentError::Malformed(e.to_string()))
                 .and_then(|spec| {
                     let target = target_of(&spec)?;
