@@ -1,5 +1,6 @@
-//! Reloads in process, over real sockets: under keep-alive load with long streams open, a broken
-//! file that changes nothing, and endpoint state that carries across a reload of other routes.
+//! Reloads in process, over real sockets: under keep-alive load with long streams and WebSocket
+//! tunnels open, a broken file that changes nothing, and endpoint state that carries across a
+//! reload of other routes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +11,9 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
-use weir_test::{MockUpstream, TEST_TIMEOUT, TestGateway, http1_request};
+use weir_test::{MockUpstream, TEST_TIMEOUT, TestGateway, http1_request, open_tunnel, switching_echo};
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-reload-{}", std::process::id()));
@@ -21,10 +23,11 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// Two configurations that differ in routes and upstreams but not in listeners.
-fn config(mock: SocketAddr, second: bool) -> String {
+/// Two configurations that differ in routes and upstreams but not in listeners; `/chat` tunnels
+/// WebSockets to `chat`.
+fn config(mock: SocketAddr, chat: SocketAddr, second: bool) -> String {
     let mut text = format!(
-        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  a: {{ endpoints: [\"{mock}\"] }}\n  other: {{ endpoints: [\"{mock}\"], connect_timeout: {}s }}\nroutes:\n  - {{ name: stream, match: {{ path_prefix: /stream }}, upstream: a, timeout: 60s }}\n  - {{ name: load, upstream: a, timeout: {}s }}\n",
+        "admin: {{ address: \"127.0.0.1:0\" }}\nlisteners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  a: {{ endpoints: [\"{mock}\"] }}\n  chat: {{ endpoints: [\"{chat}\"] }}\n  other: {{ endpoints: [\"{mock}\"], connect_timeout: {}s }}\nroutes:\n  - {{ name: stream, match: {{ path_prefix: /stream }}, upstream: a, timeout: 60s }}\n  - {{ name: chat, match: {{ path_prefix: /chat }}, upstream: chat }}\n  - {{ name: load, upstream: a, timeout: {}s }}\n",
         if second { 2 } else { 1 },
         if second { 30 } else { 15 },
     );
@@ -87,7 +90,8 @@ async fn until(mut done: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_reloads_under_load_fail_no_request_and_drop_no_connection() {
     let mock = MockUpstream::start("backend").await;
-    let (first, second) = (config(mock.addr(), false), config(mock.addr(), true));
+    let (chat, _heads) = switching_echo().await;
+    let (first, second) = (config(mock.addr(), chat, false), config(mock.addr(), chat, true));
     let path = temp_file("load.yaml", &first);
     let gateway = TestGateway::start_file(path.clone()).await;
     let addr = gateway.addr();
@@ -99,9 +103,22 @@ async fn a_hundred_reloads_under_load_fail_no_request_and_drop_no_connection() {
         streams.push(tokio::spawn(long_stream(addr, started)));
         head.await.expect("a stream ended before its head");
     }
+    let mut tunnels = Vec::new();
+    for _ in 0..2 {
+        let (tunnel, head) = open_tunnel(addr).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        tunnels.push(tunnel);
+    }
     for round in 0..100 {
         std::fs::write(&path, if round % 2 == 0 { &second } else { &first }).unwrap();
         gateway.reload_file().await.expect("reload");
+        for tunnel in &mut tunnels {
+            let message = format!("round {round}");
+            tunnel.get_mut().write_all(message.as_bytes()).await.expect("a tunnel was closed");
+            let mut echoed = vec![0; message.len()];
+            tunnel.read_exact(&mut echoed).await.expect("a tunnel was closed");
+            assert_eq!(echoed, message.as_bytes());
+        }
         // Let the load run across the new snapshot before the next swap.
         let seen = load.ok.load(Ordering::Relaxed) + load.failed.load(Ordering::Relaxed);
         until(|| load.ok.load(Ordering::Relaxed) + load.failed.load(Ordering::Relaxed) >= seen + 4).await;
@@ -129,7 +146,7 @@ async fn admin(gateway: &TestGateway, method: &str, path: &str) -> (u16, String)
 #[tokio::test]
 async fn a_broken_file_changes_nothing_and_the_error_is_visible() {
     let mock = MockUpstream::start("backend").await;
-    let good = config(mock.addr(), false);
+    let good = config(mock.addr(), mock.addr(), false);
     let path = temp_file("broken.yaml", &good);
     let gateway = TestGateway::start_file(path.clone()).await;
 
@@ -156,7 +173,7 @@ async fn a_broken_file_changes_nothing_and_the_error_is_visible() {
     let served = http1_request(gateway.addr(), Request::get("/load").body(Empty::<Bytes>::new()).unwrap());
     assert_eq!(served.await.unwrap().status, 200);
 
-    std::fs::write(&path, config(mock.addr(), true)).unwrap();
+    std::fs::write(&path, config(mock.addr(), mock.addr(), true)).unwrap();
     let (_, diff) = admin(&gateway, "GET", "/reload/diff").await;
     assert!(diff.contains("\"routes\":{\"added\":[\"extra\"],\"removed\":[],\"changed\":[\"load\"]}"), "{diff}");
     let (status, body) = admin(&gateway, "POST", "/reload").await;

@@ -6,11 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use weir_test::{MockUpstream, TEST_TIMEOUT, TestGateway};
-
-const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+use tokio::net::TcpStream;
+use weir_test::{MockUpstream, TEST_TIMEOUT, TestGateway, UPGRADE_REQUEST, read_head, switching_echo};
 
 fn config(upstream: std::net::SocketAddr, route_extra: &str) -> String {
     format!(
@@ -18,47 +15,12 @@ fn config(upstream: std::net::SocketAddr, route_extra: &str) -> String {
     )
 }
 
-/// An upstream that switches protocols on every request and then echoes bytes; it sends the
-/// request head it got on `heads`.
-async fn echo_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (heads, received) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let heads = heads.clone();
-            tokio::spawn(async move {
-                let mut stream = BufReader::new(stream);
-                let head = read_head(&mut stream).await;
-                let _ = heads.send(head);
-                let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-                stream.get_mut().write_all(answer).await.unwrap();
-                let (mut reader, mut writer) = stream.into_inner().into_split();
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
-            });
-        }
-    });
-    (addr, received)
-}
-
-async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> String {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.unwrap() == 0 || line == "\r\n" {
-            return head;
-        }
-        head.push_str(&line);
-    }
-}
-
 #[tokio::test]
 async fn an_upgrade_is_tunneled_both_ways_and_counted() {
-    let (upstream, mut heads) = echo_upstream().await;
+    let (upstream, mut heads) = switching_echo().await;
     let gateway = TestGateway::start(&config(upstream, "")).await;
     let mut client = BufReader::new(TcpStream::connect(gateway.addr()).await.unwrap());
-    client.get_mut().write_all(UPGRADE).await.unwrap();
+    client.get_mut().write_all(UPGRADE_REQUEST).await.unwrap();
     let head = read_head(&mut client).await.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket") && head.contains("connection: upgrade"), "{head}");
@@ -83,10 +45,10 @@ async fn an_upgrade_is_tunneled_both_ways_and_counted() {
 
 #[tokio::test]
 async fn a_silent_tunnel_is_closed_at_the_idle_timeout() {
-    let (upstream, _heads) = echo_upstream().await;
+    let (upstream, _heads) = switching_echo().await;
     let gateway = TestGateway::start(&config(upstream, "    websocket: { idle_timeout: 300ms }\n")).await;
     let mut client = BufReader::new(TcpStream::connect(gateway.addr()).await.unwrap());
-    client.get_mut().write_all(UPGRADE).await.unwrap();
+    client.get_mut().write_all(UPGRADE_REQUEST).await.unwrap();
     assert!(read_head(&mut client).await.starts_with("HTTP/1.1 101"));
     let started = tokio::time::Instant::now();
     let mut rest = Vec::new();
@@ -101,7 +63,7 @@ async fn a_refused_upgrade_closes_the_connection_after_the_answer() {
     let gateway = TestGateway::start(&config(mock.addr(), "")).await;
     let mut client = BufReader::new(TcpStream::connect(gateway.addr()).await.unwrap());
     // A second request pipelined behind the upgrade is never read: the guard stopped validating.
-    client.get_mut().write_all(&[UPGRADE, b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"].concat()).await.unwrap();
+    client.get_mut().write_all(&[UPGRADE_REQUEST, b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"].concat()).await.unwrap();
     let mut answer = String::new();
     tokio::time::timeout(TEST_TIMEOUT, client.read_to_string(&mut answer)).await.unwrap().unwrap();
     let lower = answer.to_ascii_lowercase();
@@ -112,10 +74,10 @@ async fn a_refused_upgrade_closes_the_connection_after_the_answer() {
 
 #[tokio::test]
 async fn a_route_without_tunnels_proxies_the_upgrade_as_a_plain_request() {
-    let (upstream, mut heads) = echo_upstream().await;
+    let (upstream, mut heads) = switching_echo().await;
     let gateway = TestGateway::start(&config(upstream, "    websocket: { enabled: false }\n")).await;
     let mut client = BufReader::new(TcpStream::connect(gateway.addr()).await.unwrap());
-    client.get_mut().write_all(UPGRADE).await.unwrap();
+    client.get_mut().write_all(UPGRADE_REQUEST).await.unwrap();
     let upstream_head = heads.recv().await.unwrap().to_ascii_lowercase();
     assert!(!upstream_head.contains("upgrade: websocket"), "{upstream_head}");
     let mut answer = String::new();
@@ -186,11 +148,11 @@ async fn a_websocket_client_echoes_a_thousand_messages_through_weir() {
 
 #[tokio::test]
 async fn an_open_tunnel_survives_reloads() {
-    let (upstream, _heads) = echo_upstream().await;
+    let (upstream, _heads) = switching_echo().await;
     let text = config(upstream, "");
     let gateway = TestGateway::start(&text).await;
     let mut client = BufReader::new(TcpStream::connect(gateway.addr()).await.unwrap());
-    client.get_mut().write_all(UPGRADE).await.unwrap();
+    client.get_mut().write_all(UPGRADE_REQUEST).await.unwrap();
     assert!(read_head(&mut client).await.starts_with("HTTP/1.1 101"));
     for reload in 0..20 {
         // Alternate between two configurations, one of which changes the tunnel's own route.
