@@ -47,7 +47,7 @@ pub async fn proxy(
     route: &Route,
     cluster: &Cluster<RequestBody>,
     conn: &ConnContext,
-    parts: Parts,
+    mut parts: Parts,
     body: Incoming,
     id: &HeaderValue,
     arrived: Instant,
@@ -63,7 +63,6 @@ pub async fn proxy(
     let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
     let policy = route.retry.as_ref().filter(|p| may_retry(p, &parts, declared, &body));
     let grpc = fault::is_grpc(&parts.headers);
-    let mut parts = parts;
     let upgrade = ClientUpgrade::take(&mut parts, route.websocket.as_ref());
     let mut head = UpstreamHead::build(snapshot, route, conn, parts, id)?;
     if let Some(upgrade) = &upgrade {
