@@ -351,6 +351,8 @@ pub struct Match {
     pub query: Vec<ValueMatch<String>>,
     /// The SPIFFE ID of the client's verified certificate (listeners with `tls.client_auth`).
     pub client_spiffe_id: Option<String>,
+    /// A gRPC service, or one method of it (instead of a path condition).
+    pub grpc: Option<crate::protocol::GrpcMatch>,
 }
 
 /// A condition on one header or query parameter: exactly one of `exact`, `regex`, `present`.

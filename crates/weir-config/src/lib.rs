@@ -16,6 +16,7 @@ mod upstream;
 mod validate;
 pub mod values;
 pub mod view;
+mod protocol;
 mod websocket;
 
 pub use error::{ConfigError, Problem};
@@ -26,4 +27,5 @@ pub use tls::{Alpn, ClientAuth, ClientCertificate, ListenerTls, TlsVersion, Upst
 pub use trace::{OtlpProtocol, Tracing};
 pub use upstream::*;
 pub use validate::Config;
+pub use protocol::{GrpcMatch, Http2, UpstreamProtocol};
 pub use websocket::WebSocket;

@@ -35,6 +35,12 @@ pub struct Upstream {
     pub faults: Vec<crate::fault::Fault>,
     /// Connect to the endpoints over TLS.
     pub tls: Option<crate::tls::UpstreamTls>,
+    /// The HTTP version spoken to the endpoints.
+    #[serde(default)]
+    pub protocol: crate::protocol::UpstreamProtocol,
+    /// How HTTP/2 connections to the endpoints are used.
+    #[serde(default)]
+    pub http2: crate::protocol::Http2,
 }
 
 /// Circuit breaker settings.
@@ -193,6 +199,9 @@ pub struct HealthCheck {
     /// For HTTP checks: the statuses that mean healthy.
     #[serde(default = "default_expected_statuses")]
     pub expected_statuses: Vec<StatusRange>,
+    /// For gRPC checks: the service asked about (empty: the server as a whole).
+    #[serde(default)]
+    pub service: String,
     #[serde(default = "default_health_interval")]
     pub interval: Duration,
     #[serde(default = "default_health_jitter")]
@@ -212,6 +221,8 @@ pub enum HealthCheckKind {
     #[default]
     Http,
     Tcp,
+    /// The gRPC health checking protocol (`grpc.health.v1.Health/Check`).
+    Grpc,
 }
 
 fn default_health_path() -> UrlPath {

@@ -182,6 +182,7 @@ fn check_listener_limits(checker: &mut Checker, field: &str, listener: &Listener
 fn check_upstream(checker: &mut Checker, name: &str, upstream: &Upstream) {
     let field = format!("upstreams.{name}");
     crate::tls::check_upstream(checker, &field, upstream);
+    crate::protocol::check_protocol(checker, &field, upstream);
     let valid_name =
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !valid_name {
@@ -365,6 +366,7 @@ fn check_action(checker: &mut Checker, file: &ConfigFile, field: &str, route: &R
 }
 
 fn check_match(checker: &mut Checker, field: &str, route: &Route) {
+    crate::protocol::check_grpc_match(checker, field, route);
     let m = &route.matches;
     let path_kinds = [m.path.is_some(), m.path_prefix.is_some(), m.path_template.is_some(), m.path_regex.is_some()];
     if path_kinds.iter().filter(|set| **set).count() > 1 {

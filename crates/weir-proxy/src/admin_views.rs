@@ -82,7 +82,9 @@ fn match_view(route: &Route) -> Value {
     let mut view = Map::new();
     let hosts: Vec<String> = m.host.iter().map(host_text).collect();
     view.insert("host".into(), json!(if hosts.is_empty() { vec!["*".to_string()] } else { hosts }));
-    let (kind, path) = if let Some(path) = &m.path {
+    let (kind, path) = if let Some(grpc) = &m.grpc {
+        (if grpc.method.is_some() { "path" } else { "path_prefix" }, grpc.path())
+    } else if let Some(path) = &m.path {
         ("path", path.0.clone())
     } else if let Some(template) = &m.path_template {
         ("path_template", template.clone())
@@ -103,6 +105,9 @@ fn match_view(route: &Route) -> Value {
     }
     if !m.query.is_empty() {
         view.insert("query".into(), json!(m.query.iter().map(|q| condition(&q.name, q)).collect::<Vec<_>>()));
+    }
+    if let Some(grpc) = &m.grpc {
+        view.insert("grpc".into(), json!({ "service": grpc.service, "method": grpc.method }));
     }
     Value::Object(view)
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use weir_config::{
     Balance, Config, Endpoint as EndpointConfig, HashKey as HashKeyConfig, HealthCheck, HealthCheckKind,
-    OutlierDetection, Upstream,
+    OutlierDetection, Upstream, UpstreamProtocol as UpstreamProtocolConfig,
 };
 use weir_resilience::breaker::BreakerSettings;
 use weir_upstream::{
     BalancePolicy, BreakerPolicy, Cluster, ClusterSettings, DnsDiscovery, EndpointSpec, HashKey, HealthCheckSettings,
-    HealthProbe, NamedEndpoint, OutlierSettings, PoolSettings, Resolver, resolve,
+    HealthProbe, Http2Settings, NamedEndpoint, OutlierSettings, PoolSettings, Resolver, UpstreamProtocol, resolve,
 };
 
 use crate::body::RequestBody;
@@ -31,7 +31,7 @@ pub fn build_clusters(config: &Config) -> Result<Clusters, SnapshotError> {
 /// One upstream's cluster, not yet started.
 pub fn build_cluster(name: &str, upstream: &Upstream) -> Result<Arc<Cluster<RequestBody>>, SnapshotError> {
     let mut settings = cluster_settings(upstream);
-    settings.pool.tls = crate::tls::upstream::client(name, upstream)?;
+    settings.pool.tls = crate::tls::upstream::client(name, upstream, settings.pool.protocol)?;
     if let Some(check) = &mut settings.health_check {
         check.tls = settings.pool.tls.clone();
     }
@@ -85,6 +85,16 @@ fn cluster_settings(upstream: &Upstream) -> ClusterSettings {
             acquire_timeout: pool.acquire_timeout.0,
             tcp_keepalive: Some(pool.tcp_keepalive.0).filter(|d| !d.is_zero()),
             tls: None,
+            protocol: match upstream.protocol {
+                UpstreamProtocolConfig::Http1 => UpstreamProtocol::Http1,
+                UpstreamProtocolConfig::Http2 => UpstreamProtocol::Http2,
+                UpstreamProtocolConfig::Auto => UpstreamProtocol::Auto,
+            },
+            http2: Http2Settings {
+                max_concurrent_streams: upstream.http2.max_concurrent_streams as usize,
+                keepalive_interval: Some(upstream.http2.keepalive_interval.0).filter(|d| !d.is_zero()),
+                keepalive_timeout: upstream.http2.keepalive_timeout.0,
+            },
         },
         balance: match upstream.balance {
             Balance::RoundRobin => BalancePolicy::RoundRobin,
@@ -145,6 +155,10 @@ fn health_check_settings(check: &HealthCheck) -> HealthCheckSettings {
             host: check.host.as_ref().map(|h| h.0.clone()),
             statuses: check.expected_statuses.iter().map(|range| range.0.clone()).collect(),
         },
+        HealthCheckKind::Grpc => {
+            let authority = check.host.as_ref().and_then(|h| h.0.to_str().ok()).map(str::to_string);
+            HealthProbe::grpc(&check.service, authority)
+        }
     };
     HealthCheckSettings {
         probe,

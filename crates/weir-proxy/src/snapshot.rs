@@ -220,7 +220,10 @@ fn retry_policy(retry: &weir_config::Retry) -> RetryPolicy {
 
 fn path_matcher(route: &RouteConfig) -> PathMatcher {
     let m = &route.matches;
-    if let Some(path) = &m.path {
+    if let Some(grpc) = &m.grpc {
+        let path = grpc.path();
+        if grpc.method.is_some() { PathMatcher::Exact(path.into()) } else { PathMatcher::Prefix(path.into()) }
+    } else if let Some(path) = &m.path {
         PathMatcher::Exact(path.0.as_str().into())
     } else if let Some(template) = &m.path_template {
         PathMatcher::Template(template.as_str().into())
@@ -239,6 +242,7 @@ fn conditions(route: &RouteConfig) -> Conditions {
         headers: m.headers.iter().map(|h| (h.name.0.clone(), value_test(h))).collect(),
         query: m.query.iter().map(|q| (q.name.as_str().into(), value_test(q))).collect(),
         client_spiffe_id: m.client_spiffe_id.as_deref().map(Into::into),
+        grpc: m.grpc.is_some(),
     }
 }
 

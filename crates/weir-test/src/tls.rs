@@ -240,11 +240,19 @@ pub struct SeenConnection {
     pub client_certificate: bool,
     /// Whether the handshake resumed an earlier session.
     pub resumed: bool,
+    /// The protocol ALPN picked, if any.
+    pub alpn: Option<String>,
 }
 
 impl TlsUpstream {
     /// Serves `leaf`; with `client_ca`, requires client certificates it issued.
     pub async fn start(leaf: &Leaf, client_ca: Option<&TestCa>) -> TlsUpstream {
+        TlsUpstream::start_with(leaf, client_ca, &[]).await
+    }
+
+    /// Serves `leaf` offering `alpn` (`h2`, `http/1.1`): keeps connections open and answers each
+    /// request `secure over HTTP/2.0` (or `HTTP/1.1`). Without ALPN, answers as [`TlsUpstream::start`].
+    pub async fn start_with(leaf: &Leaf, client_ca: Option<&TestCa>, alpn: &[&str]) -> TlsUpstream {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -261,7 +269,8 @@ impl TlsUpstream {
             None => builder.with_no_client_auth(),
         };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone()));
-        let config = builder.with_single_cert(vec![leaf.der.clone()], key).expect("server certificate");
+        let mut config = builder.with_single_cert(vec![leaf.der.clone()], key).expect("server certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -300,7 +309,11 @@ async fn accept_loop(
                 server_name: connection.server_name().map(str::to_string),
                 client_certificate: connection.peer_certificates().is_some_and(|chain| !chain.is_empty()),
                 resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+                alpn: connection.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
             });
+            if connection.alpn_protocol().is_some() {
+                return serve_versions(stream).await;
+            }
             // Every connection serves one request, so the next request makes a new handshake.
             let service = hyper::service::service_fn(|_request: http::Request<hyper::body::Incoming>| async {
                 let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from("secure")));
@@ -310,4 +323,14 @@ async fn accept_loop(
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 as ALPN picked, answering each request with its version.
+async fn serve_versions(stream: tokio_rustls::server::TlsStream<TcpStream>) {
+    let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+        let text = format!("secure over {:?}", request.version());
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(text))))
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
 }

@@ -24,6 +24,8 @@ fn cluster(balance: BalancePolicy, endpoints: u8) -> Cluster<Empty<Bytes>> {
             acquire_timeout: Duration::from_secs(1),
             tcp_keepalive: None,
             tls: None,
+            protocol: Default::default(),
+            http2: Default::default(),
         },
         balance,
         hash_key: None,

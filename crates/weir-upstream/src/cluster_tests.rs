@@ -25,6 +25,8 @@ fn settings(balance: BalancePolicy, outlier: OutlierSettings) -> ClusterSettings
             acquire_timeout: Duration::from_secs(1),
             tcp_keepalive: None,
             tls: None,
+            protocol: Default::default(),
+            http2: Default::default(),
         },
         balance,
         hash_key: None,

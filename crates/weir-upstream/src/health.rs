@@ -1,5 +1,6 @@
 //! Active health checks: every interval (plus a random jitter, so a fleet of gateways does not probe
-//! in lockstep) each endpoint of a cluster is probed with a plain TCP connect or an HTTP request.
+//! in lockstep) each endpoint of a cluster is probed with a plain TCP connect, an HTTP request, or
+//! a gRPC health check call.
 //! After `unhealthy_threshold` failures in a row an endpoint leaves the rotation; after
 //! `healthy_threshold` successes in a row it comes back. On an upstream with TLS, every probe makes
 //! the TLS handshake first (a TCP probe then also checks the endpoint's certificate). Endpoints start healthy, so a restart never
@@ -31,6 +32,9 @@ pub enum HealthProbe {
     Tcp,
     /// `GET path` answers with one of `statuses`.
     Http { path: http::uri::PathAndQuery, host: Option<HeaderValue>, statuses: Vec<RangeInclusive<u16>> },
+    /// `grpc.health.v1.Health/Check` over HTTP/2 answers `SERVING`. `request` is the encoded call
+    /// (naming the service asked about); `authority` names the server (default: the endpoint's address).
+    Grpc { request: Bytes, authority: Option<String> },
 }
 
 /// A cluster's active health check.
@@ -172,7 +176,14 @@ async fn http_probe<S>(probe: &HealthProbe, addr: SocketAddr, stream: S) -> Resu
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let HealthProbe::Http { path, host, statuses } = probe else { return Ok(()) };
+    let (path, host, statuses) = match probe {
+        HealthProbe::Tcp => return Ok(()),
+        HealthProbe::Grpc { request, authority } => {
+            let authority = authority.clone().unwrap_or_else(|| addr.to_string());
+            return crate::grpc_health::probe(stream, &authority, request.clone()).await;
+        }
+        HealthProbe::Http { path, host, statuses } => (path, host, statuses),
+    };
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
     let host =

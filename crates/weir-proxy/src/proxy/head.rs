@@ -1,5 +1,5 @@
 //! The upstream request's head, built once per request and sent on every try: HTTP/1.1, origin-form
-//! target, hop-by-hop headers gone, forwarding headers and the request id added, the route's path,
+//! target (absolute form on an HTTP/2 connection), hop-by-hop headers gone, forwarding headers and the request id added, the route's path,
 //! host and header edits applied. `Expect` is answered by weir itself (hyper sends `100 Continue`
 //! when the body is first read), so it is not passed on.
 
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use http::header::{EXPECT, HOST};
 use http::request::Parts;
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
 use crate::body::RequestBody;
@@ -83,6 +83,28 @@ fn add_endpoint_host(headers: &mut HeaderMap, endpoint: SocketAddr) {
         let host = HeaderValue::from_str(&endpoint.to_string()).expect("a socket address is a valid header value");
         headers.insert(HOST, host);
     }
+}
+
+/// Puts a try's request in the form HTTP/2 sends: the target in absolute form with `Host` moved
+/// into its authority (sent as `:authority`). A `Host` that is no authority stays a header, and the
+/// endpoint's address names the authority instead.
+pub fn into_http2(request: &mut Request<RequestBody>, scheme: Scheme, endpoint: SocketAddr) {
+    let host = request.headers().get(HOST).and_then(|host| Authority::try_from(host.as_bytes()).ok());
+    let authority = match host {
+        Some(host) => {
+            request.headers_mut().remove(HOST);
+            host
+        }
+        None => Authority::try_from(endpoint.to_string()).expect("a socket address is an authority"),
+    };
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *request.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+    *request.version_mut() = Version::HTTP_2;
 }
 
 /// The origin-form target for the upstream: the client's path and query, shared rather than copied

@@ -178,6 +178,9 @@ impl Tries<'_> {
             Some(head) => head.into_request(body, addr),
             None => shared.expect("a head to copy").request(body, addr),
         };
+        if connection.version() == http::Version::HTTP_2 {
+            head::into_http2(&mut request, connection.scheme(), addr);
+        }
         let header = self.snapshot.deadline_header.as_ref();
         self.deadline.stamp(request.headers_mut(), header, Instant::now());
         let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);

@@ -1,5 +1,5 @@
-//! Conditions on a request besides host and path: methods, headers, query parameters, and the
-//! client certificate's SPIFFE ID on mutual-TLS listeners.
+//! Conditions on a request besides host and path: methods, headers, query parameters, the client
+//! certificate's SPIFFE ID on mutual-TLS listeners, and being a gRPC call.
 
 use http::request::Parts;
 use http::{HeaderName, Method};
@@ -32,6 +32,8 @@ pub struct Conditions {
     pub query: Vec<(Box<str>, ValueTest)>,
     /// The verified client certificate's SPIFFE ID, exactly.
     pub client_spiffe_id: Option<Box<str>>,
+    /// A gRPC call: `content-type: application/grpc`, alone or with a suffix (`+proto`).
+    pub grpc: bool,
 }
 
 impl Conditions {
@@ -41,6 +43,7 @@ impl Conditions {
             + self.headers.len()
             + self.query.len()
             + usize::from(self.client_spiffe_id.is_some())
+            + usize::from(self.grpc)
     }
 
     pub fn pass(&self, request: &Parts) -> bool {
@@ -51,6 +54,7 @@ impl Conditions {
                 .all(|(name, test)| test.passes(request.headers.get_all(name).iter().map(|v| v.as_bytes())))
             && self.query.iter().all(|(name, test)| test.passes(query_values(request.uri.query(), name)))
             && self.client_spiffe_id.as_deref().is_none_or(|wanted| client_spiffe_id(request) == Some(wanted))
+            && (!self.grpc || crate::stages::fault::is_grpc(&request.headers))
     }
 }
 

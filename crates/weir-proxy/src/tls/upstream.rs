@@ -7,21 +7,22 @@ use std::sync::Arc;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
 use weir_config::{Upstream, UpstreamTls as UpstreamTlsConfig};
-use weir_upstream::UpstreamTls;
+use weir_upstream::{UpstreamProtocol, UpstreamTls};
 
 use super::files::{load_certificate_chain, load_roots};
 use super::{TlsError, crypto_provider};
 
-/// The TLS client for `upstream`'s endpoints, if it has a `tls` section.
-pub fn client(name: &str, upstream: &Upstream) -> Result<Option<UpstreamTls>, TlsError> {
+/// The TLS client for `upstream`'s endpoints, if it has a `tls` section, offering by ALPN the
+/// HTTP versions `protocol` allows.
+pub fn client(name: &str, upstream: &Upstream, protocol: UpstreamProtocol) -> Result<Option<UpstreamTls>, TlsError> {
     let Some(tls) = &upstream.tls else { return Ok(None) };
     let field = format!("upstreams.{name}.tls");
     let server_name = server_name(&field, tls, upstream)?;
-    let config = client_config(&field, tls)?;
+    let config = client_config(&field, tls, protocol)?;
     Ok(Some(UpstreamTls { connector: tokio_rustls::TlsConnector::from(config), server_name }))
 }
 
-fn client_config(field: &str, tls: &UpstreamTlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
+fn client_config(field: &str, tls: &UpstreamTlsConfig, protocol: UpstreamProtocol) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = match &tls.ca {
         Some(ca) => load_roots(&format!("{field}.ca"), ca)?,
         None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
@@ -40,8 +41,7 @@ fn client_config(field: &str, tls: &UpstreamTlsConfig) -> Result<Arc<ClientConfi
         }
         None => builder.with_no_client_auth(),
     };
-    // The upstream pool speaks HTTP/1.1.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = protocol.alpn();
     Ok(Arc::new(config))
 }
 

@@ -47,6 +47,7 @@ fn when(fault: &FaultConfig) -> When {
             headers: headers.collect(),
             query: Vec::new(),
             client_spiffe_id: None,
+            grpc: false,
         },
         path_prefix: when.path_prefix.as_ref().map(|p| p.0.as_str().into()),
         clients: when.client.clone(),
