@@ -11,6 +11,7 @@
 //! | `x-mock-trailer: name=value` | send this trailer (declared in `Trailer`) |
 //! | `x-mock-header: name=value` | add this response header |
 //! | `x-mock-reset: 1` | close the connection without answering |
+//! | `x-mock-hold: 1` | wait for [`MockUpstream::release_held`] before answering |
 //!
 //! A test can also set the status for a path, or all paths, with [`MockUpstream::set_status`].
 
@@ -57,6 +58,8 @@ struct State {
     statuses: Mutex<std::collections::HashMap<String, u16>>,
     /// A delay set by the test for requests without `x-mock-delay-ms`, in milliseconds.
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Set by the test to let requests with `x-mock-hold` be answered.
+    released: tokio::sync::watch::Sender<bool>,
 }
 
 impl MockUpstream {
@@ -127,6 +130,11 @@ impl MockUpstream {
     }
 
     /// Stops accepting; open connections are closed.
+    /// Answers the requests held by `x-mock-hold`, and every later one at once.
+    pub fn release_held(&self) {
+        self.state.released.send_replace(true);
+    }
+
     pub fn stop(&self) {
         self.task.abort();
     }
@@ -191,6 +199,9 @@ async fn answer(
     let instruction = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     if instruction("x-mock-reset").is_some() {
         return Err(std::io::Error::other("reset requested"));
+    }
+    if instruction("x-mock-hold").is_some() {
+        let _ = state.released.subscribe().wait_for(|released| *released).await;
     }
     if let Some(delay) = instruction("x-mock-delay-ms").and_then(|d| d.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(delay)).await;
