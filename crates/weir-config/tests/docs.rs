@@ -1,5 +1,6 @@
-//! The complete examples in docs/configuration.md, docs/rate-limiting.md, docs/resilience.md and docs/chaos.md and
-//! the files in examples/ load and validate, so the documentation never shows a file weir would refuse.
+//! The complete examples in docs/configuration.md, docs/rate-limiting.md, docs/resilience.md, docs/chaos.md
+//! and docs/grpc.md, and the files in examples/, load and validate, so the documentation never shows a
+//! file weir would refuse.
 
 use weir_config::{Format, parse_str};
 
@@ -70,5 +71,15 @@ fn complete_examples_in_the_tls_guide_are_valid() {
     assert!(yaml.len() >= 3, "the guide has an example for certificates, SNI and client certificates");
     for block in yaml {
         parse_str(block, Format::Yaml, "tls.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
+
+#[test]
+fn complete_examples_in_the_grpc_guide_are_valid() {
+    let guide = include_str!("../../../docs/grpc.md");
+    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    assert!(!yaml.is_empty(), "the guide has a complete example");
+    for block in yaml {
+        parse_str(block, Format::Yaml, "grpc.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
     }
 }
