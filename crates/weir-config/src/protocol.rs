@@ -98,7 +98,8 @@ pub(crate) fn check_grpc_match(checker: &mut Checker, field: &str, route: &Route
     }
     let name_part = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !grpc.service.split('.').all(name_part) {
-        checker.fail(format!("{field}.service"), format!("{:?} is not a service name like package.Service", grpc.service));
+        checker
+            .fail(format!("{field}.service"), format!("{:?} is not a service name like package.Service", grpc.service));
     }
     if let Some(method) = &grpc.method
         && !name_part(method)

@@ -41,7 +41,10 @@ fn grpc_upstreams_and_routes_load() {
 #[test]
 fn auto_needs_tls() {
     let found = problems(&config("    protocol: auto\n", ""));
-    assert!(found[0].starts_with("upstreams.orders.protocol: auto picks the version by ALPN, which needs tls"), "{found:?}");
+    assert!(
+        found[0].starts_with("upstreams.orders.protocol: auto picks the version by ALPN, which needs tls"),
+        "{found:?}"
+    );
 }
 
 #[test]

@@ -162,7 +162,10 @@ async fn grpc_health_checks_take_an_endpoint_out_and_bring_it_back() {
     let check = "    health_check: { type: grpc, service: weir.test.Echo, interval: 50ms, jitter: 0s, healthy_threshold: 1, unhealthy_threshold: 1 }\n";
     let text = config(a.port, a.port, closed_port().await, "").replace(
         &format!("  echo: {{ endpoints: [\"127.0.0.1:{0}\"], protocol: http2 }}\n", a.port),
-        &format!("  echo:\n    endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    protocol: http2\n{check}", a.port, b.port),
+        &format!(
+            "  echo:\n    endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    protocol: http2\n{check}",
+            a.port, b.port
+        ),
     );
     assert!(text.contains("type: grpc"), "{text}");
     let gateway = TestGateway::start(&text).await;

@@ -22,7 +22,11 @@ pub fn client(name: &str, upstream: &Upstream, protocol: UpstreamProtocol) -> Re
     Ok(Some(UpstreamTls { connector: tokio_rustls::TlsConnector::from(config), server_name }))
 }
 
-fn client_config(field: &str, tls: &UpstreamTlsConfig, protocol: UpstreamProtocol) -> Result<Arc<ClientConfig>, TlsError> {
+fn client_config(
+    field: &str,
+    tls: &UpstreamTlsConfig,
+    protocol: UpstreamProtocol,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = match &tls.ca {
         Some(ca) => load_roots(&format!("{field}.ca"), ca)?,
         None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },

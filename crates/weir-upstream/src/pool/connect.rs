@@ -86,7 +86,11 @@ where
 
 /// Starts HTTP/2 on a connected stream and drives the connection in a task, with PINGs to find a
 /// peer that went away silently.
-async fn http2_handshake<B, S>(addr: SocketAddr, stream: S, settings: &Http2Settings) -> Result<Sender<B>, UpstreamError>
+async fn http2_handshake<B, S>(
+    addr: SocketAddr,
+    stream: S,
+    settings: &Http2Settings,
+) -> Result<Sender<B>, UpstreamError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
