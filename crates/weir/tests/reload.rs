@@ -162,7 +162,7 @@ async fn a_broken_file_changes_nothing_and_the_error_is_visible() {
     let (_, reload_status) = admin(&gateway, "GET", "/reload").await;
     assert!(reload_status.contains("\"last_error\":\"") && reload_status.contains("missing"), "{reload_status}");
 
-    let token = "admin: { address: \"127.0.0.1:0\", token: secret }";
+    let token = "admin: { address: \"127.0.0.1:0\", token: a-long-enough-admin-token }";
     std::fs::write(&path, good.replace("admin: { address: \"127.0.0.1:0\" }", token)).unwrap();
     let (status, body) = admin(&gateway, "POST", "/reload").await;
     assert_eq!(status, 409, "{body}");
