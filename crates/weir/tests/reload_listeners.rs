@@ -66,6 +66,14 @@ fn refused(addr: SocketAddr) -> bool {
     connected.is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionRefused)
 }
 
+/// The kernel socket a listener listens on (its inode), to tell whether a reload kept it.
+fn socket_of(gateway: &TestGateway, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let sockets = gateway.gateway().listeners().listening_sockets().unwrap();
+    let (_, fd) = sockets.into_iter().find(|(n, _)| n == name).expect("no such listener");
+    std::fs::File::from(fd).metadata().unwrap().ino()
+}
+
 /// A kept-open HTTP/1.1 connection.
 async fn keep_alive(addr: SocketAddr) -> http1::SendRequest<Empty<Bytes>> {
     let stream = TcpStream::connect(addr).await.unwrap();
@@ -191,13 +199,33 @@ async fn a_changed_address_moves_the_listener_and_other_changes_keep_its_socket(
     assert_eq!(send_h1(&mut open, "/").await, "two");
 
     // Same address, other settings: the same socket serves with the new limits.
+    let socket = socket_of(&gateway, "side");
     let limited = direct(&[public, "name: side, address: \"127.0.0.2:0\", max_uri_length: 64"], "two");
     let diff = reload(&gateway, &path, &limited).await;
     assert_eq!(diff.listeners.changed, ["side"]);
     assert_eq!(gateway.listener("side"), after);
+    assert_eq!(socket_of(&gateway, "side"), socket);
     let long = format!("/{}", "a".repeat(100));
     assert_eq!(http1_request(after, get(&long)).await.unwrap().status, 414);
     assert_eq!(http1_request(gateway.addr(), get(&long)).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_listener_renamed_on_its_address_takes_over_the_socket() {
+    let path = temp_file("renamed.yaml", &direct(&["name: old, address: \"127.0.0.1:0\""], "one"));
+    let gateway = TestGateway::start_file(path.clone()).await;
+    let (address, socket) = (gateway.listener("old"), socket_of(&gateway, "old"));
+    let mut open = keep_alive(address).await;
+    assert_eq!(send_h1(&mut open, "/").await, "one");
+
+    let renamed = direct(&[&format!("name: new, address: \"{address}\"")], "two");
+    let diff = reload(&gateway, &path, &renamed).await;
+    assert_eq!((diff.listeners.added, diff.listeners.removed), (vec!["new".to_string()], vec!["old".to_string()]));
+    // Not a second socket beside the first: the same one, so nothing queued on it was reset.
+    assert_eq!(socket_of(&gateway, "new"), socket);
+    assert_eq!(text(address, "/").await, "two");
+    // The connection the old listener accepted keeps its routes.
+    assert_eq!(send_h1(&mut open, "/").await, "one");
 }
 
 #[tokio::test]

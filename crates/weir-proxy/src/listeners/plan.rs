@@ -5,9 +5,10 @@
 //! loops and only then stops those of listeners removed or replaced.
 //!
 //! Per listener of the new configuration, by name: unchanged (everything but the TLS certificates,
-//! which apply in place) keeps its socket and accept loop; changed on the same address gets new
-//! settings on the same socket, so connections queued in the kernel are not reset; moved to
-//! another address gets a new socket, or the one a leaving listener had on that exact address.
+//! which apply in place) keeps its socket and accept loop; changed on the same address (or on the
+//! port it was given for port 0) gets new settings on the same socket, so connections queued in the
+//! kernel are not reset; moved to another address gets a new socket, or the one a leaving listener
+//! is bound to on that exact address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,7 +74,7 @@ impl ListenerSet {
                 next.push(Next::Keep(listener.name.clone()));
                 continue;
             }
-            let same_address = old.filter(|old| old.config.address == listener.address);
+            let same_address = old.filter(|old| old.listens_on(listener.address));
             let (socket, bound) = match same_address.map(|old| old.socket.clone()).or_else(|| free.take(listener)) {
                 Some(socket) => (socket, false),
                 None => (Arc::new(bind::bind(&listener.name, listener.address)?), true),
@@ -136,17 +137,29 @@ fn log_started(live: &Live, bound: bool) {
     }
 }
 
-/// Sockets whose listener leaves or moves, free for a listener configured on their exact address.
+impl Live {
+    /// Whether this listener's socket is what `address` asks for: the address it was configured
+    /// with, or (a port written out that was 0 before) the one it is bound to.
+    fn listens_on(&self, address: SocketAddr) -> bool {
+        self.config.address == address || self.socket.local_addr().ok() == Some(address)
+    }
+}
+
+/// Sockets whose listener leaves or moves, free for another listener configured on the exact
+/// address they are bound to.
 struct FreeSockets(Vec<(SocketAddr, Arc<TcpListener>)>);
 
 fn free_sockets(live: &[Live], config: &Config) -> FreeSockets {
-    let stays = |l: &Live| config.listeners.iter().any(|n| n.name == l.config.name && n.address == l.config.address);
-    let free = live.iter().filter(|l| !stays(l) && l.config.address.port() != 0);
-    FreeSockets(free.map(|l| (l.config.address, l.socket.clone())).collect())
+    let stays = |l: &Live| config.listeners.iter().any(|n| n.name == l.config.name && l.listens_on(n.address));
+    let free = live.iter().filter(|l| !stays(l)).filter_map(|l| Some((l.socket.local_addr().ok()?, l.socket.clone())));
+    FreeSockets(free.collect())
 }
 
 impl FreeSockets {
     fn take(&mut self, listener: &ListenerConfig) -> Option<Arc<TcpListener>> {
+        if listener.address.port() == 0 {
+            return None;
+        }
         let index = self.0.iter().position(|(address, _)| *address == listener.address)?;
         Some(self.0.swap_remove(index).1)
     }
