@@ -315,6 +315,43 @@ async fn systemd_socket_activation_adopts_the_socket_named_for_the_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_systemd_passed_may_be_removed_by_a_reload_and_added_back_bound_by_weir() {
+    let config = config_file("activated-reload");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let public = "{ name: public, address: \"127.0.0.1:0\" }";
+    let other = "{ name: other, address: \"127.0.0.1:0\" }";
+    std::fs::write(&config, text.replace(public, &format!("{public}, {other}"))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut command = Command::new("systemd-socket-activate");
+    command.arg(format!("--listen=127.0.0.1:{port}")).arg("--fdname=public");
+    command.args([WEIR, "run", "--no-watch", "--config"]).arg(&config);
+    let activated = SocketAddr::from(([127, 0, 0, 1], port));
+    let first = tokio::spawn(async move {
+        loop {
+            match get(activated).await {
+                Err(error) if error.starts_with("connect") => tokio::time::sleep(Duration::from_millis(5)).await,
+                answer => return answer,
+            }
+        }
+    });
+    let weir = tokio::task::block_in_place(|| Weir::start_with(command));
+    assert_eq!(first.await.unwrap().unwrap(), "hello");
+
+    std::fs::write(&config, text.replace(public, other)).unwrap();
+    Weir::signal(weir.child.id(), "-HUP");
+    weir.next_line(|line| line.contains("configuration reloaded"));
+    assert!(get(activated).await.unwrap_err().starts_with("connect"), "the removed listener still accepts");
+
+    let back = format!("{{ name: public, address: \"{activated}\" }}, {other}");
+    std::fs::write(&config, text.replace(public, &back)).unwrap();
+    Weir::signal(weir.child.id(), "-HUP");
+    let bound = weir.next_line(|line| line.contains("\"listening\"") && line.contains("\"public\""));
+    assert!(bound.contains(&activated.to_string()), "{bound}");
+    weir.next_line(|line| line.contains("configuration reloaded"));
+    assert_eq!(get(activated).await.unwrap(), "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_applies_listener_changes_made_in_the_file() {
     let config = config_file("listeners");
     let mut weir = Weir::start(&config, &[]);
