@@ -1,5 +1,5 @@
-//! Hot functions on the request path: route matching over small and large route tables, and the
-//! header work done on every proxied request.
+//! Hot functions on the request path: route matching over small and large route tables, finding
+//! the connection's listener's router by name, and the header work done on every proxied request.
 
 use std::hint::black_box;
 
@@ -52,11 +52,31 @@ fn route_matching(c: &mut Criterion) {
         c.bench_function(&format!("route_match/{routes}_routes"), |b| {
             b.iter(|| {
                 for (host, parts) in &requests {
-                    black_box(snapshot.routers[0].find(&snapshot.routes, host, parts));
+                    black_box(snapshot.routers[0].1.find(&snapshot.routes, host, parts));
                 }
             })
         });
     }
+}
+
+/// What a request pays to find its listener's routes by name (the last of four listeners) in the
+/// snapshot it loaded: once to choose the snapshot, once to match.
+fn listener_lookup(c: &mut Criterion) {
+    let names = ["public", "internal", "partners", "metrics-scrape"];
+    let mut text = String::from("listeners:\n");
+    for (i, name) in names.iter().enumerate() {
+        text.push_str(&format!("  - {{ name: {name}, address: \"127.0.0.{}:0\" }}\n", i + 1));
+    }
+    text.push_str("routes:\n  - { direct_response: { status: 200 } }\n");
+    let config = parse_str(&text, Format::Yaml, "bench.yaml").expect("bench config");
+    let snapshot = std::sync::Arc::new(Snapshot::build(&config, &weir_telemetry::Metrics::new()).expect("snapshot"));
+    let id = weir_proxy::listeners::ListenerId::new("metrics-scrape");
+    c.bench_function("listener_router/4_listeners", |b| {
+        b.iter(|| {
+            let serving = id.serving(black_box(snapshot.clone()));
+            black_box(serving.router(id.name()).is_some())
+        })
+    });
 }
 
 fn typical_request_headers() -> HeaderMap {
@@ -93,5 +113,5 @@ fn header_work(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, route_matching, header_work);
+criterion_group!(benches, route_matching, listener_lookup, header_work);
 criterion_main!(benches);

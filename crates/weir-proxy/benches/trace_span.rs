@@ -26,7 +26,7 @@ fn trace_span(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let _entered = runtime.enter();
     let conn = ConnContext {
-        listener: 0,
+        listener: weir_proxy::listeners::ListenerId::new("bench"),
         peer: Peer::new("192.0.2.7:51000".parse().unwrap(), &[]),
         max_uri_length: 8192,
         protocol: std::sync::OnceLock::new(),

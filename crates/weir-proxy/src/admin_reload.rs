@@ -58,12 +58,13 @@ fn status(gateway: &Gateway) -> String {
 }
 
 /// A file that does not load (or names certificate files that do not) is the caller's to fix (422); a file that validates but cannot be
-/// put in service (an endpoint that does not resolve, a restart-only change) is a conflict (409).
+/// put in service (an endpoint that does not resolve, a listener address in use, a restart-only change) is a
+/// conflict (409).
 fn failure(error: &ReloadError) -> Response<Full<Bytes>> {
     let status = match error {
         ReloadError::Config(_) | ReloadError::Tls(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ReloadError::NoSource | ReloadError::Interrupted => StatusCode::INTERNAL_SERVER_ERROR,
-        ReloadError::Snapshot(_) | ReloadError::NeedsRestart(_) => StatusCode::CONFLICT,
+        ReloadError::Snapshot(_) | ReloadError::NeedsRestart(_) | ReloadError::Listener(_) => StatusCode::CONFLICT,
     };
     text(status, format!("{error}\n"))
 }

@@ -33,8 +33,8 @@ use crate::upstream_notes::{self, Attempts};
 
 /// What a request needs to know about the connection it came on.
 pub struct ConnContext {
-    /// Index of the listener in the snapshot's listener order.
-    pub listener: usize,
+    /// The listener the connection came on, by name; it outlives the listener's removal.
+    pub listener: std::sync::Arc<crate::listeners::ListenerId>,
     pub peer: Peer,
     pub max_uri_length: usize,
     /// Counts the connection under its protocol once the first request shows it.
@@ -57,7 +57,7 @@ pub async fn serve_request(
     request: Request<Incoming>,
 ) -> Result<Response<TimedBody>, FaultReset> {
     let started = Instant::now();
-    let snapshot = gateway.snapshot();
+    let snapshot = conn.listener.serving(gateway.snapshot());
     let mut record = gateway.access_log().map(|log| log.begin(&request, conn.peer.addr, started));
     if let (Some(record), Some(tls)) = (&mut record, &conn.tls) {
         record.secured(tls);
@@ -160,7 +160,7 @@ fn match_route(snapshot: &Snapshot, conn: &ConnContext, parts: &Parts) -> Result
         return Err(Refusal::UriTooLong);
     }
     let host = request_host(parts);
-    let router = &snapshot.routers[conn.listener];
+    let router = snapshot.router(conn.listener.name()).ok_or(Refusal::NoRoute)?;
     router.find(&snapshot.routes, host.as_deref().unwrap_or_default(), parts).ok_or(Refusal::NoRoute)
 }
 

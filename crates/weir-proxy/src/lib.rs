@@ -22,6 +22,7 @@ pub mod forward;
 pub mod framing;
 pub mod handler;
 pub mod inherited;
+pub mod listeners;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;

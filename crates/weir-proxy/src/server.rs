@@ -5,34 +5,33 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
-use weir_config::{Config, Listener as ListenerConfig, Protocol};
-use weir_telemetry::{ListenerMetrics, Metrics};
+use weir_config::Config;
+use weir_telemetry::Metrics;
 
 use crate::access::AccessLog;
 use crate::admin;
 use crate::closing;
 use crate::forward::Peer;
-use crate::framing::{ConnSignal, FramingGuard, FramingLimits};
+use crate::framing::{ConnSignal, FramingGuard};
 use crate::handler::{ConnContext, serve_request};
 use crate::inherited::InheritedSockets;
+use crate::listeners::{AcceptContext, BindError, ListenerId, ListenerSet, ListenerSettings, adopt_or_bind};
 use crate::proxy::tunnel::TunnelRequested;
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::stages::fault::Experiments;
 use crate::stages::rate_limit::carry::Rebuild;
-use crate::tls::{TlsError, TlsInfo, TlsListener, TlsListeners, TlsWatch};
+use crate::tls::{TlsError, TlsInfo, TlsListeners, TlsWatch};
 use crate::upstream_status;
 
 /// The state every request reads: the current snapshot, replaced whole on reload.
@@ -45,6 +44,7 @@ pub struct Gateway {
     reload: ReloadState,
     pub(crate) tls: Arc<TlsListeners>,
     pub(crate) tls_watch: std::sync::OnceLock<TlsWatch>,
+    pub(crate) listeners: ListenerSet,
 }
 
 impl Gateway {
@@ -64,6 +64,7 @@ impl Gateway {
             reload,
             tls,
             tls_watch: std::sync::OnceLock::new(),
+            listeners: ListenerSet::new(Vec::new(), None),
         }
     }
 
@@ -96,6 +97,11 @@ impl Gateway {
         &self.metrics
     }
 
+    /// The listeners in service and their accept loops.
+    pub fn listeners(&self) -> &ListenerSet {
+        &self.listeners
+    }
+
     /// Shutdown has begun: readiness is false.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
@@ -115,34 +121,13 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("listener {name}: cannot listen on {address}: {source}")]
-    Bind {
-        name: String,
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A listener with its socket bound and its connection settings prepared.
-struct BoundListener {
-    index: usize,
-    name: String,
-    socket: TcpListener,
-    limits: FramingLimits,
-    max_uri_length: usize,
-    connections: Arc<Semaphore>,
-    http: auto::Builder<TokioExecutor>,
-    /// The HTTP server for connections that agreed on HTTP/2 or HTTP/1.1 through ALPN.
-    http_after_alpn: [auto::Builder<TokioExecutor>; 2],
-    tls: Option<Arc<TlsListener>>,
-    metrics: ListenerMetrics,
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 /// A gateway with its listeners bound, ready to run.
 pub struct Server {
     gateway: Arc<Gateway>,
-    listeners: Vec<BoundListener>,
     admin: Option<(TcpListener, Option<Arc<str>>)>,
     listeners_closed: Option<oneshot::Sender<()>>,
 }
@@ -185,25 +170,31 @@ impl Server {
         let tls = Arc::new(TlsListeners::build(config, &metrics)?);
         let mut gateway = Gateway::new(snapshot, metrics.clone(), access_log, reload, tls.clone());
         gateway.tracer = config.tracing.as_ref().map(|tracing| crate::trace::start_tracer(tracing, &metrics));
+        let mut bound = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let socket = adopt_or_bind(inherited, &listener.name, listener.address)?;
+            let cap = Arc::new(Semaphore::new(listener.max_connections));
+            let id = ListenerId::new(&listener.name);
+            let settings = ListenerSettings::new(listener, id, cap, tls.get(&listener.name), &metrics);
+            bound.push((listener.clone(), socket, settings));
+        }
+        let admin = match &config.admin {
+            Some(admin) => {
+                Some((adopt_or_bind(inherited, "admin", admin.address)?, admin.token.as_deref().map(Arc::from)))
+            }
+            None => None,
+        };
+        // Kept for a binary upgrade; without it a successor binds the admin address anew.
+        let admin_fd = admin.as_ref().and_then(|(socket, _)| {
+            let duplicate = std::os::fd::AsFd::as_fd(socket).try_clone_to_owned();
+            duplicate.inspect_err(|error| tracing::warn!(%error, "cannot keep the admin socket for an upgrade")).ok()
+        });
+        gateway.listeners = ListenerSet::new(bound, admin_fd);
         let gateway = Arc::new(gateway);
         metrics.report_upstreams(upstream_status::metrics_source(&gateway));
         let serving = gateway.snapshot();
         serving.faults.experiments.restore(|target| serving.has_target(target));
-        let listeners = config
-            .listeners
-            .iter()
-            .enumerate()
-            .map(|(index, listener)| bind_listener(index, listener, &metrics, tls.get(index).cloned(), inherited))
-            .collect::<Result<Vec<_>, _>>()?;
-        let admin = match &config.admin {
-            Some(admin) => {
-                let bind_error = |source| ServeError::Bind { name: "admin".into(), address: admin.address, source };
-                let socket = adopt_or_bind(inherited, "admin", admin.address).map_err(bind_error)?;
-                Some((socket, admin.token.as_deref().map(Arc::from)))
-            }
-            None => None,
-        };
-        Ok(Server { gateway, listeners, admin, listeners_closed: None })
+        Ok(Server { gateway, admin, listeners_closed: None })
     }
 
     /// The gateway, for reload triggers.
@@ -223,19 +214,15 @@ impl Server {
 
     /// Each listener's name and the address it is bound to (useful when the port was 0).
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners.iter().filter_map(|l| l.socket.local_addr().ok().map(|addr| (l.name.clone(), addr))).collect()
+        self.gateway.listeners.local_addrs()
     }
 
     /// A duplicate of every listening socket (the admin API's named `admin`), to hand to a new
     /// process on a binary upgrade.
+    /// A reload may have changed the listeners since: an upgrade asks the gateway at that moment
+    /// ([`ListenerSet::listening_sockets`]).
     pub fn listening_sockets(&self) -> std::io::Result<Vec<(String, std::os::fd::OwnedFd)>> {
-        use std::os::fd::AsFd;
-        let listeners = self.listeners.iter().map(|l| (l.name.as_str(), &l.socket));
-        let admin = self.admin.iter().map(|(socket, _)| ("admin", socket));
-        listeners
-            .chain(admin)
-            .map(|(name, socket)| Ok((name.to_string(), socket.as_fd().try_clone_to_owned()?)))
-            .collect()
+        self.gateway.listeners.listening_sockets()
     }
 
     /// Completes once shutdown has begun and every listening socket is closed.
@@ -284,15 +271,8 @@ impl Server {
         admin: &mut Option<tokio::task::JoinHandle<()>>,
     ) -> Drained {
         let graceful = Arc::new(GracefulShutdown::new());
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let accept_loops: Vec<_> = self
-            .listeners
-            .into_iter()
-            .map(|listener| {
-                let acceptor = Acceptor { gateway: self.gateway.clone(), graceful: graceful.clone() };
-                tokio::spawn(acceptor.run(listener, stop_rx.clone()))
-            })
-            .collect();
+        let context = AcceptContext { gateway: Arc::downgrade(&self.gateway), graceful: graceful.clone() };
+        self.gateway.listeners.start(context);
         let stop = stop.await;
         // Read now: a reload may have changed them since start.
         let server = self.gateway.reload_state().config().server.clone();
@@ -307,8 +287,7 @@ impl Server {
         }
         self.gateway.draining.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: no new connections, draining in-flight requests");
-        let _ = stop_tx.send(true);
-        for accept_loop in accept_loops {
+        for accept_loop in self.gateway.listeners.close() {
             let _ = accept_loop.await;
         }
         if let Some(closed) = self.listeners_closed {
@@ -331,90 +310,21 @@ fn start_access_log(config: &weir_config::AccessLog, metrics: &Metrics) -> Resul
     started.map(Arc::new)
 }
 
-fn bind_listener(
-    index: usize,
-    config: &ListenerConfig,
-    metrics: &Metrics,
-    tls: Option<Arc<TlsListener>>,
-    inherited: &mut InheritedSockets,
-) -> Result<BoundListener, ServeError> {
-    let bind_error = |source| ServeError::Bind { name: config.name.clone(), address: config.address, source };
-    let socket = adopt_or_bind(inherited, &config.name, config.address).map_err(bind_error)?;
-    Ok(BoundListener {
-        index,
-        name: config.name.clone(),
-        socket,
-        limits: FramingLimits {
-            max_head_bytes: config.max_head_size.0 as usize,
-            max_headers: config.max_headers,
-            max_uri_len: config.max_uri_length.0 as usize,
-            head_timeout: config.header_read_timeout.0,
-        },
-        max_uri_length: config.max_uri_length.0 as usize,
-        connections: Arc::new(Semaphore::new(config.max_connections)),
-        http: http_builder(config),
-        http_after_alpn: [http_builder(config).http1_only(), http_builder(config).http2_only()],
-        tls,
-        metrics: metrics.listener(&config.name),
-    })
-}
-
-/// The socket inherited for `name` when there is one on `address`, else a new one.
-fn adopt_or_bind(inherited: &mut InheritedSockets, name: &str, address: SocketAddr) -> std::io::Result<TcpListener> {
-    match inherited.take(name, address) {
-        Some(socket) => Ok(socket),
-        None => reuse_port_listener(address),
-    }
-}
-
-/// A listening socket others may bind too (SO_REUSEPORT), so a new process can take over.
-fn reuse_port_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if address.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
-}
-
-fn http_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // hyper's header timer runs from the moment it waits for a head, so it bounds keep-alive
-        // idleness; the framing guard bounds the head itself with header_read_timeout.
-        .header_read_timeout(config.idle_timeout.0)
-        .max_buf_size((config.max_head_size.0 as usize).max(8192) * 2)
-        .max_headers(config.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(config.max_head_size.0 as u32)
-        .max_concurrent_streams(256);
-    let http1 = config.protocols.contains(&Protocol::Http1);
-    let h2c = config.protocols.contains(&Protocol::H2c);
-    match (http1, h2c) {
-        (true, false) => builder.http1_only(),
-        (false, true) => builder.http2_only(),
-        _ => builder,
-    }
-}
-
 /// Accepts connections on one listener.
-struct Acceptor {
-    gateway: Arc<Gateway>,
-    graceful: Arc<GracefulShutdown>,
+pub(crate) struct Acceptor {
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) graceful: Arc<GracefulShutdown>,
 }
 
 impl Acceptor {
-    async fn run(self, listener: BoundListener, mut stop: watch::Receiver<bool>) {
-        let listener = Arc::new(listener);
+    /// Accepts on `socket` until `stop` changes or its sender is dropped, serving each connection
+    /// with `listener`'s settings.
+    pub(crate) async fn run(
+        self,
+        socket: Arc<TcpListener>,
+        listener: Arc<ListenerSettings>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
             let permit = tokio::select! {
                 permit = listener.connections.clone().acquire_owned() => permit,
@@ -422,25 +332,25 @@ impl Acceptor {
             };
             let Ok(permit) = permit else { break };
             let accepted = tokio::select! {
-                accepted = listener.socket.accept() => accepted,
+                accepted = socket.accept() => accepted,
                 _ = stop.changed() => break,
             };
             match accepted {
                 Ok((stream, peer)) => self.spawn_connection(&listener, stream, peer, permit),
                 Err(error) => {
-                    tracing::warn!(listener = %listener.name, %error, "accept failed");
+                    tracing::warn!(listener = %listener.name(), %error, "accept failed");
                     // Out of file descriptors and the like: give the process a moment.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }
-        tracing::debug!(listener = %listener.name, "listener closed");
+        tracing::debug!(listener = %listener.name(), "accept loop ended");
     }
 
     /// Serves an accepted connection in its own task, holding its place under the connection cap.
     fn spawn_connection(
         &self,
-        listener: &Arc<BoundListener>,
+        listener: &Arc<ListenerSettings>,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         permit: tokio::sync::OwnedSemaphorePermit,
@@ -470,7 +380,7 @@ impl Acceptor {
 /// shutdown watcher to drive.
 fn serve_connection<S>(
     gateway: Arc<Gateway>,
-    listener: Arc<BoundListener>,
+    listener: Arc<ListenerSettings>,
     stream: S,
     peer: SocketAddr,
     tls: Option<TlsInfo>,
@@ -484,7 +394,7 @@ where
     };
     let signal = Arc::new(ConnSignal::default());
     let conn = Arc::new(ConnContext {
-        listener: listener.index,
+        listener: listener.id.clone(),
         peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
         max_uri_length: listener.max_uri_length,
         protocol: std::sync::OnceLock::new(),

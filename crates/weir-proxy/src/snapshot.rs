@@ -32,8 +32,8 @@ pub struct Snapshot {
     pub clusters: Clusters,
     /// What requests that match no route count into.
     pub unmatched: RouteMetrics,
-    /// One router per listener, in the configuration's listener order.
-    pub routers: Vec<Router>,
+    /// One router per listener, by listener name, in the configuration's listener order.
+    pub routers: Vec<(Arc<str>, Router)>,
     pub trusted_proxies: Vec<Cidr>,
     pub request_id: RequestIdSettings,
     /// The request header clients send their deadline in (milliseconds), besides `grpc-timeout`.
@@ -74,6 +74,12 @@ impl Snapshot {
         for cluster in self.clusters.values() {
             cluster.start();
         }
+    }
+
+    /// The routes of the listener called `listener`, when this configuration has it. A short scan:
+    /// there are few listeners, and names are compared only until one matches.
+    pub fn router(&self, listener: &str) -> Option<&Router> {
+        self.routers.iter().find(|(name, _)| **name == *listener).map(|(_, router)| router)
     }
 
     /// Whether a fault experiment's target is configured.
@@ -124,7 +130,7 @@ impl Snapshot {
                     wanted.is_empty() || wanted.contains(&listener.name)
                 })
                 .collect();
-            routers.push(Router::build(&routes, &hosts, &ids)?);
+            routers.push((listener.name.as_str().into(), Router::build(&routes, &hosts, &ids)?));
         }
         let request_id = &config.server.request_id;
         Ok(Snapshot {

@@ -68,9 +68,12 @@ impl TestGateway {
         self.admin.expect("no admin section in the test configuration")
     }
 
-    /// A listener's address by name.
+    /// A listener's address by name: one in service now (reloads add and remove listeners), else
+    /// the one it had at start.
     pub fn listener(&self, name: &str) -> SocketAddr {
-        self.addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a).expect("no such listener")
+        let live = self.gateway.listeners().local_addrs();
+        let mut all = live.iter().chain(&self.addrs);
+        all.find(|(n, _)| n == name).map(|(_, a)| *a).expect("no such listener")
     }
 
     /// Begins shutdown: listeners close at once, in-flight requests drain.

@@ -96,14 +96,12 @@ fn bind(config: &Config, mut activated: InheritedSockets) -> Option<(Server, Opt
 }
 
 fn upgrader(server: &Server, args: &RunArgs) -> Upgrader {
-    let sockets = server.listening_sockets().unwrap_or_else(|error| {
-        tracing::warn!(%error, "cannot keep the listening sockets for an upgrade; SIGUSR2 will bind anew");
-        Vec::new()
-    });
+    let gateway = server.gateway();
     Upgrader {
         binary: args.upgrade_binary.clone().or_else(upgrade::own_binary).unwrap_or_else(|| "weir".into()),
         args: std::env::args_os().skip(1).collect(),
-        sockets,
+        // Asked at the upgrade: the listeners in service then, after any reload.
+        sockets: Box::new(move || gateway.listeners().listening_sockets()),
         timeout: args.upgrade_timeout,
     }
 }

@@ -1,6 +1,7 @@
 //! TLS termination over real sockets, with certificates made when the test runs: certificates by
 //! SNI (exact, wildcard, default), h2 through ALPN, certificate files replaced on disk and by a
-//! configuration reload, mutual TLS with the client's identity in the access log, and resumption.
+//! configuration reload, mutual TLS with the client's identity in the access log, resumption, and
+//! TLS turned on and off by a reload on the same socket.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -317,4 +318,33 @@ async fn a_reload_with_one_bad_listener_certificate_changes_no_listener() {
     let client = client_config(&ca, &["http/1.1"], None);
     let first = tls_connect(gateway.listener("one"), "api.example.com", &client).await.unwrap();
     assert_eq!(served_certificate(&first), old.der, "listener one changed although the reload failed");
+}
+
+#[tokio::test]
+async fn a_reload_turns_tls_on_and_off_on_the_same_socket() {
+    let dir = temp_dir("turned-on");
+    let ca = TestCa::new("weir test CA");
+    let leaf = ca.server(&["api.example.com"]);
+    let (cert, key) = leaf.write(&dir, "leaf");
+    let mock = MockUpstream::start("app").await;
+    let cleartext = config(&mock, "null", "");
+    let secured = config(&mock, &format!("{{ certificates: [{}], watch: false }}", certificate(&cert, &key)), "");
+    let path = dir.join("weir.yaml");
+    std::fs::write(&path, &cleartext).unwrap();
+    let gateway = TestGateway::start_file(path.clone()).await;
+    let address = gateway.listener("secure");
+    let plain = || weir_test::http1_request(address, get("api.example.com"));
+    assert_eq!(plain().await.unwrap().status, 200);
+
+    std::fs::write(&path, &secured).unwrap();
+    gateway.reload_file().await.expect("TLS turned on");
+    assert_eq!(gateway.listener("secure"), address);
+    let client = client_config(&ca, &["http/1.1"], None);
+    let stream = tls_connect(address, "api.example.com", &client).await.expect("a TLS handshake");
+    assert_eq!(served_certificate(&stream), leaf.der);
+    assert_eq!(tls_request(stream, get("api.example.com")).await.unwrap().status, 200);
+
+    std::fs::write(&path, &cleartext).unwrap();
+    gateway.reload_file().await.expect("TLS turned off");
+    assert_eq!(plain().await.unwrap().status, 200);
 }

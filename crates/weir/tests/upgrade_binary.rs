@@ -1,6 +1,7 @@
 //! The built binary upgrading itself on SIGUSR2 under a steady stream of requests: the new process
 //! takes over the listening sockets, the old one drains and exits 0, and no request fails (on new
 //! connections or kept-alive ones) and no connection is refused. A successor that cannot start leaves the old process serving.
+//! An upgrade after a reload hands over the listeners in service then.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -314,7 +315,44 @@ async fn systemd_socket_activation_adopts_the_socket_named_for_the_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_applies_listener_changes_a_reload_refuses() {
+async fn a_listener_systemd_passed_may_be_removed_by_a_reload_and_added_back_bound_by_weir() {
+    let config = config_file("activated-reload");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let public = "{ name: public, address: \"127.0.0.1:0\" }";
+    let other = "{ name: other, address: \"127.0.0.1:0\" }";
+    std::fs::write(&config, text.replace(public, &format!("{public}, {other}"))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut command = Command::new("systemd-socket-activate");
+    command.arg(format!("--listen=127.0.0.1:{port}")).arg("--fdname=public");
+    command.args([WEIR, "run", "--no-watch", "--config"]).arg(&config);
+    let activated = SocketAddr::from(([127, 0, 0, 1], port));
+    let first = tokio::spawn(async move {
+        loop {
+            match get(activated).await {
+                Err(error) if error.starts_with("connect") => tokio::time::sleep(Duration::from_millis(5)).await,
+                answer => return answer,
+            }
+        }
+    });
+    let weir = tokio::task::block_in_place(|| Weir::start_with(command));
+    assert_eq!(first.await.unwrap().unwrap(), "hello");
+
+    std::fs::write(&config, text.replace(public, other)).unwrap();
+    Weir::signal(weir.child.id(), "-HUP");
+    weir.next_line(|line| line.contains("configuration reloaded"));
+    assert!(get(activated).await.unwrap_err().starts_with("connect"), "the removed listener still accepts");
+
+    let back = format!("{{ name: public, address: \"{activated}\" }}, {other}");
+    std::fs::write(&config, text.replace(public, &back)).unwrap();
+    Weir::signal(weir.child.id(), "-HUP");
+    let bound = weir.next_line(|line| line.contains("\"listening\"") && line.contains("\"public\""));
+    assert!(bound.contains(&activated.to_string()), "{bound}");
+    weir.next_line(|line| line.contains("configuration reloaded"));
+    assert_eq!(get(activated).await.unwrap(), "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_applies_listener_changes_made_in_the_file() {
     let config = config_file("listeners");
     let mut weir = Weir::start(&config, &[]);
     let text = std::fs::read_to_string(&config).unwrap();
@@ -337,6 +375,44 @@ async fn an_upgrade_applies_listener_changes_a_reload_refuses() {
     // The public listener kept its socket (and port); the new one is bound.
     assert_eq!(get(weir.public).await.unwrap(), "hello");
     assert_eq!(get(more).await.unwrap(), "hello");
+    Weir::signal(successor, "-TERM");
+    weir.wait_for_every_process_to_exit();
+    weir.successors.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_hands_over_the_listeners_a_reload_left() {
+    let config = config_file("reloaded");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with = |names: &[&str]| {
+        let listeners: Vec<String> =
+            names.iter().map(|name| format!("{{ name: {name}, address: \"127.0.0.1:0\" }}")).collect();
+        text.replace("[{ name: public, address: \"127.0.0.1:0\" }]", &format!("[{}]", listeners.join(", ")))
+    };
+    std::fs::write(&config, with(&["public", "gone"])).unwrap();
+    let mut weir = Weir::start(&config, &[]);
+    let gone = weir.startup.iter().find(|line| line.contains("\"listening\"") && line.contains("\"gone\""));
+    let gone: SocketAddr = field(gone.expect("gone listens"), "address").parse().unwrap();
+
+    // A reload removes one listener and adds another.
+    std::fs::write(&config, with(&["public", "more"])).unwrap();
+    Weir::signal(weir.child.id(), "-HUP");
+    let more = weir.next_line(|line| line.contains("\"listening\"") && line.contains("\"more\""));
+    let more: SocketAddr = field(&more, "address").parse().unwrap();
+    weir.next_line(|line| line.contains("configuration reloaded"));
+    assert_eq!(get(more).await.unwrap(), "hello");
+    assert!(get(gone).await.is_err(), "the removed listener still accepts");
+
+    // The successor gets the sockets in service now: public, more and admin, not gone.
+    Weir::signal(weir.child.id(), "-USR2");
+    let took_over = weir.next_line(|line| line.contains("took over the listening sockets"));
+    assert!(took_over.contains("\"adopted\":3") && took_over.contains("\"unused\":0"), "{took_over}");
+    let ready = weir.next_line(|line| line.contains("\"message\":\"ready\""));
+    let successor = number(&ready, "pid");
+    weir.successors.push(successor);
+    assert!(tokio::task::block_in_place(|| weir.child.wait()).unwrap().success());
+    assert_eq!(get(more).await.unwrap(), "hello");
+    assert_eq!(get(weir.public).await.unwrap(), "hello");
     Weir::signal(successor, "-TERM");
     weir.wait_for_every_process_to_exit();
     weir.successors.clear();

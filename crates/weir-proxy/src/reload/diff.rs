@@ -1,6 +1,7 @@
 //! What a reload would change: routes, upstreams and listeners added, removed and changed, by name.
 //! Used by `weir validate --diff`, the admin API's `/reload/diff` and the reload log line, and to
-//! refuse reloads that touch what only a restart can change.
+//! refuse reloads that touch what only a restart can change (`admin`, `log`, `tracing`,
+//! `server.workers`; listeners apply in process, see [`crate::listeners`]).
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -57,13 +58,11 @@ impl ConfigDiff {
             named.map(|(i, r)| (r.name.clone().unwrap_or_else(|| format!("routes[{i}]")), format!("{r:?}"))).collect()
         };
         let upstreams = |c: &Config| c.upstreams.iter().map(|(n, u)| (n.clone(), fingerprint(u))).collect();
-        // A listener's TLS settings apply without a rebind; turning TLS on or off needs one.
-        let listeners = |c: &Config| {
-            let without_tls = |l: &weir_config::Listener| weir_config::Listener { tls: None, ..l.clone() };
-            let print =
-                |(i, l): (usize, &weir_config::Listener)| format!("{i} {:?} {}", without_tls(l), l.tls.is_some());
-            c.listeners.iter().enumerate().map(|(i, l)| (l.name.clone(), print((i, l)))).collect()
-        };
+        // A listener's TLS settings apply in place (`tls_changed`); anything else, turning TLS on
+        // or off included, replaces the listener. Listeners are known by name, so moving one in
+        // the list changes nothing.
+        let listeners =
+            |c: &Config| c.listeners.iter().map(|l| (l.name.clone(), crate::listeners::fingerprint(l))).collect();
         let tls_changed = new
             .listeners
             .iter()
@@ -94,10 +93,7 @@ impl ConfigDiff {
 
     /// Why this change cannot be applied in process, if it cannot.
     pub fn needs_restart(&self) -> Option<String> {
-        let mut what: Vec<String> = self.restart_only.iter().map(|s| s.to_string()).collect();
-        if !self.listeners.is_empty() {
-            what.push(format!("listeners ({})", self.listeners.summary()));
-        }
+        let what: Vec<&str> = self.restart_only.to_vec();
         (!what.is_empty()).then(|| {
             format!("{} changed; these take effect only at a restart or a binary upgrade (SIGUSR2)", what.join(", "))
         })
@@ -205,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn listener_and_log_changes_need_a_restart() {
+    fn log_changes_need_a_restart_and_listener_changes_do_not() {
         let old = config("");
         let text = "log: { level: debug }\nlisteners: [{ name: public, address: \"127.0.0.1:0\" }, { name: more, address: \"127.0.0.1:0\" }]\n";
         let new = parse_str(text, Format::Yaml, "test.yaml").unwrap();
@@ -213,7 +209,23 @@ mod tests {
         assert_eq!(diff.listeners.added, ["more"]);
         assert_eq!(diff.upstreams.removed, ["a", "b"]);
         let restart = diff.needs_restart().unwrap();
-        assert!(restart.contains("log") && restart.contains("listeners (added: more)"), "{restart}");
+        assert!(restart.starts_with("log changed") && !restart.contains("listeners"), "{restart}");
+        assert!(diff.to_string().contains("listeners: added: more\n"), "{diff}");
+    }
+
+    #[test]
+    fn listeners_are_compared_by_name_not_position() {
+        let both =
+            "listeners: [{ name: public, address: \"127.0.0.1:0\" }, { name: more, address: \"127.0.0.1:9\" }]\n";
+        let swapped =
+            "listeners: [{ name: more, address: \"127.0.0.1:9\" }, { name: public, address: \"127.0.0.1:0\" }]\n";
+        let moved =
+            "listeners: [{ name: more, address: \"127.0.0.1:8\" }, { name: public, address: \"127.0.0.1:0\" }]\n";
+        let parse = |text| parse_str(text, Format::Yaml, "test.yaml").unwrap();
+        assert!(ConfigDiff::between(&parse(both), &parse(swapped)).listeners.is_empty());
+        let diff = ConfigDiff::between(&parse(both), &parse(moved));
+        assert_eq!(diff.listeners.changed, ["more"]);
+        assert_eq!(diff.needs_restart(), None);
     }
 
     #[test]

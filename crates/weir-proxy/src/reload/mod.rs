@@ -60,6 +60,8 @@ pub enum ReloadError {
     NeedsRestart(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Listener(#[from] crate::listeners::BindError),
     #[error("the reload stopped before it finished")]
     Interrupted,
 }
@@ -125,6 +127,8 @@ impl Gateway {
         let result = tokio::task::spawn_blocking(move || gateway.reload_file(trigger))
             .await
             .unwrap_or(Err(ReloadError::Interrupted));
+        // Removed listeners' sockets are closed by the time the reload answers.
+        self.listeners().stopped().await;
         self.record(trigger, &result);
         result
     }
@@ -173,8 +177,7 @@ impl Gateway {
     }
 
     fn swap_in(&self, applying: &mut Applying, config: Config) -> Result<ConfigDiff, ReloadError> {
-        let state = self.reload_state();
-        let diff = ConfigDiff::between(&state.config(), &config);
+        let diff = ConfigDiff::between(&self.reload_state().config(), &config);
         if let Some(reason) = diff.needs_restart() {
             return Err(ReloadError::NeedsRestart(reason));
         }
@@ -183,20 +186,24 @@ impl Gateway {
         let experiments = self.snapshot().faults.experiments.clone();
         let snapshot =
             Snapshot::build_with_clusters(&config, self.metrics(), set.clusters, &mut limiters, experiments)?;
-        snapshot.faults.experiments.configure(&config.fault_injection);
         let limiters = limiters.finish();
-        // Certificates are read and checked before anything is swapped; they serve new connections.
-        if !diff.tls_changed.is_empty() {
-            self.tls().apply(&config)?;
-        }
+        // Certificates are read and checked, and new listeners bound, before anything is swapped.
+        let tls = self.tls().plan(&config, self.metrics())?;
+        let listeners = self.listeners().plan(&config, &tls, self.metrics())?;
+        let listeners_changed = listeners.changes_anything();
+        // Nothing fails from here on.
+        snapshot.faults.experiments.configure(&config.fault_injection);
+        let tls_changed = self.tls().commit(tls) > 0;
         if applying.serving {
             set.fresh.iter().for_each(|cluster| cluster.start());
         }
+        listeners.retire(&self.snapshot());
         self.replace_snapshot(snapshot);
-        state.config.store(Arc::new(config));
+        self.listeners().commit(listeners);
+        self.reload_state().config.store(Arc::new(config));
         applying.registry = set.registry;
         applying.limiters = limiters;
-        if applying.serving && !diff.tls_changed.is_empty() {
+        if applying.serving && (tls_changed || listeners_changed) {
             self.watch_tls_files();
         }
         Ok(diff)

@@ -13,6 +13,7 @@ pub mod sni;
 pub mod upstream;
 pub mod watch;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -155,59 +156,88 @@ struct Prepared {
     settings: ListenerTls,
 }
 
-/// Every listener's TLS state, by listener index (`None` for cleartext listeners).
+/// Every TLS listener's state, by listener name.
 #[derive(Default)]
 pub struct TlsListeners {
-    by_index: Vec<Option<Arc<TlsListener>>>,
+    by_name: Mutex<BTreeMap<String, Arc<TlsListener>>>,
     /// Held while settings are rebuilt, so a file reload never puts back settings that a
     /// configuration reload replaced while it was reading.
     rebuilding: Mutex<()>,
 }
 
+/// A reload's TLS state, built and checked, waiting to be put in service: the TLS state of every
+/// TLS listener of the new configuration (kept, rebuilt around the same session cache, or new).
+pub(crate) struct TlsPlan<'a> {
+    _rebuilding: std::sync::MutexGuard<'a, ()>,
+    by_name: BTreeMap<String, Arc<TlsListener>>,
+    prepared: Vec<(Arc<TlsListener>, Prepared)>,
+}
+
+impl TlsPlan<'_> {
+    /// The TLS state the listener called `name` will serve with, if it terminates TLS.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<TlsListener>> {
+        self.by_name.get(name).cloned()
+    }
+}
+
 impl TlsListeners {
     /// Builds the TLS state of every TLS listener; `weir validate` runs this to check the files.
     pub fn build(config: &Config, metrics: &Metrics) -> Result<TlsListeners, TlsError> {
-        let by_index = config
-            .listeners
-            .iter()
-            .enumerate()
-            .map(|(index, listener)| {
-                let built = listener.tls.as_ref().map(|tls| TlsListener::build(index, &listener.name, tls, metrics));
-                built.transpose().map(|built| built.map(Arc::new))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(TlsListeners { by_index, rebuilding: Mutex::new(()) })
-    }
-
-    /// The listener's TLS state, if it terminates TLS.
-    pub fn get(&self, index: usize) -> Option<&Arc<TlsListener>> {
-        self.by_index.get(index).and_then(Option::as_ref)
-    }
-
-    /// Applies a reloaded configuration's TLS settings: every changed listener is built first, and
-    /// only when all succeed are they put in service (all or nothing, like the rest of a reload).
-    pub(crate) fn apply(&self, config: &Config) -> Result<usize, TlsError> {
-        let _rebuilding = lock(&self.rebuilding);
-        let mut prepared = Vec::new();
+        let mut by_name = BTreeMap::new();
         for (index, listener) in config.listeners.iter().enumerate() {
-            let (Some(current), Some(tls)) = (self.get(index), &listener.tls) else { continue };
-            if lock(&current.settings).0 != *tls {
-                prepared.push((current, current.prepare(tls)?));
+            if let Some(tls) = &listener.tls {
+                by_name
+                    .insert(listener.name.clone(), Arc::new(TlsListener::build(index, &listener.name, tls, metrics)?));
             }
         }
-        let changed = prepared.len();
-        prepared.into_iter().for_each(|(listener, prepared)| listener.commit(prepared));
-        Ok(changed)
+        Ok(TlsListeners { by_name: Mutex::new(by_name), rebuilding: Mutex::new(()) })
+    }
+
+    /// The TLS state of the listener called `name`, if it terminates TLS.
+    pub fn get(&self, name: &str) -> Option<Arc<TlsListener>> {
+        lock(&self.by_name).get(name).cloned()
+    }
+
+    /// Builds a reloaded configuration's TLS state without putting it in service: a listener
+    /// whose settings changed gets a new rustls configuration around its session cache, a listener
+    /// that turns TLS on gets new state. Fails, changing nothing, when any files do not load.
+    pub(crate) fn plan(&self, config: &Config, metrics: &Metrics) -> Result<TlsPlan<'_>, TlsError> {
+        let rebuilding = lock(&self.rebuilding);
+        let current = lock(&self.by_name).clone();
+        let (mut by_name, mut prepared) = (BTreeMap::new(), Vec::new());
+        for (index, listener) in config.listeners.iter().enumerate() {
+            let Some(tls) = &listener.tls else { continue };
+            let state = match current.get(&listener.name) {
+                Some(current) => {
+                    if lock(&current.settings).0 != *tls {
+                        prepared.push((current.clone(), current.prepare(tls)?));
+                    }
+                    current.clone()
+                }
+                None => Arc::new(TlsListener::build(index, &listener.name, tls, metrics)?),
+            };
+            by_name.insert(listener.name.clone(), state);
+        }
+        Ok(TlsPlan { _rebuilding: rebuilding, by_name, prepared })
+    }
+
+    /// Puts a planned TLS state in service: new connections get the new certificates.
+    pub(crate) fn commit(&self, plan: TlsPlan<'_>) -> usize {
+        let changed = plan.prepared.len();
+        plan.prepared.into_iter().for_each(|(listener, prepared)| listener.commit(prepared));
+        *lock(&self.by_name) = plan.by_name;
+        changed
     }
 
     /// Re-reads every listener's files whose content changed.
     pub fn reload_files(&self) {
         let _rebuilding = lock(&self.rebuilding);
-        self.by_index.iter().flatten().for_each(|listener| listener.reload_files());
+        let listeners: Vec<_> = lock(&self.by_name).values().cloned().collect();
+        listeners.iter().for_each(|listener| listener.reload_files());
     }
 
     fn watched_files(&self) -> Vec<PathBuf> {
-        self.by_index.iter().flatten().flat_map(|listener| listener.watched_files()).collect()
+        lock(&self.by_name).values().flat_map(|listener| listener.watched_files()).collect()
     }
 }
 

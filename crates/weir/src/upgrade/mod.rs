@@ -40,14 +40,18 @@ pub enum UpgradeError {
     Timeout(Duration),
 }
 
+/// Listening sockets by listener name (`admin` for the admin API).
+pub type NamedSockets = Vec<(String, OwnedFd)>;
+
 /// What the old process needs to start its successor.
 pub struct Upgrader {
     /// The binary to start: `--upgrade-binary`, or the path this process started from.
     pub binary: PathBuf,
     /// This process's own arguments, given to the new one unchanged.
     pub args: Vec<OsString>,
-    /// Duplicates of the listening sockets, by listener name.
-    pub sockets: Vec<(String, OwnedFd)>,
+    /// Duplicates of the listening sockets in service at the moment of the upgrade, by listener
+    /// name (a reload may have added or removed listeners since start).
+    pub sockets: Box<dyn Fn() -> std::io::Result<NamedSockets> + Send + Sync>,
     /// How long the new process may take to become ready.
     pub timeout: Duration,
 }
@@ -107,7 +111,10 @@ impl Upgrader {
             accepted = listener.accept() => accepted.map_err(UpgradeError::Handoff)?.0,
             status = child.wait() => return Err(UpgradeError::Exited(status.map_err(UpgradeError::Handoff)?)),
         };
-        handoff::send(&stream, &self.sockets).await.map_err(UpgradeError::Handoff)?;
+        let sockets = (self.sockets)().map_err(UpgradeError::Handoff)?;
+        handoff::send(&stream, &sockets).await.map_err(UpgradeError::Handoff)?;
+        // This process's duplicates close now; the successor holds its own.
+        drop(sockets);
         let mut answer = String::new();
         // One short line; a longer answer is not one this side understands.
         let mut reader = tokio::io::BufReader::new(stream.take(64));

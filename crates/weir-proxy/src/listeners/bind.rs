@@ -1,0 +1,130 @@
+//! One listener's socket and the settings its connections are served with: binding (SO_REUSEPORT,
+//! or a socket inherited from systemd or an upgrading weir), the framing limits, the connection
+//! cap and the HTTP server builders. Used at start and by reloads that add or change listeners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use weir_config::{Listener as ListenerConfig, Protocol};
+use weir_telemetry::{ListenerMetrics, Metrics};
+
+use super::identity::ListenerId;
+use crate::framing::FramingLimits;
+use crate::inherited::InheritedSockets;
+use crate::tls::TlsListener;
+
+/// A listener could not get its socket.
+#[derive(Debug, thiserror::Error)]
+#[error("listener {name}: cannot listen on {address}: {source}")]
+pub struct BindError {
+    pub name: String,
+    pub address: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// What a listener's connections are served with; each connection holds it to its end, so a
+/// listener replaced or removed by a reload still serves the connections it accepted.
+pub(crate) struct ListenerSettings {
+    pub(crate) id: Arc<ListenerId>,
+    pub(crate) limits: FramingLimits,
+    pub(crate) max_uri_length: usize,
+    /// The connection cap; a listener replaced under the same name and cap shares it.
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) http: auto::Builder<TokioExecutor>,
+    /// The HTTP server for connections that agreed on HTTP/2 or HTTP/1.1 through ALPN.
+    pub(crate) http_after_alpn: [auto::Builder<TokioExecutor>; 2],
+    pub(crate) tls: Option<Arc<TlsListener>>,
+    pub(crate) metrics: ListenerMetrics,
+}
+
+impl ListenerSettings {
+    /// Settings for `config`, under identity `id` and counting connections in `connections`.
+    pub(crate) fn new(
+        config: &ListenerConfig,
+        id: Arc<ListenerId>,
+        connections: Arc<Semaphore>,
+        tls: Option<Arc<TlsListener>>,
+        metrics: &Metrics,
+    ) -> ListenerSettings {
+        ListenerSettings {
+            id,
+            limits: FramingLimits {
+                max_head_bytes: config.max_head_size.0 as usize,
+                max_headers: config.max_headers,
+                max_uri_len: config.max_uri_length.0 as usize,
+                head_timeout: config.header_read_timeout.0,
+            },
+            max_uri_length: config.max_uri_length.0 as usize,
+            connections,
+            http: http_builder(config),
+            http_after_alpn: [http_builder(config).http1_only(), http_builder(config).http2_only()],
+            tls,
+            metrics: metrics.listener(&config.name),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.id.name()
+    }
+}
+
+/// The socket inherited for the listener when there is one on its address, else a new one.
+pub(crate) fn adopt_or_bind(
+    inherited: &mut InheritedSockets,
+    name: &str,
+    address: SocketAddr,
+) -> Result<TcpListener, BindError> {
+    match inherited.take(name, address) {
+        Some(socket) => Ok(socket),
+        None => bind(name, address),
+    }
+}
+
+/// A new listening socket for the listener called `name`.
+pub(crate) fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, BindError> {
+    reuse_port_listener(address).map_err(|source| BindError { name: name.into(), address, source })
+}
+
+/// A listening socket others may bind too (SO_REUSEPORT), so a new process can take over.
+fn reuse_port_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn http_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // hyper's header timer runs from the moment it waits for a head, so it bounds keep-alive
+        // idleness; the framing guard bounds the head itself with header_read_timeout.
+        .header_read_timeout(config.idle_timeout.0)
+        .max_buf_size((config.max_head_size.0 as usize).max(8192) * 2)
+        .max_headers(config.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(config.max_head_size.0 as u32)
+        .max_concurrent_streams(256);
+    let http1 = config.protocols.contains(&Protocol::Http1);
+    let h2c = config.protocols.contains(&Protocol::H2c);
+    match (http1, h2c) {
+        (true, false) => builder.http1_only(),
+        (false, true) => builder.http2_only(),
+        _ => builder,
+    }
+}
