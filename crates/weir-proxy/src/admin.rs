@@ -65,7 +65,7 @@ fn answer(gateway: &Gateway, token: Option<&str>, request: &Request<Incoming>) -
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if gateway.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        "/readyz" if !gateway.is_ready() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/readyz" => text(StatusCode::OK, "ready\n"),
         "/metrics" => metrics(gateway, request),
         "/upstreams" => json(Bytes::from(upstream_status::json(&gateway.snapshot()))),

@@ -41,6 +41,8 @@ pub struct Gateway {
     access_log: Option<Arc<AccessLog>>,
     tracer: Option<Arc<weir_trace::Tracer>>,
     draining: AtomicBool,
+    /// Readiness is false: set on shutdown, not on a hand-over (the successor is ready).
+    unready: AtomicBool,
     reload: ReloadState,
     pub(crate) tls: Arc<TlsListeners>,
     pub(crate) tls_watch: std::sync::OnceLock<TlsWatch>,
@@ -61,6 +63,7 @@ impl Gateway {
             access_log,
             tracer: None,
             draining: AtomicBool::new(false),
+            unready: AtomicBool::new(false),
             reload,
             tls,
             tls_watch: std::sync::OnceLock::new(),
@@ -102,9 +105,15 @@ impl Gateway {
         &self.listeners
     }
 
-    /// Shutdown has begun: readiness is false.
+    /// Shutdown or a hand-over has begun: keep-alive connections are closed as they finish.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether `/readyz` says ready: false once shutdown has begun. During a hand-over to a new
+    /// process it stays true: the service is ready, and this process only finishes what it has.
+    pub fn is_ready(&self) -> bool {
+        !self.unready.load(Ordering::Relaxed)
     }
 }
 
@@ -280,10 +289,13 @@ impl Server {
             // The successor answers on the same sockets, readiness included: this process just
             // stops accepting, the admin API first, so nothing here reports itself not ready.
             admin.take().inspect(|admin| admin.abort());
-        } else if !server.drain_delay.0.is_zero() {
-            self.gateway.draining.store(true, Ordering::Relaxed);
-            tracing::info!(delay = ?server.drain_delay.0, "shutting down: not ready; listeners close after the delay");
-            tokio::time::sleep(server.drain_delay.0).await;
+        } else {
+            self.gateway.unready.store(true, Ordering::Relaxed);
+            if !server.drain_delay.0.is_zero() {
+                self.gateway.draining.store(true, Ordering::Relaxed);
+                tracing::info!(delay = ?server.drain_delay.0, "shutting down: not ready; listeners close after the delay");
+                tokio::time::sleep(server.drain_delay.0).await;
+            }
         }
         self.gateway.draining.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: no new connections, draining in-flight requests");
