@@ -45,9 +45,9 @@ SCENARIOS = {
     "ticket), sending GET / and reading the answer. req/s is connections per wall-clock second (counted "
     "in whole seconds by s_time); there is no latency.",
 }
-TARGETS = ["weir", "nginx", "haproxy", "backend"]
+TARGETS = ["weir", "weir_plain", "nginx", "haproxy", "backend"]
 PEERS = ["nginx", "haproxy"]
-LABELS = {"backend": "backend alone (ceiling)"}
+LABELS = {"backend": "backend alone (ceiling)", "weir_plain": "weir (plain config)"}
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
@@ -188,11 +188,11 @@ def load_scenario(directory):
     return runs
 
 
-def round_ratios(runs, peer, metric):
-    """weir's value over the peer's, round by round, and whether either run of that round had errors."""
+def round_ratios(runs, peer, metric, own="weir"):
+    """`own`'s value over the peer's, round by round, and whether either run of that round had errors."""
     ratios = {}
-    for r in sorted(set(runs.get("weir", {})) | set(runs.get(peer, {}))):
-        mine, theirs = runs.get("weir", {}).get(r, {}), runs.get(peer, {}).get(r, {})
+    for r in sorted(set(runs.get(own, {})) | set(runs.get(peer, {}))):
+        mine, theirs = runs.get(own, {}).get(r, {}), runs.get(peer, {}).get(r, {})
         if mine.get(metric) and theirs.get(metric):
             ratios[r] = (mine[metric] / theirs[metric], bool(mine["problems"] or theirs["problems"]))
         else:
@@ -275,6 +275,25 @@ def render_scenario(name, runs):
                 out.append(f"| {label} vs {peer} | " + " | ".join(cells) +
                            f" | {fmt(median_of(ratios))} |")
         out.append("")
+    if name == "default_features" and "weir_plain" in runs:
+        out += feature_cost(runs, rounds)
+    return out
+
+
+def feature_cost(runs, rounds):
+    """weir with its default features over weir on the plain config, measured back to back."""
+    cols = "".join(f" r{r} |" for r in rounds)
+    out = ["What the features cost: weir (default features) ÷ weir (plain config), each round's two runs "
+           "back to back. req/s 0.95 would be a 5% cost.", "",
+           f"| weir (default features) ÷ weir (plain config) |{cols} median |",
+           "|---|" + "---:|" * (len(rounds) + 1)]
+    for metric, label in (("rps", "req/s"), ("p99", "p99")):
+        by_round = round_ratios(runs, "weir_plain", metric)
+        cells = ["n/a" if by_round.get(r, (None,))[0] is None
+                 else f"{by_round[r][0]:.2f}{'!' if by_round[r][1] else ''}" for r in rounds]
+        ratios = [ratio for ratio, _ in by_round.values() if ratio is not None]
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {fmt(median_of(ratios))} |")
+    out.append("")
     return out
 
 
