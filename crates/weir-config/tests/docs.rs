@@ -34,52 +34,41 @@ fn example_configurations_are_valid() {
     }
 }
 
+/// Every complete YAML example (one with `listeners:`) in a guide loads; the guide has at least `least`.
+fn assert_guide_examples_valid(name: &str, guide: &str, least: usize, why: &str) {
+    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
+    assert!(yaml.len() >= least, "{name}: {why}");
+    for block in yaml {
+        parse_str(block, Format::Yaml, name).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
+
 #[test]
 fn complete_examples_in_the_rate_limiting_guide_are_valid() {
     let guide = include_str!("../../../docs/rate-limiting.md");
-    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
-    assert!(!yaml.is_empty(), "the guide has a complete example");
-    for block in yaml {
-        parse_str(block, Format::Yaml, "rate-limiting.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
-    }
+    assert_guide_examples_valid("rate-limiting.md", guide, 1, "the guide has a complete example");
 }
 
 #[test]
 fn complete_examples_in_the_resilience_guide_are_valid() {
     let guide = include_str!("../../../docs/resilience.md");
-    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
-    assert!(yaml.len() >= 4, "the guide has an example for each mechanism");
-    for block in yaml {
-        parse_str(block, Format::Yaml, "resilience.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
-    }
+    assert_guide_examples_valid("resilience.md", guide, 4, "the guide has an example for each mechanism");
 }
 
 #[test]
 fn complete_examples_in_the_chaos_guide_are_valid() {
-    let guide = include_str!("../../../docs/chaos.md");
-    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
-    assert!(yaml.len() >= 2, "the guide has an example for faults in the file and in headers");
-    for block in yaml {
-        parse_str(block, Format::Yaml, "chaos.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
-    }
+    let why = "the guide has an example for faults in the file and in headers";
+    assert_guide_examples_valid("chaos.md", include_str!("../../../docs/chaos.md"), 2, why);
 }
 
 #[test]
 fn complete_examples_in_the_tls_guide_are_valid() {
-    let guide = include_str!("../../../docs/tls.md");
-    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
-    assert!(yaml.len() >= 3, "the guide has an example for certificates, SNI and client certificates");
-    for block in yaml {
-        parse_str(block, Format::Yaml, "tls.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
-    }
+    let why = "the guide has an example for certificates, SNI and client certificates";
+    assert_guide_examples_valid("tls.md", include_str!("../../../docs/tls.md"), 3, why);
 }
 
 #[test]
 fn complete_examples_in_the_grpc_guide_are_valid() {
     let guide = include_str!("../../../docs/grpc.md");
-    let yaml: Vec<_> = code_blocks(guide, "yaml").into_iter().filter(|b| b.contains("listeners:")).collect();
-    assert!(!yaml.is_empty(), "the guide has a complete example");
-    for block in yaml {
-        parse_str(block, Format::Yaml, "grpc.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
-    }
+    assert_guide_examples_valid("grpc.md", guide, 1, "the guide has a complete example");
 }
