@@ -245,7 +245,9 @@ where
             if waiting.is_none()
                 && let Some(slot) = self.reserve_slot()
             {
-                return self.connect_new(slot).await;
+                // Boxed: connecting is rare on a warm pool, and its future (TCP, TLS, HTTP handshakes)
+                // would otherwise make every checkout's future, moved on each request, kilobytes large.
+                return Box::pin(self.connect_new(slot)).await;
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return Err(match waiting {

@@ -77,7 +77,8 @@ where
                     _ => return Err(UpstreamError::Exchange { addr: pool.addr, source: failed.into_error() }),
                 },
             }
-            checkout = pool.connection().await?.checkout;
+            // Boxed: this retry is rare, and inlined its future would make every send's kilobytes large.
+            checkout = Box::pin(pool.connection()).await?.checkout;
         }
     }
 }
