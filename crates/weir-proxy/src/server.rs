@@ -376,11 +376,15 @@ impl Acceptor {
                     let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, None)).await;
                 }
                 // The handshake runs here, never in the accept loop; the watcher held meanwhile
-                // makes a drain wait for it.
+                // makes a drain wait for it. Boxed: a TLS connection's future is more than twice a
+                // plain one's, and every plain connection's task would otherwise be as large.
                 Some(tls) => {
-                    if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
-                        let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, Some(info))).await;
-                    }
+                    Box::pin(async move {
+                        if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
+                            let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, Some(info))).await;
+                        }
+                    })
+                    .await
                 }
             }
             drop((permit, open));
