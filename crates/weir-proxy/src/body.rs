@@ -109,7 +109,7 @@ pub enum ResponseBody {
 #[derive(Debug, thiserror::Error)]
 pub enum ResponseBodyError {
     #[error("reading the upstream's response body: {0}")]
-    Upstream(#[source] hyper::Error),
+    Upstream(#[source] weir_upstream::UpstreamBodyError),
     #[error("the upstream sent nothing of the response body for {0:?} (the route's body_idle_timeout)")]
     Idle(Duration),
 }

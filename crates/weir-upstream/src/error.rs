@@ -33,4 +33,10 @@ pub enum UpstreamError {
         #[source]
         source: hyper::Error,
     },
+    #[error("endpoint {addr}: {source}")]
+    Http1 {
+        addr: SocketAddr,
+        #[source]
+        source: crate::http1::Http1Error,
+    },
 }

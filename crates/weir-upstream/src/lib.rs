@@ -15,6 +15,7 @@ mod ewma;
 mod grpc_health;
 mod hash_key;
 mod health;
+mod http1;
 mod outlier;
 mod pool;
 mod rng;
@@ -26,6 +27,9 @@ pub use endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 pub use error::UpstreamError;
 pub use hash_key::HashKey;
 pub use health::{HealthCheckSettings, HealthProbe};
+pub use http1::{Http1Error, PendingUpgrade, Upgraded};
 pub use outlier::{EjectReason, Outcome, OutlierSettings};
-pub use pool::{Connection, EndpointPool, Http2Settings, PoolSettings, PooledBody, UpstreamProtocol, UpstreamTls};
+pub use pool::{
+    Connection, EndpointPool, Http2Settings, PoolSettings, PooledBody, UpstreamBodyError, UpstreamProtocol, UpstreamTls,
+};
 pub use rng::BalanceRng;

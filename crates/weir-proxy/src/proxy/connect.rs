@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use tokio::time::Instant;
-use weir_upstream::{Attempt, Cluster, Connection, Outcome, Unavailable, UpstreamError};
+use weir_upstream::{Attempt, Cluster, Connection, Http1Error, Outcome, Unavailable, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError};
 use crate::framing::BodyFramingError;
@@ -79,6 +79,16 @@ pub fn classify(error: &UpstreamError) -> Refusal {
         }
         UpstreamError::ConnectTimeout { .. } => Refusal::ConnectTimeout,
         UpstreamError::PoolExhausted { .. } => Refusal::PoolExhausted,
+        UpstreamError::Http1 { source, .. } => match source {
+            Http1Error::RequestBody(cause) => {
+                find_cause::<RequestBodyError>(cause.as_ref()).map_or(Refusal::BodyIncomplete, classify_body_error)
+            }
+            Http1Error::Protocol(_) => Refusal::UpstreamProtocolError,
+            Http1Error::Write(_)
+            | Http1Error::Read(_)
+            | Http1Error::ClosedBeforeResponse
+            | Http1Error::ClosedInBody => Refusal::UpstreamReset,
+        },
         UpstreamError::Exchange { source, .. } => {
             if let Some(body_error) = find_cause::<RequestBodyError>(source) {
                 return classify_body_error(body_error);

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use weir_telemetry::{Counter, TunnelMetrics};
+use weir_upstream::{PendingUpgrade, Upgraded};
 
 /// Marks a request whose head the framing guard let through as a WebSocket upgrade.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +63,9 @@ impl ClientUpgrade {
         let Some(protocol) = protocol.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) else {
             return;
         };
-        let upstream = hyper::upgrade::on(&mut *response);
+        let Some(upstream) = response.extensions_mut().remove::<PendingUpgrade>().and_then(|p| p.take()) else {
+            return;
+        };
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
         response.headers_mut().insert(UPGRADE, protocol);
         let (idle, metrics) = (route.idle_timeout, route.metrics.clone());
@@ -71,10 +74,10 @@ impl ClientUpgrade {
 }
 
 /// Carries bytes both ways until either side closes, an error, or `idle` of silence.
-async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Option<Duration>, metrics: TunnelMetrics) {
-    let switched = tokio::time::timeout(SWITCH_TIMEOUT, async { tokio::try_join!(client, upstream) }).await;
-    let (client, upstream) = match switched {
-        Ok(Ok(both)) => both,
+async fn run(client: OnUpgrade, upstream: Upgraded, idle: Option<Duration>, metrics: TunnelMetrics) {
+    let switched = tokio::time::timeout(SWITCH_TIMEOUT, client).await;
+    let client = match switched {
+        Ok(Ok(client)) => client,
         Ok(Err(error)) => return tracing::debug!(%error, "websocket: the switch did not complete"),
         Err(_) => return tracing::debug!("websocket: the switch took too long"),
     };
@@ -82,7 +85,7 @@ async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Option<Duration>, met
     metrics.open.inc();
     let activity = Arc::new(Activity::new());
     let mut client = Metered::new(TokioIo::new(client), metrics.upstream_bytes.clone(), activity.clone());
-    let mut upstream = Metered::new(TokioIo::new(upstream), metrics.downstream_bytes.clone(), activity.clone());
+    let mut upstream = Metered::new(upstream, metrics.downstream_bytes.clone(), activity.clone());
     let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream);
     match idle {
         None => drop(copied.await),

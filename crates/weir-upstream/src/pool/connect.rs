@@ -1,21 +1,23 @@
 //! Making a connection to an endpoint: TCP (with keep-alive probes), TLS when the upstream has it,
 //! then the HTTP version the upstream speaks, HTTP/2 by prior knowledge in cleartext or as ALPN
-//! picked over TLS. The connection is driven by a task of its own.
+//! picked over TLS. An HTTP/2 connection is driven by a task of its own; an HTTP/1.1 one is used
+//! directly by the request on it (`crate::http1`).
 
 use std::net::SocketAddr;
 
 use http_body::Body;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{BoxError, EndpointPool, Http2Settings, UpstreamProtocol};
 use crate::error::UpstreamError;
+use crate::http1::{Http1Connection, Stream};
 
-/// A new connection's sending half.
+/// A new connection, or its sending half.
 pub(super) enum Sender<B> {
-    Http1(http1::SendRequest<B>),
+    Http1(Box<Http1Connection>),
     Http2(http2::SendRequest<B>),
 }
 
@@ -32,7 +34,9 @@ where
         let Some(tls) = &self.settings.tls else {
             return match protocol {
                 UpstreamProtocol::Http2 => http2_handshake(addr, stream, &self.settings.http2).await,
-                UpstreamProtocol::Http1 | UpstreamProtocol::Auto => http1_handshake(addr, stream).await,
+                UpstreamProtocol::Http1 | UpstreamProtocol::Auto => {
+                    Ok(Sender::Http1(Http1Connection::new(Stream::Tcp(stream))))
+                }
             };
         };
         let connecting = tls.connector.connect(tls.server_name.clone(), stream);
@@ -45,7 +49,9 @@ where
             // Only `h2` was offered: an endpoint that names no protocol speaks it by prior knowledge.
             UpstreamProtocol::Http2 => http2_handshake(addr, stream, &self.settings.http2).await,
             UpstreamProtocol::Auto if picked_http2 => http2_handshake(addr, stream, &self.settings.http2).await,
-            UpstreamProtocol::Http1 | UpstreamProtocol::Auto => http1_handshake(addr, stream).await,
+            UpstreamProtocol::Http1 | UpstreamProtocol::Auto => {
+                Ok(Sender::Http1(Http1Connection::new(Stream::Tls(Box::new(stream)))))
+            }
         }
     }
 
@@ -61,27 +67,6 @@ where
         }
         Ok(stream)
     }
-}
-
-/// Starts HTTP/1.1 on a connected stream, cleartext or TLS, and drives the connection in a task.
-async fn http1_handshake<B, S>(addr: SocketAddr, stream: S) -> Result<Sender<B>, UpstreamError>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| UpstreamError::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        // With upgrades, a 101 hands the connection over to the caller (a WebSocket tunnel).
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(endpoint = %addr, %error, "upstream connection ended");
-        }
-    });
-    Ok(Sender::Http1(sender))
 }
 
 /// Starts HTTP/2 on a connected stream and drives the connection in a task, with PINGs to find a

@@ -25,13 +25,13 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
-use hyper::client::conn::http1::SendRequest;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub use pooled::{Connection, PooledBody};
+pub use pooled::{Connection, PooledBody, UpstreamBodyError};
 
 use crate::error::UpstreamError;
+use crate::http1::Http1Connection;
 use connect::Sender;
 use http2::SharedConnections;
 use pooled::Checkout;
@@ -118,13 +118,13 @@ impl std::fmt::Debug for UpstreamTls {
 pub struct EndpointPool<B> {
     addr: SocketAddr,
     settings: PoolSettings,
-    idle: Mutex<VecDeque<IdleConnection<B>>>,
+    idle: Mutex<VecDeque<IdleConnection>>,
     shared: SharedConnections<B>,
     open: Arc<OpenCount>,
 }
 
-struct IdleConnection<B> {
-    sender: SendRequest<B>,
+struct IdleConnection {
+    connection: Box<Http1Connection>,
     slot: Slot,
     since: Instant,
 }
@@ -165,33 +165,30 @@ impl<B> EndpointPool<B> {
         self.open.count.load(Ordering::Relaxed)
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleConnection<B>>> {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleConnection>> {
         // A panic while holding this lock cannot leave the list inconsistent: take it anyway.
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn take_idle(&self) -> Option<(SendRequest<B>, Slot)> {
+    /// The most recently used idle connection that is still open (looked at without waiting).
+    fn take_idle(&self) -> Option<(Box<Http1Connection>, Slot)> {
         let now = Instant::now();
-        let mut idle = self.lock_idle();
-        while let Some(connection) = idle.pop_back() {
-            if !connection.sender.is_closed() && now.duration_since(connection.since) < self.settings.idle_timeout {
-                return Some((connection.sender, connection.slot));
+        loop {
+            let mut idle = self.lock_idle().pop_back()?;
+            if now.duration_since(idle.since) < self.settings.idle_timeout && idle.connection.is_usable() {
+                return Some((idle.connection, idle.slot));
             }
         }
-        None
     }
 
-    fn put_idle(&self, sender: SendRequest<B>, slot: Slot) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put_idle(&self, connection: Box<Http1Connection>, slot: Slot) {
         let now = Instant::now();
         let mut idle = self.lock_idle();
         while idle.front().is_some_and(|c| now.duration_since(c.since) >= self.settings.idle_timeout) {
             idle.pop_front();
         }
         if idle.len() < self.settings.max_idle {
-            idle.push_back(IdleConnection { sender, slot, since: now });
+            idle.push_back(IdleConnection { connection, slot, since: now });
             drop(idle);
             self.open.freed.notify_one();
         }
@@ -208,17 +205,7 @@ where
     /// built, lets a caller whose endpoint cannot be reached try another with the request intact.
     pub async fn connection(self: &Arc<Self>) -> Result<Connection<B>, UpstreamError> {
         let deadline = Instant::now() + self.settings.acquire_timeout;
-        loop {
-            match self.checkout(deadline).await? {
-                Checkout::Http1 { mut sender, slot, reused } => match sender.ready().await {
-                    Ok(()) => return Ok(Connection::new(Checkout::Http1 { sender, slot, reused }, self.clone())),
-                    // It closed while idle: take another.
-                    Err(_) if reused => continue,
-                    Err(source) => return Err(UpstreamError::Exchange { addr: self.addr, source }),
-                },
-                http2 @ Checkout::Http2 { .. } => return Ok(Connection::new(http2, self.clone())),
-            }
-        }
+        Ok(Connection::new(self.checkout(deadline).await?, self.clone()))
     }
 
     /// Sends a request on a pooled or new connection.
@@ -238,8 +225,8 @@ where
             if let Some(stream) = self.shared.take_stream(&self.open, max_streams, self.settings.idle_timeout) {
                 return Ok(Checkout::Http2 { stream, reused: true });
             }
-            if let Some((sender, slot)) = self.take_idle() {
-                return Ok(Checkout::Http1 { sender, slot, reused: true });
+            if let Some((connection, slot)) = self.take_idle() {
+                return Ok(Checkout::Http1 { connection, slot, reused: true });
             }
             let waiting = self.shared.wait_for_connect(max_streams);
             if waiting.is_none()
@@ -263,7 +250,7 @@ where
     async fn connect_new(&self, slot: Slot) -> Result<Checkout<B>, UpstreamError> {
         let _connecting = self.shared.connecting(&self.open);
         match self.connect().await? {
-            Sender::Http1(sender) => Ok(Checkout::Http1 { sender, slot, reused: false }),
+            Sender::Http1(connection) => Ok(Checkout::Http1 { connection, slot, reused: false }),
             Sender::Http2(sender) => {
                 Ok(Checkout::Http2 { stream: self.shared.add(sender, slot, &self.open), reused: false })
             }

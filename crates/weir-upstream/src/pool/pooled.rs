@@ -9,15 +9,15 @@ use bytes::Bytes;
 use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 
 use super::http2::Stream;
 use super::{BoxError, EndpointPool, Slot};
 use crate::error::UpstreamError;
+use crate::http1::{Http1Body, Http1Connection, Http1Error, SendError};
 
 /// A connection taken from the pool or newly made.
 pub(super) enum Checkout<B> {
-    Http1 { sender: http1::SendRequest<B>, slot: Slot, reused: bool },
+    Http1 { connection: Box<Http1Connection>, slot: Slot, reused: bool },
     Http2 { stream: Stream<B>, reused: bool },
 }
 
@@ -56,8 +56,8 @@ where
     /// to the idle list for the next request, and an HTTP/2 stream is freed.
     pub fn release(self) {
         let Connection { checkout, pool } = self;
-        if let Checkout::Http1 { sender, slot, .. } = checkout {
-            pool.put_idle(sender, slot);
+        if let Checkout::Http1 { connection, slot, .. } = checkout {
+            pool.put_idle(connection, slot);
         }
     }
 
@@ -66,15 +66,20 @@ where
     pub async fn send(self, mut request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
         let Connection { mut checkout, pool } = self;
         loop {
-            let (sent, reused) = match &mut checkout {
-                Checkout::Http1 { sender, reused, .. } => (sender.try_send_request(request).await, *reused),
-                Checkout::Http2 { stream, reused } => (stream.sender().try_send_request(request).await, *reused),
-            };
-            match sent {
-                Ok(response) => return Ok(response.map(|body| PooledBody::new(body, checkout, pool))),
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(UpstreamError::Exchange { addr: pool.addr, source: failed.into_error() }),
+            match checkout {
+                Checkout::Http1 { connection, slot, reused } => match connection.send(request).await {
+                    Ok(response) => return Ok(response.map(|body| PooledBody::http1(body, slot, pool))),
+                    Err(SendError::Unsent(unsent, _)) if reused => request = *unsent,
+                    Err(SendError::Unsent(_, source) | SendError::Failed(source)) => {
+                        return Err(UpstreamError::Http1 { addr: pool.addr, source });
+                    }
+                },
+                Checkout::Http2 { stream, reused } => match stream.sender().try_send_request(request).await {
+                    Ok(response) => return Ok(response.map(|body| PooledBody::http2(body, stream, pool))),
+                    Err(mut failed) => match failed.take_message() {
+                        Some(unsent) if reused => request = unsent,
+                        _ => return Err(UpstreamError::Exchange { addr: pool.addr, source: failed.into_error() }),
+                    },
                 },
             }
             // Boxed: this retry is rare, and inlined its future would make every send's kilobytes large.
@@ -83,36 +88,53 @@ where
     }
 }
 
+/// Why an upstream's response body ended before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamBodyError {
+    #[error(transparent)]
+    Http1(#[from] Http1Error),
+    #[error(transparent)]
+    Http2(#[from] hyper::Error),
+}
+
 /// An upstream response body that gives its connection or stream back when it has been read to the
 /// end. Dropped early, an HTTP/1.1 connection is dropped with it (it may still hold unread bytes);
 /// an HTTP/2 stream is reset and freed.
-pub struct PooledBody<B>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    inner: Incoming,
-    giveback: Option<(Checkout<B>, Arc<EndpointPool<B>>)>,
+pub struct PooledBody<B> {
+    inner: Inner<B>,
+    pool: Arc<EndpointPool<B>>,
 }
 
-impl<B> PooledBody<B>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    fn new(inner: Incoming, checkout: Checkout<B>, pool: Arc<EndpointPool<B>>) -> Self {
-        let mut body = PooledBody { inner, giveback: Some((checkout, pool)) };
-        if body.inner.is_end_stream() {
-            body.give_back();
-        }
-        body
+enum Inner<B> {
+    /// The connection is inside the body while it is read; the slot goes back with it.
+    Http1 {
+        body: Http1Body,
+        slot: Option<Slot>,
+    },
+    Http2 {
+        body: Incoming,
+        stream: Option<Stream<B>>,
+    },
+}
+
+impl<B> PooledBody<B> {
+    fn http1(body: Http1Body, slot: Slot, pool: Arc<EndpointPool<B>>) -> Self {
+        let mut pooled = PooledBody { inner: Inner::Http1 { body, slot: Some(slot) }, pool };
+        pooled.give_back();
+        pooled
     }
 
+    fn http2(body: Incoming, stream: Stream<B>, pool: Arc<EndpointPool<B>>) -> Self {
+        PooledBody { inner: Inner::Http2 { body, stream: Some(stream) }, pool }
+    }
+
+    /// Puts an HTTP/1.1 connection whose response has been read to its end back on the idle list.
     fn give_back(&mut self) {
-        if let Some((Checkout::Http1 { sender, slot, .. }, pool)) = self.giveback.take() {
-            pool.put_idle(sender, slot);
+        if let Inner::Http1 { body, slot } = &mut self.inner
+            && let Some(connection) = body.take_reusable()
+            && let Some(slot) = slot.take()
+        {
+            self.pool.put_idle(connection, slot);
         }
     }
 }
@@ -124,37 +146,38 @@ where
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
-            Poll::Ready(Some(Err(_))) => self.giveback = None,
-            _ => {}
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match &mut self.inner {
+            Inner::Http1 { body, .. } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Ok(_)))) {
+                    self.give_back();
+                }
+                polled.map(|frame| frame.map(|frame| frame.map_err(UpstreamBodyError::from)))
+            }
+            Inner::Http2 { body, stream } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Err(_))) = &polled {
+                    *stream = None;
+                }
+                polled.map(|frame| frame.map(|frame| frame.map_err(UpstreamBodyError::from)))
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Http1 { body, .. } => body.is_end_stream(),
+            Inner::Http2 { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B> Drop for PooledBody<B>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    fn drop(&mut self) {
-        if self.inner.is_end_stream() {
-            self.give_back();
+        match &self.inner {
+            Inner::Http1 { body, .. } => body.size_hint(),
+            Inner::Http2 { body, .. } => body.size_hint(),
         }
     }
 }
