@@ -225,7 +225,8 @@ async fn inject_faults(
     };
     let injected = route.faults.decide(parts, &deciding).map_err(Refusal::BadFaultHeader)?;
     if let Some(delay) = injected.delay {
-        tokio::time::sleep(delay).await;
+        // Boxed: a timer inlined would make every request's stages larger to allocate.
+        Box::pin(tokio::time::sleep(delay)).await;
     }
     match injected.abort {
         Some(abort) => Err(fault::abort_refusal(abort, Refusal::FaultReset)),

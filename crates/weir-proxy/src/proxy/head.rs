@@ -18,6 +18,10 @@ use crate::refusal::Refusal;
 use crate::route::Route;
 use crate::snapshot::Snapshot;
 
+/// Headers weir adds to a request at most: `X-Forwarded-For`, `-Proto`, `-Host`, `Forwarded`, `Host`
+/// and the request id.
+const FORWARDING_HEADERS: usize = 6;
+
 /// What every try of a request sends.
 pub struct UpstreamHead {
     method: Method,
@@ -36,6 +40,9 @@ impl UpstreamHead {
         let client_host = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
         let client_host = client_host.or_else(|| parts.headers.get(HOST).cloned());
         let headers = &mut parts.headers;
+        // Room for what weir adds (forwarding headers, the request id), made once rather than by
+        // the map doubling as they go in.
+        headers.reserve(FORWARDING_HEADERS);
         forward::strip_hop_by_hop(headers);
         headers.remove(EXPECT);
         forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());

@@ -71,9 +71,14 @@ pub async fn proxy(
     let tries = Tries { snapshot, route, cluster, key, deadline, grpc };
     let mut response = match policy {
         None => tries.once(head, RequestBody::new(body, route.max_body)).await?,
+        // Boxed: holding the body and the retry loop inlined would make every request's future
+        // (retried or not) larger to allocate.
         Some(policy) => {
-            let body = replay_body(body, route.max_body).await?;
-            tries.with_retries(policy, head, body).await?
+            Box::pin(async {
+                let body = replay_body(body, route.max_body).await?;
+                tries.with_retries(policy, head, body).await
+            })
+            .await?
         }
     };
     let upgraded_to = upgrade.as_ref().and_then(|_| response.headers().get(http::header::UPGRADE).cloned());
@@ -174,29 +179,36 @@ impl Tries<'_> {
             Err(refusal) => return (Err(refusal), failure_of(refusal)),
         };
         let addr = attempt.endpoint().addr;
-        let mut request = match owned {
-            Some(head) => head.into_request(body, addr),
-            None => shared.expect("a head to copy").request(body, addr),
-        };
-        if connection.version() == http::Version::HTTP_2 {
-            head::into_http2(&mut request, connection.scheme(), addr);
-        }
-        let header = self.snapshot.deadline_header.as_ref();
-        self.deadline.stamp(request.headers_mut(), header, Instant::now());
-        let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
-        let exchange = async {
-            if let Some(delay) = injected.delay {
-                tokio::time::sleep(delay).await;
+        // The request and the exchange are made in a block that ends before the wait, so the
+        // attempt's future does not keep room for them beside the timeout that takes them over.
+        let sent = {
+            let mut request = match owned {
+                Some(head) => head.into_request(body, addr),
+                None => shared.expect("a head to copy").request(body, addr),
+            };
+            if connection.version() == http::Version::HTTP_2 {
+                head::into_http2(&mut request, connection.scheme(), addr);
             }
-            match injected.abort {
-                Some(abort) => {
-                    connection.release();
-                    Err(fault::abort_refusal(abort, Refusal::UpstreamReset))
+            let header = self.snapshot.deadline_header.as_ref();
+            self.deadline.stamp(request.headers_mut(), header, Instant::now());
+            let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
+            let exchange = async move {
+                if let Some(delay) = injected.delay {
+                    // Boxed: a timer inlined would make every try's future larger.
+                    Box::pin(tokio::time::sleep(delay)).await;
                 }
-                None => connection.send(request).await.map_err(|e| classify(&e)),
-            }
-        };
-        let sent = tokio::time::timeout_at(deadline, exchange).await.unwrap_or(Err(Refusal::UpstreamTimeout));
+                match injected.abort {
+                    Some(abort) => {
+                        connection.release();
+                        Err(fault::abort_refusal(abort, Refusal::UpstreamReset))
+                    }
+                    None => connection.send(request).await.map_err(|e| classify(&e)),
+                }
+            };
+            tokio::time::timeout_at(deadline, exchange)
+        }
+        .await
+        .unwrap_or(Err(Refusal::UpstreamTimeout));
         attempt.finish(match &sent {
             Ok(response) => Outcome::Response(response.status()),
             Err(Refusal::FaultAbort { status, .. }) => Outcome::Response(*status),

@@ -141,6 +141,11 @@ impl ConcurrencyStage {
         if self.route.is_none() && self.upstream.is_none() {
             return Ok(Admitted { _route: None, _upstream: None });
         }
+        // Boxed: waiting in a queue inlined would make every request's stages larger to allocate.
+        Box::pin(self.admit_limited(arrived)).await
+    }
+
+    async fn admit_limited(&self, arrived: Instant) -> Result<Admitted<'_>, Refusal> {
         let deadline = tokio::time::Instant::from_std(arrived) + self.timeout;
         let route = match &self.route {
             Some(limit) => Some(limit.admit(deadline).await?),

@@ -93,10 +93,16 @@ impl RateLimitStage {
 
     /// Decides a request on every rule, in order. `Err` carries the refusing rule's decision.
     pub async fn check(&self, peer: &Peer, parts: &Parts) -> Result<Admission, Limited> {
-        let mut admission = Admission::default();
         if self.rules.is_empty() {
-            return Ok(admission);
+            return Ok(Admission::default());
         }
+        // Boxed: deciding may wait on Redis, and that future inlined would make every request's
+        // stages (limited or not) kilobytes larger to allocate.
+        Box::pin(self.decide(peer, parts)).await
+    }
+
+    async fn decide(&self, peer: &Peer, parts: &Parts) -> Result<Admission, Limited> {
+        let mut admission = Admission::default();
         let view = RequestView::new(parts, &self.route, peer, &self.trusted_proxies);
         for rule in &self.rules {
             let Some(decision) = rule.decide(&view).await else { continue };
