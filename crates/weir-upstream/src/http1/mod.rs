@@ -118,7 +118,6 @@ impl Http1Connection {
         let head_request = parts.method == Method::HEAD;
         let upgrade = parts.headers.contains_key(UPGRADE);
         self.write.clear();
-        self.read.clear();
         let framing = request::encode_head(&parts, body.is_end_stream(), body.size_hint().exact(), &mut self.write);
         let mut sending = Sending {
             framing,

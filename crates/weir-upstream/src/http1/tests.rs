@@ -2,7 +2,7 @@
 //! upstreams send, well-formed or not.
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -238,7 +238,7 @@ async fn a_write_to_a_closed_connection_gives_the_request_back() {
     let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
     let (upstream_side, _) = listener.accept().await.unwrap();
     // A reset (linger 0) makes the first write fail rather than vanish.
-    upstream_side.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&upstream_side).set_linger(Some(std::time::Duration::ZERO)).unwrap();
     drop(upstream_side);
     let connection = Http1Connection::new(Stream::Tcp(stream));
     connection.stream_ready_for_read().await;
