@@ -1,6 +1,8 @@
 //! Reading an upstream's response head: its status, headers, whether the connection can carry
 //! another request, and how the body after it is delimited. Anything ambiguous is refused.
 
+use std::mem::MaybeUninit;
+
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
@@ -36,10 +38,13 @@ pub struct Head {
 /// Takes one response head off the front of `buf`. `Ok(None)`: more bytes are needed.
 /// `head_request`: the request was `HEAD`, so the response has no body whatever it says.
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Http1Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let length = match response.parse(buf) {
-        Ok(httparse::Status::Complete(length)) => length,
+    // Left uninitialised: the parser fills only as many as the head has (this runs per response).
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut slots);
+    let length = match parsed {
+        Ok(httparse::Status::Complete(length)) if length < MAX_HEAD_BYTES => length,
+        Ok(httparse::Status::Complete(_)) => return Err(Http1Error::Protocol("response head too large")),
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
             return Err(Http1Error::Protocol("response head too large"));
         }
@@ -50,21 +55,22 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Htt
     let status = response.code.and_then(|code| StatusCode::from_u16(code).ok());
     let status = status.ok_or(Http1Error::Protocol("malformed status code"))?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    // Where each header's name and value sit in the head, so their bytes can be shared, not copied.
+    // Where each header's name and value sit in the head (under 64 KiB, so `u16`), so their bytes can
+    // be shared once the head is split off, not copied.
     let start = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let offset = |field: &[u8]| (field.as_ptr() as usize - start) as u16;
+    let mut spans = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
     let count = response.headers.len();
     for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
-        let name = header.name.as_ptr() as usize - start;
-        let value = header.value.as_ptr() as usize - start;
-        *span = (name, name + header.name.len(), value, value + header.value.len());
+        let (name, value) = (offset(header.name.as_bytes()), offset(header.value));
+        *span = (name, name + header.name.len() as u16, value, value + header.value.len() as u16);
     }
     let head = buf.split_to(length).freeze();
     let mut headers = HeaderMap::with_capacity(count);
     for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name_start..name_end])
+        let name = HeaderName::from_bytes(&head[usize::from(name_start)..usize::from(name_end)])
             .map_err(|_| Http1Error::Protocol("malformed header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_start..value_end))
+        let value = HeaderValue::from_maybe_shared(head.slice(usize::from(value_start)..usize::from(value_end)))
             .map_err(|_| Http1Error::Protocol("malformed header value"))?;
         headers.append(name, value);
     }
