@@ -43,6 +43,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const READ_SIZE: usize = 8 * 1024;
 /// Body bytes gathered before they are written; a body arriving faster is written in pieces.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Write buffer kept by a connection between requests, at most (heads need far less).
+const KEPT_WRITE_CAPACITY: usize = 8 * 1024;
 
 /// Why an exchange on an upstream HTTP/1.1 connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +239,10 @@ impl Http1Connection {
             }
             ready!(Pin::new(&mut self.stream).poll_flush(cx)).map_err(Http1Error::Write)?;
             sending.flushed = true;
+            if self.write.capacity() > KEPT_WRITE_CAPACITY {
+                // A large body grew the buffer: an idle connection does not keep that much.
+                self.write = Vec::new();
+            }
             return Poll::Ready(Ok(()));
         }
     }

@@ -298,3 +298,15 @@ fn response_framing_follows_rfc_9112() {
     many.extend_from_slice(b"\r\n");
     assert!(framing(&many, false).is_err(), "too many fields");
 }
+
+#[tokio::test]
+async fn a_large_body_does_not_leave_its_buffer_with_the_idle_connection() {
+    const SIZE: usize = 200 * 1024;
+    let (connection, upstream) = exchange_with(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", SIZE).await;
+    let request = Request::post("/").header("host", "b").body(Full::new(Bytes::from(vec![b'x'; SIZE]))).unwrap();
+    let mut response = send_ok(connection, request).await;
+    let received = upstream.await.unwrap();
+    assert!(received.ends_with(&[b'x'; 1024]), "the whole body arrived");
+    let connection = response.body_mut().take_reusable().expect("reusable");
+    assert!(connection.write.capacity() <= KEPT_WRITE_CAPACITY, "kept {} bytes", connection.write.capacity());
+}
