@@ -64,6 +64,8 @@ impl ClientUpgrade {
             return;
         };
         let Some(upstream) = response.extensions_mut().remove::<PendingUpgrade>().and_then(|p| p.take()) else {
+            // Only an HTTP/1.1 upstream hands its connection over; none other answers 101.
+            tracing::debug!("websocket: a 101 without the upstream's connection, not tunneled");
             return;
         };
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));

@@ -2,7 +2,9 @@
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use super::response;
 
 /// How the request body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,16 +26,13 @@ pub fn encode_head(parts: &Parts, body_ended: bool, exact_length: Option<u64>, o
     out.push(b' ');
     out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let declared = declared_length(&parts.headers);
+    // A `Content-Length` that does not parse (the edge has checked the client's) is dropped.
+    let declared = response::content_length(&parts.headers).ok().flatten();
     for (name, value) in &parts.headers {
-        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && declared.is_none()) {
-            // Framing is weir's to choose; a `Content-Length` that does not parse is dropped.
-            continue;
+        // Framing is weir's to choose.
+        if name != TRANSFER_ENCODING && (name != CONTENT_LENGTH || declared.is_some()) {
+            push_field(name, value, out);
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
     let framing = match (declared, body_ended, exact_length) {
         (Some(length), _, _) => Framing::Length(length),
@@ -63,12 +62,6 @@ fn expects_body(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(CONTENT_LENGTH).iter();
-    let first = values.next()?.to_str().ok()?.trim().parse::<u64>().ok()?;
-    values.all(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) == Some(first)).then_some(first)
-}
-
 /// Appends one data frame of a chunked body: its size in hex, the bytes, the line end.
 pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
     if data.is_empty() {
@@ -85,11 +78,16 @@ pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
 pub fn encode_last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"0\r\n");
     for (name, value) in trailers.into_iter().flatten() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(name, value, out);
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one `name: value` line.
+fn push_field(name: &HeaderName, value: &HeaderValue, out: &mut Vec<u8>) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

@@ -100,6 +100,13 @@ fn body_framing(status: StatusCode, headers: &HeaderMap, head_request: bool) -> 
             .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         return Ok(if chunked_last { BodyFraming::Chunked } else { BodyFraming::UntilClose });
     }
+    let length = content_length(headers)?;
+    Ok(length.map_or(BodyFraming::UntilClose, BodyFraming::Length))
+}
+
+/// The length `Content-Length` states: plain digits, repeated values (in one field or several) only
+/// if they agree. `Ok(None)`: no `Content-Length`.
+pub(super) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Http1Error> {
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         for item in value.as_bytes().split(|&b| b == b',') {
@@ -110,7 +117,7 @@ fn body_framing(status: StatusCode, headers: &HeaderMap, head_request: bool) -> 
             length = Some(parsed);
         }
     }
-    Ok(length.map_or(BodyFraming::UntilClose, BodyFraming::Length))
+    Ok(length)
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
