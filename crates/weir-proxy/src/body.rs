@@ -11,19 +11,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::Sleep;
 use weir_telemetry::RequestTimer;
 use weir_trace::{RequestSpan, SpanEnd};
 use weir_upstream::PooledBody;
 
 use crate::access::Record;
+use crate::client_body::{ClientBody, ClientBodyError};
 use crate::upstream_notes::{self, BodyMeters};
 
 /// A request body on its way upstream: streamed from the client, held to the route's size limit and
 /// counted; or held whole in memory (already counted) so a retry can send it again.
 pub enum RequestBody {
-    Streaming { inner: Incoming, remaining: u64, limit: u64, meters: BodyMeters },
+    Streaming { inner: ClientBody, remaining: u64, limit: u64, meters: BodyMeters },
     Replay(Option<Bytes>),
 }
 
@@ -33,13 +33,13 @@ pub enum RequestBodyError {
     #[error("request body is larger than the route's limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("reading the request body from the client: {0}")]
-    Read(#[source] hyper::Error),
+    Read(#[source] ClientBodyError),
 }
 
 impl RequestBody {
     /// `limit` of `u64::MAX` means no limit. The body counts its bytes into the meters of the
     /// request it is made for ([`upstream_notes::body_meters`]).
-    pub fn new(inner: Incoming, limit: u64) -> Self {
+    pub fn new(inner: ClientBody, limit: u64) -> Self {
         RequestBody::Streaming { inner, remaining: limit, limit, meters: upstream_notes::body_meters() }
     }
 

@@ -11,12 +11,12 @@ use std::time::Instant;
 use http::header::HOST;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use weir_telemetry::RouteMetrics;
 use weir_upstream::Cluster;
 
 use crate::access::Record;
 use crate::body::{RequestBody, ResponseBody, TimedBody};
+use crate::client_body::ClientBody;
 use crate::forward::{self, Peer};
 use crate::framing::Violation;
 use crate::proxy::proxy;
@@ -54,7 +54,7 @@ pub async fn serve_request(
     gateway: &Gateway,
     conn: &ConnContext,
     violation: Option<Violation>,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Result<Response<TimedBody>, FaultReset> {
     let started = Instant::now();
     let snapshot = conn.listener.serving(gateway.snapshot());
@@ -171,7 +171,7 @@ async fn run_route(
     route: &Route,
     conn: &ConnContext,
     mut parts: Parts,
-    body: Incoming,
+    body: ClientBody,
     id: &HeaderValue,
     arrived: Instant,
     grpc: bool,

@@ -15,12 +15,14 @@ pub mod admin_live;
 pub mod admin_reload;
 pub mod admin_views;
 pub mod body;
+pub mod client_body;
 pub mod closing;
 pub mod clusters;
 
 pub mod forward;
 pub mod framing;
 pub mod handler;
+pub mod http1;
 pub mod inherited;
 pub mod listeners;
 pub mod proxy;

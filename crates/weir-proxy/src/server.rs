@@ -11,7 +11,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use weir_config::Config;
@@ -19,10 +18,13 @@ use weir_telemetry::Metrics;
 
 use crate::access::AccessLog;
 use crate::admin;
-use crate::closing;
+use crate::body::TimedBody;
+use crate::client_body::ClientBody;
+use crate::closing::{self, Drain, Watch};
 use crate::forward::Peer;
 use crate::framing::{ConnSignal, FramingGuard};
-use crate::handler::{ConnContext, serve_request};
+use crate::handler::{ConnContext, FaultReset, serve_request};
+use crate::http1::{self, ClientStream, ConnIo, Ended, Http1Settings};
 use crate::inherited::InheritedSockets;
 use crate::listeners::{AcceptContext, BindError, ListenerId, ListenerSet, ListenerSettings, adopt_or_bind};
 use crate::proxy::tunnel::TunnelRequested;
@@ -33,6 +35,7 @@ use crate::stages::fault::Experiments;
 use crate::stages::rate_limit::carry::Rebuild;
 use crate::tls::{TlsError, TlsInfo, TlsListeners, TlsWatch};
 use crate::upstream_status;
+use tokio_util::sync::CancellationToken;
 
 /// The state every request reads: the current snapshot, replaced whole on reload.
 pub struct Gateway {
@@ -279,8 +282,8 @@ impl Server {
         stop: impl Future<Output = Stop>,
         admin: &mut Option<tokio::task::JoinHandle<()>>,
     ) -> Drained {
-        let graceful = Arc::new(GracefulShutdown::new());
-        let context = AcceptContext { gateway: Arc::downgrade(&self.gateway), graceful: graceful.clone() };
+        let drain = Drain::default();
+        let context = AcceptContext { gateway: Arc::downgrade(&self.gateway), drain: drain.clone() };
         self.gateway.listeners.start(context);
         let stop = stop.await;
         // Read now: a reload may have changed them since start.
@@ -305,9 +308,8 @@ impl Server {
         if let Some(closed) = self.listeners_closed {
             let _ = closed.send(());
         }
-        closing::close_grace(&graceful, closing::CLOSE_GRACE).await;
-        let Ok(graceful) = Arc::try_unwrap(graceful) else { return Drained::TimedOut };
-        match tokio::time::timeout(server.drain_timeout.0, graceful.shutdown()).await {
+        closing::close_grace(&drain, closing::CLOSE_GRACE).await;
+        match tokio::time::timeout(server.drain_timeout.0, drain.shutdown()).await {
             Ok(()) => Drained::Clean,
             Err(_) => Drained::TimedOut,
         }
@@ -325,7 +327,7 @@ fn start_access_log(config: &weir_config::AccessLog, metrics: &Metrics) -> Resul
 /// Accepts connections on one listener.
 pub(crate) struct Acceptor {
     pub(crate) gateway: Arc<Gateway>,
-    pub(crate) graceful: Arc<GracefulShutdown>,
+    pub(crate) drain: Drain,
 }
 
 impl Acceptor {
@@ -367,77 +369,147 @@ impl Acceptor {
         peer: SocketAddr,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let open = listener.metrics.connection_opened();
         let _ = stream.set_nodelay(true);
-        let (gateway, watcher, listener) = (self.gateway.clone(), self.graceful.watcher(), listener.clone());
-        tokio::spawn(async move {
-            match listener.tls.clone() {
-                None => {
-                    let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, None)).await;
-                }
-                // The handshake runs here, never in the accept loop; the watcher held meanwhile
-                // makes a drain wait for it. Boxed: a TLS connection's future is more than twice a
-                // plain one's, and every plain connection's task would otherwise be as large.
-                Some(tls) => {
-                    Box::pin(async move {
-                        if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
-                            let _ = watcher.watch(serve_connection(gateway, listener, stream, peer, Some(info))).await;
-                        }
-                    })
-                    .await
-                }
+        let held = Held { _permit: permit, _open: listener.metrics.connection_opened(), watch: self.drain.watch() };
+        let (gateway, listener) = (self.gateway.clone(), listener.clone());
+        match listener.tls.clone() {
+            None => {
+                tokio::spawn(serve_connection(gateway, listener, stream, peer, None, held));
             }
-            drop((permit, open));
-        });
+            // The handshake runs in the connection's task, never in the accept loop; the watch held
+            // meanwhile makes a drain wait for it. A task of its own type: a TLS connection's
+            // future is several times a plain one's.
+            Some(tls) => {
+                tokio::spawn(async move {
+                    if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
+                        serve_connection(gateway, listener, stream, peer, Some(info), held).await;
+                    }
+                });
+            }
+        }
     }
 }
 
-/// Serves one client connection until it closes. Returns a connection future for the graceful
-/// shutdown watcher to drive.
+/// What a connection holds until it closes: its place under the listener's cap, its count in the
+/// metrics and in the drain.
+struct Held {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _open: weir_telemetry::OpenConnection,
+    watch: Watch,
+}
+
+/// Serves one client connection until it closes: HTTP/1.1 by weir's own server, HTTP/2 (h2 agreed
+/// through ALPN, h2c, or a preface where HTTP/1.1 was expected) by hyper's.
+///
+/// Not an `async fn`: what is set up here is not kept in the connection's future beside the copies
+/// the future makes of it, so an idle connection's task stays small.
 fn serve_connection<S>(
     gateway: Arc<Gateway>,
     listener: Arc<ListenerSettings>,
     stream: S,
     peer: SocketAddr,
     tls: Option<TlsInfo>,
-) -> impl hyper_util::server::graceful::GracefulConnection
+    held: Held,
+) -> impl Future<Output = ()> + Send + 'static
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: ClientStream + 'static,
 {
-    let http = match tls.as_ref().and_then(|tls| tls.alpn) {
-        Some(alpn) => &listener.http_after_alpn[usize::from(alpn == "h2")],
-        None => &listener.http,
-    };
+    let alpn_h2 = tls.as_ref().and_then(|tls| tls.alpn).map(|alpn| alpn == "h2");
     let signal = Arc::new(ConnSignal::default());
-    let conn = Arc::new(ConnContext {
+    let conn = ConnContext {
         listener: listener.id.clone(),
         peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
         max_uri_length: listener.max_uri_length,
         protocol: std::sync::OnceLock::new(),
         tls: tls.map(Arc::new),
+    };
+    let dispatch = Arc::new(Dispatch { gateway, conn, signal: signal.clone(), metrics: listener.metrics.clone() });
+    let http1 = match (alpn_h2, listener.http1) {
+        (Some(true), _) | (_, None) => None,
+        // ALPN settled HTTP/1.1: no HTTP/2 preface is looked for.
+        (Some(false), Some(settings)) => Some(Http1Settings { h2c: false, ..settings }),
+        (None, Some(settings)) => Some(settings),
+    };
+    async move {
+        let stream = FramingGuard::new(stream, listener.limits, signal);
+        let stopping = held.watch.stopping().clone();
+        match http1 {
+            // Boxed: an HTTP/2 connection's future is several times an HTTP/1.1 one's.
+            None => Box::pin(serve_http2(&listener, stream, dispatch, stopping)).await,
+            Some(settings) => {
+                let ended = http1::serve(ConnIo::new(stream), settings, stopping.clone(), dispatch.clone()).await;
+                if let Ended::Http2(stream) = ended {
+                    let stream = *stream;
+                    Box::pin(serve_http2(&listener, stream, dispatch, stopping)).await;
+                }
+            }
+        }
+        drop(held);
+    }
+}
+
+/// Serves HTTP/2 on a connection until it closes; a drain sends GOAWAY and lets open streams finish.
+async fn serve_http2<S: ClientStream + 'static>(
+    listener: &ListenerSettings,
+    stream: S,
+    dispatch: Arc<Dispatch>,
+    stopping: CancellationToken,
+) {
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let dispatch = dispatch.clone();
+        async move { dispatch.answer(request.map(ClientBody::Http2), false).await }
     });
-    let io = TokioIo::new(FramingGuard::new(stream, listener.limits, signal.clone()));
-    let metrics = listener.metrics.clone();
-    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        // Taken when hyper hands the request over, before any later read can raise another.
-        let violation = signal.take();
-        if signal.take_tunnel() {
+    let connection = listener.http2.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = stopping.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
+}
+
+/// What a connection's requests are served with.
+struct Dispatch {
+    gateway: Arc<Gateway>,
+    conn: ConnContext,
+    /// Shared with the connection's framing guard.
+    signal: Arc<ConnSignal>,
+    metrics: weir_telemetry::ListenerMetrics,
+}
+
+impl Dispatch {
+    /// Answers one request. What the guard raised is taken before the future is: when the server
+    /// hands the request over, before any later read can raise another.
+    fn answer(
+        &self,
+        mut request: hyper::Request<ClientBody>,
+        http1: bool,
+    ) -> impl Future<Output = Result<hyper::Response<TimedBody>, FaultReset>> + Send + '_ {
+        let violation = self.signal.take();
+        if self.signal.take_tunnel() {
             request.extensions_mut().insert(TunnelRequested);
         }
-        if conn.protocol.get().is_none() {
-            let http2 = request.version() == http::Version::HTTP_2;
-            let _ = conn.protocol.set(metrics.protocol_seen(http2));
+        if self.conn.protocol.get().is_none() {
+            let _ = self.conn.protocol.set(self.metrics.protocol_seen(!http1));
         }
-        let gateway = gateway.clone();
-        let conn = conn.clone();
-        let http1 = request.version() < http::Version::HTTP_2;
         async move {
-            let mut response = serve_request(&gateway, &conn, violation, request).await;
+            let mut response = serve_request(&self.gateway, &self.conn, violation, request).await;
             if let Ok(response) = &mut response {
-                closing::close_when_draining(gateway.is_draining(), http1, response);
+                closing::close_when_draining(self.gateway.is_draining(), http1, response);
             }
             response
         }
-    });
-    http.serve_connection_with_upgrades(io, service).into_owned()
+    }
+}
+
+impl http1::Service for Arc<Dispatch> {
+    type Body = TimedBody;
+
+    fn call(&self, request: hyper::Request<ClientBody>) -> impl Future<Output = http1::Answer<TimedBody>> + Send {
+        self.answer(request, true)
+    }
+
+    fn malformed(&self) {
+        self.signal.raise(crate::framing::Violation::InvalidRequestLine);
+    }
 }

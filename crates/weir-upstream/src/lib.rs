@@ -27,7 +27,7 @@ pub use endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 pub use error::UpstreamError;
 pub use hash_key::HashKey;
 pub use health::{HealthCheckSettings, HealthProbe};
-pub use http1::{Http1Error, PendingUpgrade, Upgraded};
+pub use http1::{Http1Error, PendingUpgrade, Upgraded, wire};
 pub use outlier::{EjectReason, Outcome, OutlierSettings};
 pub use pool::{
     Connection, EndpointPool, Http2Settings, PoolSettings, PooledBody, UpstreamBodyError, UpstreamProtocol, UpstreamTls,

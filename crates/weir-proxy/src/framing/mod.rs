@@ -150,7 +150,7 @@ impl ConnSignal {
         self.tunnel.load(Ordering::Acquire) && self.tunnel.swap(false, Ordering::AcqRel)
     }
 
-    fn raise(&self, violation: Violation) {
+    pub(crate) fn raise(&self, violation: Violation) {
         self.raised.store(violation as u8, Ordering::Release);
     }
 }

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use weir_config::{Listener as ListenerConfig, Protocol};
@@ -14,6 +14,7 @@ use weir_telemetry::{ListenerMetrics, Metrics};
 
 use super::identity::ListenerId;
 use crate::framing::FramingLimits;
+use crate::http1::Http1Settings;
 use crate::inherited::InheritedSockets;
 use crate::tls::TlsListener;
 
@@ -35,9 +36,10 @@ pub(crate) struct ListenerSettings {
     pub(crate) max_uri_length: usize,
     /// The connection cap; a listener replaced under the same name and cap shares it.
     pub(crate) connections: Arc<Semaphore>,
-    pub(crate) http: auto::Builder<TokioExecutor>,
-    /// The HTTP server for connections that agreed on HTTP/2 or HTTP/1.1 through ALPN.
-    pub(crate) http_after_alpn: [auto::Builder<TokioExecutor>; 2],
+    /// How HTTP/1.1 is served; `None` when the listener serves only h2c.
+    pub(crate) http1: Option<Http1Settings>,
+    /// The HTTP/2 server: h2c, and h2 agreed through ALPN.
+    pub(crate) http2: http2::Builder<TokioExecutor>,
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) metrics: ListenerMetrics,
 }
@@ -61,8 +63,8 @@ impl ListenerSettings {
             },
             max_uri_length: config.max_uri_length.0 as usize,
             connections,
-            http: http_builder(config),
-            http_after_alpn: [http_builder(config).http1_only(), http_builder(config).http2_only()],
+            http1: http1_settings(config),
+            http2: http2_builder(config),
             tls,
             metrics: metrics.listener(&config.name),
         }
@@ -105,26 +107,20 @@ fn reuse_port_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-fn http_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // hyper's header timer runs from the moment it waits for a head, so it bounds keep-alive
-        // idleness; the framing guard bounds the head itself with header_read_timeout.
-        .header_read_timeout(config.idle_timeout.0)
-        .max_buf_size((config.max_head_size.0 as usize).max(8192) * 2)
-        .max_headers(config.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(config.max_head_size.0 as u32)
-        .max_concurrent_streams(256);
-    let http1 = config.protocols.contains(&Protocol::Http1);
+/// HTTP/1.1 service, unless the listener serves only h2c. The idle timeout runs while a connection
+/// waits for a request's first byte; the framing guard bounds the head after it with
+/// `header_read_timeout`.
+fn http1_settings(config: &ListenerConfig) -> Option<Http1Settings> {
     let h2c = config.protocols.contains(&Protocol::H2c);
-    match (http1, h2c) {
-        (true, false) => builder.http1_only(),
-        (false, true) => builder.http2_only(),
-        _ => builder,
-    }
+    config.protocols.contains(&Protocol::Http1).then_some(Http1Settings {
+        idle_timeout: config.idle_timeout.0,
+        max_headers: config.max_headers,
+        h2c,
+    })
+}
+
+fn http2_builder(config: &ListenerConfig) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).max_header_list_size(config.max_head_size.0 as u32).max_concurrent_streams(256);
+    builder
 }

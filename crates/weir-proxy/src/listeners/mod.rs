@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, Weak};
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,7 +51,7 @@ enum Phase {
 /// What an accept loop needs from the running server.
 pub(crate) struct AcceptContext {
     pub(crate) gateway: Weak<Gateway>,
-    pub(crate) graceful: Arc<GracefulShutdown>,
+    pub(crate) drain: crate::closing::Drain,
 }
 
 /// One listener in service.
@@ -137,7 +136,7 @@ impl ListenerSet {
 fn accept(context: &AcceptContext, live: &Live) -> Option<AcceptLoop> {
     let (stop, stopped) = watch::channel(false);
     let (socket, settings) = (live.socket.clone(), live.settings.clone());
-    let acceptor = Acceptor { gateway: context.gateway.upgrade()?, graceful: context.graceful.clone() };
+    let acceptor = Acceptor { gateway: context.gateway.upgrade()?, drain: context.drain.clone() };
     Some(AcceptLoop { _stop: stop, task: tokio::spawn(acceptor.run(socket, settings, stopped)) })
 }
 

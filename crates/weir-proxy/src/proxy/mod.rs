@@ -19,7 +19,6 @@ use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use weir_resilience::retry::{Failure, MAX_RETRY_AFTER, RetryPolicy, retry_after};
 use weir_upstream::{BalanceRng, Cluster, Outcome, PooledBody};
@@ -31,6 +30,7 @@ use head::UpstreamHead;
 use tunnel::ClientUpgrade;
 
 use crate::body::{RequestBody, ResponseBody};
+use crate::client_body::ClientBody;
 use crate::forward;
 use crate::handler::ConnContext;
 use crate::refusal::Refusal;
@@ -48,7 +48,7 @@ pub async fn proxy(
     cluster: &Cluster<RequestBody>,
     conn: &ConnContext,
     mut parts: Parts,
-    body: Incoming,
+    body: ClientBody,
     id: &HeaderValue,
     arrived: Instant,
 ) -> Result<Response<ResponseBody>, Refusal> {
@@ -94,7 +94,7 @@ pub async fn proxy(
 
 /// Whether a request could be sent twice: an idempotent method (or an `Idempotency-Key`, or a route
 /// that allows any), and a body that is empty or small enough to hold.
-fn may_retry(policy: &RetryPolicy, parts: &Parts, declared: Option<u64>, body: &Incoming) -> bool {
+fn may_retry(policy: &RetryPolicy, parts: &Parts, declared: Option<u64>, body: &ClientBody) -> bool {
     use http_body::Body as _;
     let idempotent = matches!(
         parts.method,
@@ -106,7 +106,7 @@ fn may_retry(policy: &RetryPolicy, parts: &Parts, declared: Option<u64>, body: &
 }
 
 /// The whole request body, read before the first try so every try can send it.
-async fn replay_body(body: Incoming, limit: u64) -> Result<Bytes, Refusal> {
+async fn replay_body(body: ClientBody, limit: u64) -> Result<Bytes, Refusal> {
     let collected = RequestBody::new(body, limit).collect().await;
     collected.map(|c| c.to_bytes()).map_err(|e| connect::classify_body_error(&e))
 }

@@ -14,12 +14,13 @@ use std::time::Duration;
 use http::header::{CONNECTION, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weir_telemetry::{Counter, TunnelMetrics};
 use weir_upstream::{PendingUpgrade, Upgraded};
+
+use crate::http1::{ClientSwitch, Switched};
 
 /// Marks a request whose head the framing guard let through as a WebSocket upgrade.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,7 @@ pub struct TunnelRoute {
 
 /// A client's upgrade, taken from its request before the head is rebuilt for the upstream.
 pub struct ClientUpgrade {
-    on_upgrade: OnUpgrade,
+    switched: oneshot::Receiver<Switched>,
     protocol: HeaderValue,
 }
 
@@ -47,7 +48,7 @@ impl ClientUpgrade {
         parts.extensions.remove::<TunnelRequested>()?;
         route?;
         let protocol = parts.headers.get(UPGRADE)?.clone();
-        Some(ClientUpgrade { on_upgrade: parts.extensions.remove::<OnUpgrade>()?, protocol })
+        Some(ClientUpgrade { switched: parts.extensions.remove::<ClientSwitch>()?.take()?, protocol })
     }
 
     /// Puts the upgrade headers (hop-by-hop, so the upstream head dropped them) back for the upstream.
@@ -71,22 +72,22 @@ impl ClientUpgrade {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
         response.headers_mut().insert(UPGRADE, protocol);
         let (idle, metrics) = (route.idle_timeout, route.metrics.clone());
-        tokio::spawn(run(self.on_upgrade, upstream, idle, metrics));
+        tokio::spawn(run(self.switched, upstream, idle, metrics));
     }
 }
 
 /// Carries bytes both ways until either side closes, an error, or `idle` of silence.
-async fn run(client: OnUpgrade, upstream: Upgraded, idle: Option<Duration>, metrics: TunnelMetrics) {
+async fn run(client: oneshot::Receiver<Switched>, upstream: Upgraded, idle: Option<Duration>, metrics: TunnelMetrics) {
     let switched = tokio::time::timeout(SWITCH_TIMEOUT, client).await;
     let client = match switched {
         Ok(Ok(client)) => client,
-        Ok(Err(error)) => return tracing::debug!(%error, "websocket: the switch did not complete"),
+        Ok(Err(_)) => return tracing::debug!("websocket: the client connection closed before the switch"),
         Err(_) => return tracing::debug!("websocket: the switch took too long"),
     };
     metrics.opened.inc();
     metrics.open.inc();
     let activity = Arc::new(Activity::new());
-    let mut client = Metered::new(TokioIo::new(client), metrics.upstream_bytes.clone(), activity.clone());
+    let mut client = Metered::new(client, metrics.upstream_bytes.clone(), activity.clone());
     let mut upstream = Metered::new(upstream, metrics.downstream_bytes.clone(), activity.clone());
     let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream);
     match idle {

@@ -134,7 +134,7 @@ impl Body for Http1Body {
 
 /// Where a chunked body's decoding stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunk {
+pub enum Chunk {
     /// Expecting a chunk-size line.
     Size,
     /// Inside a chunk's data, this many bytes left.
@@ -147,7 +147,7 @@ pub(super) enum Chunk {
 
 /// What one step of decoding found.
 #[derive(Debug, PartialEq)]
-pub(super) enum Decoded {
+pub enum Decoded {
     Data(Bytes),
     Trailers(HeaderMap),
     End,
@@ -157,7 +157,7 @@ pub(super) enum Decoded {
 
 impl Chunk {
     /// Decodes from the front of `buf`, consuming what it returns.
-    pub(super) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Http1Error> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Http1Error> {
         loop {
             match *self {
                 Chunk::Size => {

@@ -34,6 +34,13 @@ pub use body::Http1Body;
 pub use stream::Stream;
 pub use upgraded::{PendingUpgrade, Upgraded};
 
+/// The HTTP/1.1 wire pieces weir's server shares with its upstream client: chunked coding both
+/// ways and field lines.
+pub mod wire {
+    pub use super::body::{Chunk, Decoded};
+    pub use super::request::{encode_chunk, encode_last_chunk, push_field, push_number};
+}
+
 use request::Framing;
 use response::Head;
 

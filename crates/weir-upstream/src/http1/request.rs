@@ -84,7 +84,7 @@ pub fn encode_last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>) {
 }
 
 /// Appends one `name: value` line.
-fn push_field(name: &HeaderName, value: &HeaderValue, out: &mut Vec<u8>) {
+pub fn push_field(name: &HeaderName, value: &HeaderValue, out: &mut Vec<u8>) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
@@ -92,7 +92,7 @@ fn push_field(name: &HeaderName, value: &HeaderValue, out: &mut Vec<u8>) {
 }
 
 /// Appends `n` in base 10 or 16 (lowercase), without allocating.
-fn push_number(mut n: u64, base: u64, out: &mut Vec<u8>) {
+pub fn push_number(mut n: u64, base: u64, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {

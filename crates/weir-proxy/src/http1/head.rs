@@ -1,0 +1,209 @@
+//! A client's request head, taken off the front of the read buffer. The framing guard has already
+//! checked its syntax and framing strictly; what the guard let through and the `http` types still
+//! cannot hold (a target `http::Uri` refuses, say) is a malformed request all the same.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+
+/// Header slots parsed on the stack; a listener allowing more parses into the heap.
+const STACK_HEADERS: usize = 100;
+
+/// Where a field's name and value sit in the head, as byte offsets.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub(super) method: Method,
+    pub(super) uri: Uri,
+    pub(super) version: Version,
+    pub(super) headers: HeaderMap,
+    pub(super) framing: BodyFraming,
+    /// The client lets the connection carry another request.
+    pub(super) keep_alive: bool,
+    /// The client waits for `100 Continue` before sending the body.
+    pub(super) expect_continue: bool,
+    /// The client asks to switch protocols (`Connection: upgrade` and an `Upgrade` field).
+    pub(super) upgrade: bool,
+    /// The client takes trailers in a chunked response (`TE: trailers`).
+    pub(super) trailers: bool,
+}
+
+/// The head could not be represented: answered as a malformed request line.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Malformed;
+
+/// Takes one request head off the front of `buf`. `Ok(None)`: more bytes are needed.
+pub(super) fn parse(buf: &mut BytesMut, max_headers: usize) -> Result<Option<Head>, Malformed> {
+    match parse_into(buf, STACK_HEADERS) {
+        Err(httparse::Error::TooManyHeaders) if max_headers > STACK_HEADERS => {
+            parse_into(buf, max_headers).map_err(|_| Malformed)
+        }
+        parsed => parsed.map_err(|_| Malformed),
+    }
+}
+
+/// Parses with room for `capacity` fields: on the stack up to [`STACK_HEADERS`], else on the heap.
+fn parse_into(buf: &mut BytesMut, capacity: usize) -> Result<Option<Head>, httparse::Error> {
+    let mut on_stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let slots = if capacity <= STACK_HEADERS {
+        &mut on_stack[..]
+    } else {
+        on_heap.resize_with(capacity, MaybeUninit::uninit);
+        &mut on_heap[..]
+    };
+    let mut request = httparse::Request::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut request, buf, slots)? {
+        httparse::Status::Complete(length) => length,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let bad = httparse::Error::Token;
+    let method = Method::from_bytes(request.method.ok_or(bad)?.as_bytes()).map_err(|_| bad)?;
+    let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // Where the target and each field sit in the head, so their bytes are shared once the head is
+    // split off the buffer, not copied.
+    let start = buf.as_ptr() as usize;
+    let span = |bytes: &[u8]| {
+        // A head is at most 1 MiB (the listener's limit), so offsets fit in `u32`.
+        let from = bytes.as_ptr() as usize - start;
+        (from as u32, (from + bytes.len()) as u32)
+    };
+    let target = span(request.path.ok_or(bad)?.as_bytes());
+    let count = request.headers.len();
+    let (mut on_stack, mut on_heap) = ([Span::default(); STACK_HEADERS], Vec::new());
+    let spans = if count <= STACK_HEADERS {
+        &mut on_stack[..count]
+    } else {
+        on_heap.resize(count, Span::default());
+        &mut on_heap[..]
+    };
+    for (slot, header) in spans.iter_mut().zip(request.headers.iter()) {
+        *slot = Span { name: span(header.name.as_bytes()), value: span(header.value) };
+    }
+    let head = buf.split_to(length).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize)).map_err(|_| bad)?;
+    let mut headers = HeaderMap::with_capacity(count + super::ADDED_HEADERS);
+    for field in spans.iter() {
+        let name = HeaderName::from_bytes(&head[field.name.0 as usize..field.name.1 as usize])
+            .map_err(|_| httparse::Error::HeaderName)?;
+        let value = head.slice(field.value.0 as usize..field.value.1 as usize);
+        headers.append(name, HeaderValue::from_maybe_shared(value).map_err(|_| httparse::Error::HeaderValue)?);
+    }
+    Ok(Some(Head::new(method, uri, version, headers)))
+}
+
+impl Head {
+    fn new(method: Method, uri: Uri, version: Version, headers: HeaderMap) -> Head {
+        let framing = if headers.contains_key(TRANSFER_ENCODING) {
+            // The guard lets through only a single `chunked` coding.
+            BodyFraming::Chunked
+        } else {
+            match headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse().ok()) {
+                Some(0) | None => BodyFraming::None,
+                Some(length) => BodyFraming::Length(length),
+            }
+        };
+        let keep_alive = if version == Version::HTTP_10 {
+            has_token(&headers, CONNECTION, b"keep-alive")
+        } else {
+            !has_token(&headers, CONNECTION, b"close")
+        };
+        let expect_continue = version == Version::HTTP_11
+            && framing != BodyFraming::None
+            && headers.get(EXPECT).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let upgrade = headers.contains_key(UPGRADE) && has_token(&headers, CONNECTION, b"upgrade");
+        let trailers = has_token(&headers, TE, b"trailers");
+        Head { method, uri, version, headers, framing, keep_alive, expect_continue, upgrade, trailers }
+    }
+}
+
+/// Whether a comma-separated field holds `token`, in any case.
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &[u8]) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|value| value.as_bytes().split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(bytes: &[u8]) -> Result<Option<Head>, Malformed> {
+        parse(&mut BytesMut::from(bytes), 100)
+    }
+
+    #[test]
+    fn a_head_is_parsed_with_its_framing_and_connection_options() {
+        let head = parse_all(b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(head.uri, "/a?b=1");
+        assert_eq!(head.headers["host"], "x");
+        assert_eq!(head.framing, BodyFraming::Length(5));
+        assert!(head.keep_alive && head.expect_continue && !head.upgrade);
+    }
+
+    #[test]
+    fn http10_keeps_alive_only_when_asked() {
+        let plain = parse_all(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!plain.keep_alive);
+        let asked = parse_all(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
+        assert!(asked.keep_alive);
+        let closing = parse_all(b"GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n").unwrap().unwrap();
+        assert!(!closing.keep_alive);
+    }
+
+    #[test]
+    fn chunked_upgrade_and_trailers_are_seen() {
+        let head = parse_all(
+            b"GET /ws HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nTE: trailers\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.framing, BodyFraming::Chunked);
+        assert!(head.upgrade && head.trailers);
+    }
+
+    #[test]
+    fn a_partial_head_waits_and_what_follows_a_head_stays() {
+        assert!(parse_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\n\r\nGET /next"[..]);
+        assert!(parse(&mut buf, 100).unwrap().is_some());
+        assert_eq!(&buf[..], b"GET /next");
+    }
+
+    #[test]
+    fn more_headers_than_the_stack_holds_parse_when_the_listener_allows_them() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..150 {
+            head.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert_eq!(parse_all(&head).unwrap_err(), Malformed);
+        let parsed = parse(&mut BytesMut::from(&head[..]), 200).unwrap().unwrap();
+        assert_eq!(parsed.headers.len(), 150);
+    }
+
+    #[test]
+    fn a_target_the_uri_type_refuses_is_malformed() {
+        assert_eq!(parse_all(b"GET /a\xffb HTTP/1.1\r\n\r\n").unwrap_err(), Malformed);
+    }
+}

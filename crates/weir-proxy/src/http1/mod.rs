@@ -1,0 +1,328 @@
+//! HTTP/1.1 to clients, spoken by weir itself.
+//!
+//! One task per connection runs the exchange loop: wait for a request (bounded by the listener's
+//! idle timeout, cut short by a drain), parse its head, hand the request to the gateway, write the
+//! response, and go round again while both sides keep the connection. The request's body is read
+//! off the socket by the connection as the request asks for it ([`body`]), both while the gateway
+//! works on the request and while the response is written, so a request and its response can
+//! stream at the same time.
+//!
+//! Between requests a connection holds no buffer: it waits for bytes with a scratch array on the
+//! stack ([`io`]). Everything a client sends passes the framing guard first, which refuses
+//! ambiguous or malformed framing before a byte of it reaches this parser.
+
+mod body;
+mod date;
+mod head;
+mod io;
+mod response;
+mod switch;
+
+use std::future::{Future, poll_fn};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::Body;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+pub use body::Http1Body;
+pub use switch::{ClientStream, ClientSwitch, Rewound, Switched};
+
+use crate::client_body::ClientBody;
+use body::{Feed, FeedState};
+use head::{BodyFraming, Head};
+pub(crate) use io::ConnIo;
+use response::{Asked, Sending};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Headers weir adds to a request on its way upstream, room for which is made when its head is
+/// parsed (forwarding headers, the request id, `traceparent`).
+const ADDED_HEADERS: usize = 6;
+/// Body bytes read and thrown away so a connection can carry the next request when a response came
+/// before the request's body was read; a longer body closes the connection.
+const DISCARD_BUDGET: u64 = 64 * 1024;
+/// The first line of an HTTP/2 connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// How a listener's HTTP/1.1 connections are served.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Http1Settings {
+    /// How long a connection may wait for the first byte of its next request.
+    pub(crate) idle_timeout: Duration,
+    /// Field lines in a request head, at most (the guard refuses more).
+    pub(crate) max_headers: usize,
+    /// A connection that opens with the HTTP/2 preface is handed to the HTTP/2 server.
+    pub(crate) h2c: bool,
+}
+
+/// How a connection's HTTP/1.1 service ended.
+pub(crate) enum Ended<S> {
+    /// The connection is closed, or handed to a tunnel.
+    Closed,
+    /// The client opened with the HTTP/2 preface: the stream, with what was read of it (boxed, so
+    /// the result does not take room in every connection's future).
+    Http2(Box<Rewound<S>>),
+}
+
+/// What the gateway answers a request with; `Err` resets the connection (an injected fault).
+pub(crate) type Answer<B> = Result<Response<B>, crate::handler::FaultReset>;
+
+/// What a connection's requests are handed to.
+pub(crate) trait Service {
+    type Body: Body<Data = Bytes> + Unpin;
+
+    /// Answers a request.
+    fn call(&self, request: Request<ClientBody>) -> impl Future<Output = Answer<Self::Body>> + Send;
+
+    /// The request about to be handed over stands for a head that could not be represented: it is
+    /// to be refused as a malformed request line.
+    fn malformed(&self);
+}
+
+/// Serves requests on a connection until either side closes it or a drain ends it.
+///
+/// Not an `async fn`: the connection is moved into the future once, not copied beside itself.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn serve<S, Svc>(
+    mut io: ConnIo<S>,
+    settings: Http1Settings,
+    drain: CancellationToken,
+    service: Svc,
+) -> impl Future<Output = Ended<S>>
+where
+    S: ClientStream + 'static,
+    Svc: Service,
+    <Svc::Body as Body>::Error: Into<BoxError>,
+{
+    async move {
+        let mut first = true;
+        loop {
+            let head = match read_head(&mut io, &settings, &drain, first).await {
+                Arrived::Head(head) => head,
+                Arrived::Malformed => {
+                    service.malformed();
+                    refused_head()
+                }
+                Arrived::Http2 => return Ended::Http2(Box::new(io.into_rewound())),
+                Arrived::Nothing => break,
+            };
+            first = false;
+            // Boxed: a request's future holds the gateway's and the response body, and the
+            // connection's own stays small while it waits for the next request.
+            match Box::pin(exchange(&mut io, head, &service, &drain, &settings)).await {
+                After::KeepAlive => io.release_idle(),
+                After::Close => break,
+                After::Reset => return Ended::Closed,
+                After::Switch(switch) => {
+                    let (stream, read) = io.into_parts();
+                    let _ = switch.send(Rewound::new(Box::new(stream), read));
+                    return Ended::Closed;
+                }
+            }
+        }
+        io.close().await;
+        Ended::Closed
+    }
+}
+
+/// What a connection does after an exchange.
+enum After {
+    /// Wait for the next request.
+    KeepAlive,
+    /// Close the connection, after what is written.
+    Close,
+    /// Drop the connection at once.
+    Reset,
+    /// The `101` is out: hand the connection over.
+    Switch(oneshot::Sender<Switched>),
+}
+
+/// One request and its response, with the request body fed to the gateway as it asks.
+async fn exchange<S, Svc>(
+    io: &mut ConnIo<S>,
+    head: Head,
+    service: &Svc,
+    drain: &CancellationToken,
+    settings: &Http1Settings,
+) -> After
+where
+    S: ClientStream,
+    Svc: Service,
+    <Svc::Body as Body>::Error: Into<BoxError>,
+{
+    let asked = Asked::of(&head);
+    let (request, mut feed, switch) = into_request(head);
+    let mut answer = std::pin::pin!(service.call(request));
+    let answer = with_body(io, &mut feed, |cx, _| answer.as_mut().poll(cx)).await;
+    let Ok(response) = answer else { return After::Reset };
+    let (parts, body) = response.into_parts();
+    if let Some(feed) = &mut feed {
+        feed.forgo_continue();
+    }
+    let (framing, keep_alive) = response::encode_head(&parts, &body.size_hint(), asked, io.out());
+    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        let Some(switch) = switch else {
+            tracing::debug!("a 101 for a request that asked for no switch; connection closed");
+            return After::Reset;
+        };
+        return match poll_fn(|cx| io.poll_flush_out(cx)).await {
+            Ok(()) => After::Switch(switch),
+            Err(_) => After::Reset,
+        };
+    }
+    let mut sending = Sending::new(body, framing, asked);
+    if let Err(error) = with_body(io, &mut feed, |cx, io| sending.poll_send(cx, io)).await {
+        tracing::debug!(%error, "response not sent whole; connection closed");
+        return After::Reset;
+    }
+    if keep_alive && !drain.is_cancelled() && body_finished(io, feed, settings).await {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
+}
+
+/// What came next on a connection. Not boxed: it is returned once per request, straight to its use.
+#[allow(clippy::large_enum_variant)]
+enum Arrived {
+    Head(Head),
+    Malformed,
+    Http2,
+    /// The client closed, went idle too long, or a drain began before a request started.
+    Nothing,
+}
+
+async fn read_head<S: ClientStream>(
+    io: &mut ConnIo<S>,
+    settings: &Http1Settings,
+    drain: &CancellationToken,
+    first: bool,
+) -> Arrived {
+    loop {
+        if !io.read.is_empty() {
+            if first && settings.h2c && H2_PREFACE.starts_with(&io.read[..io.read.len().min(H2_PREFACE.len())]) {
+                if io.read.len() >= H2_PREFACE.len() {
+                    return Arrived::Http2;
+                }
+            } else {
+                match head::parse(&mut io.read, settings.max_headers) {
+                    Ok(Some(head)) => return Arrived::Head(head),
+                    Ok(None) => {}
+                    Err(head::Malformed) => return Arrived::Malformed,
+                }
+            }
+        }
+        let filled = if io.read.is_empty() {
+            tokio::select! {
+                biased;
+                filled = poll_fn(|cx| io.poll_fill(cx)) => filled,
+                () = tokio::time::sleep(settings.idle_timeout) => return Arrived::Nothing,
+                () = drain.cancelled() => return Arrived::Nothing,
+            }
+        } else {
+            // A head on its way: the guard bounds how long it may take.
+            poll_fn(|cx| io.poll_fill(cx)).await
+        };
+        if !matches!(filled, Ok(n) if n > 0) {
+            return Arrived::Nothing;
+        }
+    }
+}
+
+/// What a request whose head cannot be represented is answered as: the handler refuses it (the
+/// violation is raised) and the connection closes.
+fn refused_head() -> Head {
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(HOST, HeaderValue::from_static("weir.invalid"));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    Head {
+        method: Method::GET,
+        uri: Uri::from_static("/"),
+        version: Version::HTTP_11,
+        headers,
+        framing: BodyFraming::None,
+        keep_alive: false,
+        expect_continue: false,
+        upgrade: false,
+        trailers: false,
+    }
+}
+
+/// The request for the gateway, the connection's side of its body, and where to hand the
+/// connection if the request asked to switch protocols.
+fn into_request(head: Head) -> (Request<ClientBody>, Option<Feed>, Option<oneshot::Sender<Switched>>) {
+    let (body, feed) = match head.framing {
+        BodyFraming::None => (ClientBody::Empty, None),
+        framing => {
+            let (body, feed) = Feed::open(framing, head.expect_continue);
+            (ClientBody::Http1(body), Some(feed))
+        }
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = head.method;
+    *request.uri_mut() = head.uri;
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers;
+    let switch = head.upgrade.then(|| {
+        let (switch, sender) = ClientSwitch::new();
+        request.extensions_mut().insert(switch);
+        sender
+    });
+    (request, feed, switch)
+}
+
+/// Drives `work` while feeding the request body to whoever reads it.
+async fn with_body<S, T>(
+    io: &mut ConnIo<S>,
+    feed: &mut Option<Feed>,
+    mut work: impl FnMut(&mut Context<'_>, &mut ConnIo<S>) -> Poll<T>,
+) -> T
+where
+    S: ClientStream,
+{
+    poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(done) = work(cx, io) {
+                return Poll::Ready(done);
+            }
+            match feed.as_mut().map(|feed| feed.poll_feed(cx, io)) {
+                Some(Poll::Ready(true)) => continue,
+                _ => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// Whether the request body is behind the connection, so it can read the next request: read to its
+/// end, or abandoned and short enough to read past within the idle timeout.
+async fn body_finished<S: ClientStream>(io: &mut ConnIo<S>, feed: Option<Feed>, settings: &Http1Settings) -> bool {
+    let Some(mut feed) = feed else { return true };
+    match feed.state() {
+        FeedState::Complete => true,
+        FeedState::Broken => false,
+        // The client still waits to be told to send its body: what it does next is unknown.
+        FeedState::Open if feed.continue_withheld() || !feed.abandoned() => false,
+        FeedState::Open => {
+            let mut budget = DISCARD_BUDGET;
+            let discard = poll_fn(|cx| feed.poll_discard(cx, io, &mut budget));
+            tokio::time::timeout(settings.idle_timeout, discard).await.unwrap_or(false)
+        }
+    }
+}
+
+impl<S> ConnIo<S> {
+    fn into_parts(self) -> (S, bytes::BytesMut) {
+        (self.stream, self.read)
+    }
+
+    fn into_rewound(self) -> Rewound<S> {
+        let (stream, read) = self.into_parts();
+        Rewound::new(stream, read)
+    }
+}
