@@ -110,12 +110,35 @@ pub(super) struct Feed {
     framing: Framing,
     /// `100 Continue` is owed before the first read (the client asked, and the body was polled).
     owe_continue: bool,
+    /// The response began while `100 Continue` was still owed: the client was never told to send.
+    withheld: bool,
+    /// `100 Continue` is queued and not yet flushed.
+    continue_unflushed: bool,
     state: FeedState,
 }
 
 enum Framing {
     Length(u64),
     Chunked(Chunk),
+}
+
+impl Drop for Feed {
+    /// A body the connection stops feeding before its end fails, so whoever reads it (perhaps on
+    /// another task) is not left waiting.
+    fn drop(&mut self) {
+        if self.state != FeedState::Open {
+            return;
+        }
+        let mut slot = self.slot.lock();
+        if slot.dropped || slot.ended {
+            return;
+        }
+        slot.frame = Some(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the client connection ended")));
+        slot.ended = true;
+        if let Some(reader) = slot.reader.take() {
+            reader.wake();
+        }
+    }
 }
 
 /// Where the body stands, seen from the connection.
@@ -138,7 +161,17 @@ impl Feed {
             BodyFraming::Chunked | BodyFraming::None => (Framing::Chunked(Chunk::Size), None),
         };
         let body = Http1Body { slot: slot.clone(), remaining, ended: false };
-        (body, Feed { slot, framing, owe_continue: expect_continue, state: FeedState::Open })
+        (
+            body,
+            Feed {
+                slot,
+                framing,
+                owe_continue: expect_continue,
+                withheld: false,
+                continue_unflushed: false,
+                state: FeedState::Open,
+            },
+        )
     }
 
     pub(super) fn state(&self) -> FeedState {
@@ -147,12 +180,19 @@ impl Feed {
 
     /// The response has begun: `100 Continue` can no longer be sent.
     pub(super) fn forgo_continue(&mut self) {
+        self.withheld = self.owe_continue;
         self.owe_continue = false;
     }
 
     /// Whether the client was never told to send a body it was waiting to send.
     pub(super) fn continue_withheld(&self) -> bool {
-        self.owe_continue
+        self.owe_continue || self.withheld
+    }
+
+    /// Whether the body was dropped with more of it to come than the connection would read past to
+    /// keep the connection.
+    pub(super) fn too_long_to_skip(&self, budget: u64) -> bool {
+        matches!(self.framing, Framing::Length(left) if left > budget) && self.abandoned()
     }
 
     /// Whether the body was dropped before its end.
@@ -205,7 +245,6 @@ impl Feed {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.owe_continue = false;
         while self.state == FeedState::Open {
             match ready!(self.poll_next(cx, io)) {
                 Ok(Some(frame)) => {
@@ -226,11 +265,14 @@ impl Feed {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         if self.owe_continue {
-            if io.out().is_empty() {
-                io.out().extend_from_slice(CONTINUE);
-            }
-            ready!(io.poll_flush_out(cx))?;
+            // Queued once: the flush may take several polls.
+            io.out().extend_from_slice(CONTINUE);
             self.owe_continue = false;
+            self.continue_unflushed = true;
+        }
+        if self.continue_unflushed {
+            ready!(io.poll_flush_out(cx))?;
+            self.continue_unflushed = false;
         }
         loop {
             match &mut self.framing {

@@ -17,6 +17,8 @@ mod head;
 mod io;
 mod response;
 mod switch;
+#[cfg(test)]
+mod tests;
 
 use std::future::{Future, poll_fn};
 use std::task::{Context, Poll};
@@ -155,13 +157,17 @@ where
     Svc: Service,
     <Svc::Body as Body>::Error: Into<BoxError>,
 {
-    let asked = Asked::of(&head);
+    let mut asked = Asked::of(&head);
     let (request, mut feed, switch) = into_request(head);
     let mut answer = std::pin::pin!(service.call(request));
-    let answer = with_body(io, &mut feed, |cx, _| answer.as_mut().poll(cx)).await;
-    let Ok(response) = answer else { return After::Reset };
+    // A client that goes away while its request is worked on cancels the work.
+    let answer = with_body(io, &mut feed, Watch::ClientClose, |cx, _| answer.as_mut().poll(cx)).await;
+    let Some(Ok(response)) = answer else { return After::Reset };
     let (parts, body) = response.into_parts();
     if let Some(feed) = &mut feed {
+        // A client still waiting for `100 Continue` may send its body or not: the connection
+        // cannot be read past it, so it closes after this answer.
+        asked.keep_alive &= !feed.continue_withheld() && !feed.too_long_to_skip(DISCARD_BUDGET);
         feed.forgo_continue();
     }
     let (framing, keep_alive) = response::encode_head(&parts, &body.size_hint(), asked, io.out());
@@ -176,7 +182,7 @@ where
         };
     }
     let mut sending = Sending::new(body, framing, asked);
-    if let Err(error) = with_body(io, &mut feed, |cx, io| sending.poll_send(cx, io)).await {
+    if let Some(Err(error)) = with_body(io, &mut feed, Watch::BodyOnly, |cx, io| sending.poll_send(cx, io)).await {
         tracing::debug!(%error, "response not sent whole; connection closed");
         return After::Reset;
     }
@@ -276,23 +282,46 @@ fn into_request(head: Head) -> (Request<ClientBody>, Option<Feed>, Option<onesho
     (request, feed, switch)
 }
 
-/// Drives `work` while feeding the request body to whoever reads it.
+/// What [`with_body`] watches the client's side of the connection for besides the body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    BodyOnly,
+    /// Its close, once no body is to be read: the client has gone and the work is for nothing.
+    ClientClose,
+}
+
+/// Bytes read ahead (a pipelined request) while watching for a client's close, at most.
+const READ_AHEAD: usize = 8 * 1024;
+
+/// Drives `work` while feeding the request body to whoever reads it. `None`: the client closed the
+/// connection before `work` was done (watched for only as `watch` says).
 async fn with_body<S, T>(
     io: &mut ConnIo<S>,
     feed: &mut Option<Feed>,
+    watch: Watch,
     mut work: impl FnMut(&mut Context<'_>, &mut ConnIo<S>) -> Poll<T>,
-) -> T
+) -> Option<T>
 where
     S: ClientStream,
 {
     poll_fn(|cx| {
         loop {
             if let Poll::Ready(done) = work(cx, io) {
-                return Poll::Ready(done);
+                return Poll::Ready(Some(done));
             }
-            match feed.as_mut().map(|feed| feed.poll_feed(cx, io)) {
-                Some(Poll::Ready(true)) => continue,
-                _ => return Poll::Pending,
+            if let Some(feed) = feed.as_mut().filter(|feed| feed.state() == FeedState::Open) {
+                return match feed.poll_feed(cx, io) {
+                    Poll::Ready(true) => continue,
+                    _ => Poll::Pending,
+                };
+            }
+            if watch == Watch::BodyOnly || io.read.len() >= READ_AHEAD {
+                return Poll::Pending;
+            }
+            match io.poll_fill(cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => return Poll::Pending,
             }
         }
     })

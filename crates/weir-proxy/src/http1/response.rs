@@ -64,15 +64,18 @@ pub(super) fn encode_head(parts: &Parts, hint: &SizeHint, asked: Asked, out: &mu
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let stated = stated_length(&parts.headers);
+    // A 1xx or 204 has no content, so no length to state (RFC 9110 section 8.6).
+    let no_content = status.is_informational() || status == StatusCode::NO_CONTENT;
+    let stated = stated_length(&parts.headers).filter(|_| !no_content);
     let mut framing = match (stated, hint.exact()) {
         (Some(length), _) => Framing::Length(length),
         (None, Some(length)) => Framing::Length(length),
         (None, None) if asked.http10 => Framing::Close,
         (None, None) => Framing::Chunked,
     };
-    let says_close =
-        parts.headers.get_all(CONNECTION).iter().any(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
+    let says_close = parts.headers.get_all(CONNECTION).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
     let keep_alive = asked.keep_alive && !says_close && (bodiless || framing != Framing::Close);
     out.reserve(256 + parts.headers.len() * 32);
     push_status_line(status, asked.http10, out);
@@ -148,6 +151,8 @@ pub(super) struct Sending<B> {
     framing: Framing,
     trailers: bool,
     ended: bool,
+    /// The body ended short of its stated length: what came is written, then the connection is cut.
+    short: bool,
 }
 
 impl<B> Sending<B>
@@ -156,7 +161,7 @@ where
     B::Error: Into<BoxError>,
 {
     pub(super) fn new(body: B, framing: Framing, asked: Asked) -> Self {
-        Sending { body, framing, trailers: asked.trailers, ended: framing == Framing::None }
+        Sending { body, framing, trailers: asked.trailers, ended: framing == Framing::None, short: false }
     }
 
     /// Writes the head already in `io`'s buffer and the body, flushing whenever the body has
@@ -167,7 +172,8 @@ where
     {
         loop {
             if self.ended {
-                return io.poll_flush_out(cx).map_err(SendError::Write);
+                ready!(io.poll_flush_out(cx)).map_err(SendError::Write)?;
+                return Poll::Ready(if self.short { Err(SendError::Length) } else { Ok(()) });
             }
             if io.is_full() {
                 ready!(io.poll_write_out(cx)).map_err(SendError::Write)?;
@@ -225,7 +231,10 @@ where
         self.ended = true;
         match self.framing {
             Framing::Length(0) | Framing::None | Framing::Close => Ok(()),
-            Framing::Length(_) => Err(SendError::Length),
+            Framing::Length(_) => {
+                self.short = true;
+                Ok(())
+            }
             Framing::Chunked => {
                 encode_last_chunk(trailers.filter(|_| self.trailers), io.out());
                 Ok(())
