@@ -145,24 +145,53 @@ enum After {
 }
 
 /// One request and its response, with the request body fed to the gateway as it asks.
-async fn exchange<S, Svc>(
-    io: &mut ConnIo<S>,
+///
+/// Not an `async fn`, nor is [`respond`]: what they are given goes into their futures once, not
+/// copied beside itself; and the gateway's future and the response, which never live at the same
+/// time, share their room. The exchange's future is boxed per request, so its size is copied per
+/// request.
+#[allow(clippy::manual_async_fn)]
+fn exchange<'a, S, Svc>(
+    io: &'a mut ConnIo<S>,
     head: Head,
-    service: &Svc,
-    drain: &CancellationToken,
-    settings: &Http1Settings,
-) -> After
+    service: &'a Svc,
+    drain: &'a CancellationToken,
+    settings: &'a Http1Settings,
+) -> impl Future<Output = After> + 'a
 where
     S: ClientStream,
     Svc: Service,
     <Svc::Body as Body>::Error: Into<BoxError>,
 {
-    let mut asked = Asked::of(&head);
+    let asked = Asked::of(&head);
     let (request, mut feed, switch) = into_request(head);
-    let mut answer = std::pin::pin!(service.call(request));
-    // A client that goes away while its request is worked on cancels the work.
-    let answer = with_body(io, &mut feed, Watch::ClientClose, |cx, _| answer.as_mut().poll(cx)).await;
-    let Some(Ok(response)) = answer else { return After::Reset };
+    async move {
+        let answer = {
+            let mut answer = std::pin::pin!(service.call(request));
+            // A client that goes away while its request is worked on cancels the work.
+            with_body(io, &mut feed, Watch::ClientClose, |cx, _| answer.as_mut().poll(cx)).await
+        };
+        let Some(Ok(response)) = answer else { return After::Reset };
+        respond(io, response, feed, switch, asked, drain, settings).await
+    }
+}
+
+/// Writes the response, feeding the rest of the request body to whoever still reads it.
+#[allow(clippy::manual_async_fn)]
+fn respond<'a, S, B>(
+    io: &'a mut ConnIo<S>,
+    response: Response<B>,
+    mut feed: Option<Feed>,
+    switch: Option<oneshot::Sender<Switched>>,
+    mut asked: Asked,
+    drain: &'a CancellationToken,
+    settings: &'a Http1Settings,
+) -> impl Future<Output = After> + 'a
+where
+    S: ClientStream,
+    B: Body<Data = Bytes> + Unpin + 'a,
+    B::Error: Into<BoxError>,
+{
     let (parts, body) = response.into_parts();
     if let Some(feed) = &mut feed {
         // A client still waiting for `100 Continue` may send its body or not: the connection
@@ -171,25 +200,28 @@ where
         feed.forgo_continue();
     }
     let (framing, keep_alive) = response::encode_head(&parts, &body.size_hint(), asked, io.out());
-    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-        let Some(switch) = switch else {
-            tracing::debug!("a 101 for a request that asked for no switch; connection closed");
-            return After::Reset;
-        };
-        return match poll_fn(|cx| io.poll_flush_out(cx)).await {
-            Ok(()) => After::Switch(switch),
-            Err(_) => After::Reset,
-        };
-    }
+    let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let mut sending = Sending::new(body, framing, asked);
-    if let Some(Err(error)) = with_body(io, &mut feed, Watch::BodyOnly, |cx, io| sending.poll_send(cx, io)).await {
-        tracing::debug!(%error, "response not sent whole; connection closed");
-        return After::Reset;
-    }
-    if keep_alive && !drain.is_cancelled() && body_finished(io, feed, settings).await {
-        After::KeepAlive
-    } else {
-        After::Close
+    async move {
+        if switching {
+            let Some(switch) = switch else {
+                tracing::debug!("a 101 for a request that asked for no switch; connection closed");
+                return After::Reset;
+            };
+            return match poll_fn(|cx| io.poll_flush_out(cx)).await {
+                Ok(()) => After::Switch(switch),
+                Err(_) => After::Reset,
+            };
+        }
+        if let Some(Err(error)) = with_body(io, &mut feed, Watch::BodyOnly, |cx, io| sending.poll_send(cx, io)).await {
+            tracing::debug!(%error, "response not sent whole; connection closed");
+            return After::Reset;
+        }
+        if keep_alive && !drain.is_cancelled() && body_finished(io, feed, settings).await {
+            After::KeepAlive
+        } else {
+            After::Close
+        }
     }
 }
 
