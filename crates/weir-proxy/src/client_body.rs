@@ -13,6 +13,8 @@ use crate::http1::Http1Body;
 pub enum ClientBody {
     /// The request has no body.
     Empty,
+    /// The whole body came with the head: nothing more to read (`None` once taken).
+    Whole(Option<Bytes>),
     Http1(Http1Body),
     Http2(hyper::body::Incoming),
 }
@@ -33,6 +35,7 @@ impl Body for ClientBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Whole(bytes) => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
             ClientBody::Http1(body) => {
                 Pin::new(body).poll_frame(cx).map(|frame| frame.map(|f| f.map_err(ClientBodyError::Http1)))
             }
@@ -45,6 +48,7 @@ impl Body for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Empty => true,
+            ClientBody::Whole(bytes) => bytes.is_none(),
             ClientBody::Http1(body) => body.is_end_stream(),
             ClientBody::Http2(body) => body.is_end_stream(),
         }
@@ -53,6 +57,7 @@ impl Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Whole(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             ClientBody::Http1(body) => body.size_hint(),
             ClientBody::Http2(body) => body.size_hint(),
         }

@@ -95,8 +95,8 @@ fn exchange(stream: &mut TcpStream, n: usize) {
     }
 }
 
-/// Allocations per request through a gateway on `extra` configuration.
-async fn allocations_per_request(extra: &str) -> f64 {
+/// A gateway on `extra` configuration routing to a fixed upstream, warmed up by a keep-alive client.
+async fn warm_gateway(extra: &str) -> TestGateway {
     let upstream = fixed_upstream();
     let config = format!(
         "{extra}listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  backend: {{ endpoints: [\"{upstream}\"] }}\nroutes:\n  - {{ name: items, upstream: backend }}\n"
@@ -104,6 +104,13 @@ async fn allocations_per_request(extra: &str) -> f64 {
     let gateway = TestGateway::start(&config).await;
     let addr = gateway.addr();
     tokio::task::spawn_blocking(move || keep_alive_client(addr, WARM_UP)).await.unwrap();
+    gateway
+}
+
+/// Allocations per request through a gateway on `extra` configuration.
+async fn allocations_per_request(extra: &str) -> f64 {
+    let gateway = warm_gateway(extra).await;
+    let addr = gateway.addr();
     let region = Region::new(ALLOCATOR);
     tokio::task::spawn_blocking(move || keep_alive_client(addr, COUNTED)).await.unwrap();
     let change = region.change();
@@ -130,13 +137,8 @@ const IDLE_BYTES_BUDGET: f64 = 2048.0;
 /// Heap bytes held per idle keep-alive connection, each having been answered once.
 #[tokio::test]
 async fn an_idle_connection_holds_little_heap() {
-    let upstream = fixed_upstream();
-    let config = format!(
-        "listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]\nupstreams:\n  backend: {{ endpoints: [\"{upstream}\"] }}\nroutes:\n  - {{ name: items, upstream: backend }}\n"
-    );
-    let gateway = TestGateway::start(&config).await;
+    let gateway = warm_gateway("").await;
     let addr = gateway.addr();
-    tokio::task::spawn_blocking(move || keep_alive_client(addr, WARM_UP)).await.unwrap();
     let region = Region::new(ALLOCATOR);
     let held = tokio::task::spawn_blocking(move || {
         let mut held = Vec::with_capacity(IDLE_CONNECTIONS);

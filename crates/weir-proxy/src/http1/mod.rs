@@ -164,7 +164,7 @@ where
     <Svc::Body as Body>::Error: Into<BoxError>,
 {
     let asked = Asked::of(&head);
-    let (request, mut feed, switch) = into_request(head);
+    let (request, mut feed, switch) = into_request(head, &mut io.read);
     async move {
         let answer = {
             let mut answer = std::pin::pin!(service.call(request));
@@ -293,9 +293,16 @@ fn refused_head() -> Head {
 
 /// The request for the gateway, the connection's side of its body, and where to hand the
 /// connection if the request asked to switch protocols.
-fn into_request(head: Head) -> (Request<ClientBody>, Option<Feed>, Option<oneshot::Sender<Switched>>) {
+/// A body that came whole with the head is handed over as it is, with nothing to feed.
+fn into_request(
+    head: Head,
+    read: &mut bytes::BytesMut,
+) -> (Request<ClientBody>, Option<Feed>, Option<oneshot::Sender<Switched>>) {
     let (body, feed) = match head.framing {
         BodyFraming::None => (ClientBody::Empty, None),
+        BodyFraming::Length(length) if read.len() as u64 >= length => {
+            (ClientBody::Whole(Some(read.split_to(length as usize).freeze())), None)
+        }
         framing => {
             let (body, feed) = Feed::open(framing, head.expect_continue);
             (ClientBody::Http1(body), Some(feed))

@@ -39,6 +39,7 @@ pub use upgraded::{PendingUpgrade, Upgraded};
 pub mod wire {
     pub use super::body::{Chunk, Decoded};
     pub use super::request::{encode_chunk, encode_last_chunk, push_field, push_number};
+    pub use super::upgraded::Rewound;
 }
 
 use request::Framing;

@@ -1,5 +1,5 @@
-//! An upstream connection after `101 Switching Protocols`: the raw stream, with whatever bytes came
-//! after the response head read first.
+//! A connection after `101 Switching Protocols` (an upstream's here; a client's in weir's server):
+//! the raw stream, with whatever bytes came after the response head read first.
 
 use std::io;
 use std::pin::Pin;
@@ -11,17 +11,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::stream::Stream;
 
-/// The switched connection.
-pub struct Upgraded {
-    stream: Stream,
+/// A stream with bytes already read from it put back in front.
+pub struct Rewound<S> {
+    stream: S,
     read_first: BytesMut,
 }
 
-impl Upgraded {
-    pub(super) fn new(stream: Stream, read_first: BytesMut) -> Self {
-        Upgraded { stream, read_first }
+impl<S> Rewound<S> {
+    pub fn new(stream: S, read_first: BytesMut) -> Self {
+        Rewound { stream, read_first }
     }
 }
+
+/// An upstream's switched connection.
+pub type Upgraded = Rewound<Stream>;
 
 /// The switched connection as a response extension (extensions must be `Clone`): the first to
 /// [`take`](PendingUpgrade::take) it has it.
@@ -38,7 +41,7 @@ impl PendingUpgrade {
     }
 }
 
-impl AsyncRead for Upgraded {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.read_first.has_remaining() {
@@ -51,9 +54,21 @@ impl AsyncRead for Upgraded {
     }
 }
 
-impl AsyncWrite for Upgraded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
