@@ -191,7 +191,7 @@ impl UpstreamBody {
     }
 }
 
-/// The body weir hands to hyper: a [`ResponseBody`] that counts the bytes it sends and finishes the
+/// The body weir hands to the server (its own for HTTP/1.1, hyper's for HTTP/2): a [`ResponseBody`] that counts the bytes it sends and finishes the
 /// request's timer, access-log record and trace span when it ends, or when it is dropped early (the
 /// client went away).
 pub struct TimedBody {

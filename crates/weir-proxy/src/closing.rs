@@ -1,4 +1,4 @@
-//! Closing connections at the end of a drain. [`Drain`] counts the open connections and tells them
+//! Closing connections at the end of a drain. `Drain` counts the open connections and tells them
 //! when to stop: an HTTP/1.1 connection closes at once if it is between requests (a request under
 //! way is answered first), an HTTP/2 one sends GOAWAY and finishes its streams. A connection just
 //! accepted whose first request is on its way, or a keep-alive one whose client is sending its next

@@ -43,8 +43,8 @@ pub struct ConnContext {
     pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
 }
 
-/// A request whose answer is a reset connection (an injected fault). hyper closes the connection
-/// (HTTP/2: resets the stream) when a request's service fails.
+/// A request whose answer is a reset connection (an injected fault): the HTTP/1.1 server drops the
+/// connection, and hyper's HTTP/2 server resets the stream, when a request's service fails.
 #[derive(Debug, thiserror::Error)]
 #[error("connection reset by an injected fault")]
 pub struct FaultReset;
@@ -91,7 +91,7 @@ pub async fn serve_request(
             Err(refusal) => Err(refusal),
         }
     };
-    // Boxed, so the futures that hold it (this one, hyper's) stay small to move.
+    // Boxed, so the futures that hold it (this one, the server's) stay small to move.
     let stages = Box::pin(stages);
     let (outcome, attempts) = upstream_notes::observe(Some(metrics.request_bytes().clone()), want_tally, stages).await;
     let refusal = outcome.as_ref().err().copied();

@@ -2,7 +2,7 @@
 //! route matching, forwarding to upstreams, and the one place refusals become responses.
 //!
 //! A request's way: [`server`] accepts and serves a connection -> [`tls`] terminates TLS on TLS
-//! listeners -> [`framing`] validates HTTP/1 framing -> hyper parses -> [`handler::serve_request`]
+//! listeners -> [`framing`] validates HTTP/1 framing -> [`http1`] (hyper for HTTP/2) parses -> [`handler::serve_request`]
 //! loads the [`Snapshot`], matches a route ([`router`]) and runs its action -> [`refusal`] answers
 //! for anything refused -> [`body`] streams the response and, at its end, finishes the request's
 //! metrics, [`access`] log record and [`trace`] span.

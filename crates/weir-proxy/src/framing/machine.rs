@@ -337,7 +337,7 @@ impl Machine {
 
     fn request_line(&mut self, line: Range<usize>) -> Result<bool, Violation> {
         if line.is_empty() {
-            // RFC 9112 §2.2: empty lines before the request line are ignored. Dropping them keeps them from hyper.
+            // RFC 9112 §2.2: empty lines before the request line are ignored. Dropping them keeps them from the parser.
             self.head.skipped += self.done;
             let skipped = self.done;
             self.done = 0;

@@ -1,8 +1,8 @@
-//! Strict HTTP/1.1 request framing guard that sits between a connection's socket and hyper's parser.
+//! Strict HTTP/1.1 request framing guard that sits between a connection's socket and the HTTP/1.1 parser.
 //!
-//! hyper accepts some framing a gateway must refuse (Content-Length next to Transfer-Encoding, bare LF line
+//! Common parsers accept some framing a gateway must refuse (Content-Length next to Transfer-Encoding, bare LF line
 //! endings), and its own parse-error responses cannot carry weir's headers. The guard therefore validates each
-//! request head before hyper sees any byte of it. On a violation it never releases the bad head; it hands hyper a
+//! request head before the parser sees any byte of it. On a violation it never releases the bad head; it hands the parser a
 //! small well-formed request instead and raises a [`ConnSignal`], so weir's handler answers with its own 4xx and
 //! closes the connection.
 
@@ -167,14 +167,14 @@ enum Phase {
         violation: Violation,
         sent: usize,
     },
-    /// The synthetic head is out: reads wait forever, so hyper answers it and closes the connection
-    /// itself (an EOF here would make hyper drop the connection unanswered).
+    /// The synthetic head is out: reads wait forever, so the server answers it and closes the
+    /// connection itself (an EOF here would make it drop the connection unanswered).
     Stalled,
     /// Every read returns EOF and the inner stream is not read again.
     Closed,
 }
 
-/// A framing violation inside a message body, surfaced to hyper as a read error so that the request
+/// A framing violation inside a message body, surfaced to the server as a read error so that the request
 /// body fails; the handler finds the violation in the error's chain.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("request framing: {}", .0.as_str())]
@@ -183,7 +183,7 @@ pub struct BodyFramingError(pub Violation);
 /// Wraps a connection's byte stream; AsyncRead validates, AsyncWrite (incl. poll_write_vectored, is_write_vectored,
 /// poll_flush, poll_shutdown) passes through untouched.
 ///
-/// Take the signal when hyper hands a request to the service, not later in its future, so a read-ahead cannot
+/// Take the signal when the server hands a request to the service, not later in its future, so a read-ahead cannot
 /// misattribute it. `hyper_tests` pins this.
 #[derive(Debug)]
 pub struct FramingGuard<S> {

@@ -3,12 +3,12 @@
 //! One task per connection runs the exchange loop: wait for a request (bounded by the listener's
 //! idle timeout, cut short by a drain), parse its head, hand the request to the gateway, write the
 //! response, and go round again while both sides keep the connection. The request's body is read
-//! off the socket by the connection as the request asks for it ([`body`]), both while the gateway
+//! off the socket by the connection as the request asks for it (`body.rs`), both while the gateway
 //! works on the request and while the response is written, so a request and its response can
 //! stream at the same time.
 //!
 //! Between requests a connection holds no buffer: it waits for bytes with a scratch array on the
-//! stack ([`io`]). Everything a client sends passes the framing guard first, which refuses
+//! stack (`io.rs`). Everything a client sends passes the framing guard first, which refuses
 //! ambiguous or malformed framing before a byte of it reaches this parser.
 
 mod body;

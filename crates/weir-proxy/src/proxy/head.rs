@@ -1,6 +1,6 @@
 //! The upstream request's head, built once per request and sent on every try: HTTP/1.1, origin-form
 //! target (absolute form on an HTTP/2 connection), hop-by-hop headers gone, forwarding headers and the request id added, the route's path,
-//! host and header edits applied. `Expect` is answered by weir itself (hyper sends `100 Continue`
+//! host and header edits applied. `Expect` is answered by weir itself (its server sends `100 Continue`
 //! when the body is first read), so it is not passed on.
 
 use std::net::SocketAddr;
