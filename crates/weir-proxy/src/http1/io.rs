@@ -16,7 +16,9 @@ const READ_SIZE: usize = 8 * 1024;
 /// larger ones are written from their own buffer.
 const COPY_LIMIT: usize = 4 * 1024;
 /// Bytes gathered before they are written, when a body comes faster than the socket takes it.
-const WRITE_BATCH: usize = 16 * 1024;
+const WRITE_BATCH: usize = 64 * 1024;
+/// Large pieces gathered before they are written.
+const MAX_PIECES: usize = 16;
 /// Write buffer a connection keeps between requests, at most.
 const KEPT_WRITE_CAPACITY: usize = 4 * 1024;
 
@@ -27,13 +29,13 @@ pub(crate) struct ConnIo<S> {
     /// A head, chunk lines and small body pieces, written from `written` on.
     write: Vec<u8>,
     written: usize,
-    /// A large body piece and what follows it (a chunk's line end), written after `write`.
-    tail: [Bytes; 2],
+    /// Large body pieces, written after `write` in one vectored write with it.
+    pieces: Vec<Bytes>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
     pub(crate) fn new(stream: S) -> Self {
-        ConnIo { stream, read: BytesMut::new(), write: Vec::new(), written: 0, tail: [Bytes::new(), Bytes::new()] }
+        ConnIo { stream, read: BytesMut::new(), write: Vec::new(), written: 0, pieces: Vec::new() }
     }
 
     /// Reads what the socket has into the read buffer; returns how many bytes (0 at its end).
@@ -55,44 +57,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
     }
 
-    /// The buffer to encode heads and chunk lines into; what is in it is written by [`Self::poll_write_out`].
+    /// The buffer to encode heads and chunk lines into; what is in it is written by [`Self::poll_write_out`],
+    /// before the large pieces queued. Bytes added here while pieces are queued would go out of order:
+    /// see [`Self::has_pieces`].
     pub(super) fn out(&mut self) -> &mut Vec<u8> {
         &mut self.write
     }
 
-    /// Queues a body piece after what `out` holds, followed by `suffix`.
+    /// Whether large pieces are queued (behind which nothing may be added to [`Self::out`]).
+    pub(super) fn has_pieces(&self) -> bool {
+        !self.pieces.is_empty()
+    }
+
+    /// Queues a body piece after what is queued, followed by `suffix`: copied behind the head when
+    /// small (one write carries both), else kept as it is for a vectored write.
     pub(super) fn queue(&mut self, data: Bytes, suffix: &'static [u8]) {
-        if data.len() <= COPY_LIMIT || !self.stream.is_write_vectored() {
+        let vectored = self.stream.is_write_vectored();
+        if self.pieces.is_empty() && (data.len() <= COPY_LIMIT || !vectored) {
             self.write.extend_from_slice(&data);
             self.write.extend_from_slice(suffix);
         } else {
-            self.tail = [data, Bytes::from_static(suffix)];
+            self.pieces.push(data);
+            if !suffix.is_empty() {
+                self.pieces.push(Bytes::from_static(suffix));
+            }
         }
     }
 
     /// Whether what is queued should be written before more is queued.
     pub(super) fn is_full(&self) -> bool {
-        self.write.len() - self.written >= WRITE_BATCH || !self.tail.iter().all(Bytes::is_empty)
+        let pieces: usize = self.pieces.iter().map(Bytes::len).sum();
+        self.write.len() - self.written + pieces >= WRITE_BATCH || self.pieces.len() >= MAX_PIECES
     }
 
     /// Whether everything queued has been written.
     fn is_written(&self) -> bool {
-        self.written == self.write.len() && self.tail.iter().all(Bytes::is_empty)
+        self.written == self.write.len() && self.pieces.is_empty()
     }
 
     /// Writes everything queued (not flushing).
     pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.is_written() {
+            let unwritten = &self.write[self.written..];
             let n = if self.stream.is_write_vectored() {
-                let slices = [
-                    IoSlice::new(&self.write[self.written..]),
-                    IoSlice::new(&self.tail[0]),
-                    IoSlice::new(&self.tail[1]),
-                ];
-                ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, &slices))?
+                let mut slices = [IoSlice::new(&[]); MAX_PIECES + 1];
+                slices[0] = IoSlice::new(unwritten);
+                for (slice, piece) in slices[1..].iter_mut().zip(&self.pieces) {
+                    *slice = IoSlice::new(piece);
+                }
+                let count = 1 + self.pieces.len().min(MAX_PIECES);
+                ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]))?
             } else {
-                let next = [&self.write[self.written..], &self.tail[0][..], &self.tail[1][..]];
-                let next = next.into_iter().find(|piece| !piece.is_empty()).unwrap_or_default();
+                let next = if unwritten.is_empty() { &self.pieces[0][..] } else { unwritten };
                 ready!(Pin::new(&mut self.stream).poll_write(cx, next))?
             };
             if n == 0 {
@@ -109,11 +125,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
         let from_write = n.min(self.write.len() - self.written);
         self.written += from_write;
         n -= from_write;
-        for piece in &mut self.tail {
+        let mut done = 0;
+        for piece in &mut self.pieces {
             let from_piece = n.min(piece.len());
             piece.advance(from_piece);
             n -= from_piece;
+            if !piece.is_empty() {
+                break;
+            }
+            done += 1;
         }
+        self.pieces.drain(..done);
     }
 
     /// Writes everything queued and flushes the stream.
@@ -129,6 +151,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
         }
         if self.write.capacity() > KEPT_WRITE_CAPACITY || self.write.is_empty() {
             self.write = Vec::new();
+        }
+        if self.pieces.capacity() > 0 && self.pieces.is_empty() {
+            self.pieces = Vec::new();
         }
     }
 

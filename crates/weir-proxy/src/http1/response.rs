@@ -175,7 +175,8 @@ where
                 ready!(io.poll_flush_out(cx)).map_err(SendError::Write)?;
                 return Poll::Ready(if self.short { Err(SendError::Length) } else { Ok(()) });
             }
-            if io.is_full() {
+            // A chunk's size line goes into the head buffer, which is written before the pieces.
+            if io.is_full() || (self.framing == Framing::Chunked && io.has_pieces()) {
                 ready!(io.poll_write_out(cx)).map_err(SendError::Write)?;
             }
             let frame = match Pin::new(&mut self.body).poll_frame(cx) {

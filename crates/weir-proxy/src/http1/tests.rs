@@ -70,6 +70,13 @@ impl Service for TestService {
                     ];
                     Response::new(Frames(frames.into()).boxed())
                 }
+                "/pieces" => {
+                    let frames: Vec<_> =
+                        (0..20u8).map(|i| http_body::Frame::data(Bytes::from(vec![b'a' + i; 5_000]))).collect();
+                    let mut response = Response::new(Frames(frames.into()).boxed());
+                    response.headers_mut().insert("content-length", HeaderValue::from_static("100000"));
+                    response
+                }
                 "/short" => {
                     let mut response = Response::new(full(Bytes::from_static(b"abc")));
                     response.headers_mut().insert("content-length", HeaderValue::from_static("10"));
@@ -460,4 +467,17 @@ async fn a_body_read_on_another_task_fails_when_the_connection_ends_before_it() 
     assert_eq!(body, b"taken");
     drop(stream);
     assert!(!reported.await.unwrap(), "the body was read whole although the client sent 7 of its 100 bytes");
+}
+
+#[tokio::test]
+async fn large_pieces_of_a_body_are_gathered_and_written_in_order() {
+    let addr = start(TestService::default(), CancellationToken::new()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /pieces HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = read_response(&mut stream, &mut pending, false).await;
+    assert!(head.contains("content-length: 100000\r\n"), "{head}");
+    let expected: Vec<u8> = (0..20u8).flat_map(|i| vec![b'a' + i; 5_000]).collect();
+    assert!(body == expected, "the body's pieces came out of order or incomplete");
+    assert_eq!(read_response(&mut stream, &mut pending, false).await.1, b"ok");
 }
