@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
-use weir_upstream::wire::{Chunk, Decoded};
+use weir_upstream::wire::{Chunk, Decoded, take_length};
 
 use super::head::BodyFraming;
 use super::io::ConnIo;
@@ -281,12 +281,11 @@ impl Feed {
                     return Poll::Ready(Ok(None));
                 }
                 Framing::Length(left) if !io.read.is_empty() => {
-                    let take = io.read.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    *left -= take as u64;
+                    let data = take_length(&mut io.read, left);
                     if *left == 0 {
                         self.state = FeedState::Complete;
                     }
-                    return Poll::Ready(Ok(Some(Frame::data(io.read.split_to(take).freeze()))));
+                    return Poll::Ready(Ok(Some(Frame::data(data))));
                 }
                 Framing::Length(_) => {}
                 Framing::Chunked(chunk) => match chunk.decode(&mut io.read) {

@@ -63,12 +63,11 @@ impl Http1Body {
                 State::Done => return Poll::Ready(None),
                 State::Length(left) => {
                     if !connection.read.is_empty() {
-                        let take = connection.read.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        *left -= take as u64;
+                        let data = take_length(&mut connection.read, left);
                         if *left == 0 {
                             self.state = State::Done;
                         }
-                        return Poll::Ready(Some(Ok(Frame::data(connection.read.split_to(take).freeze()))));
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }
                 State::UntilClose => {
@@ -130,6 +129,14 @@ impl Body for Http1Body {
             State::Chunked(_) | State::UntilClose => SizeHint::default(),
         }
     }
+}
+
+/// Takes the front of `buf`, at most the `left` bytes a length-delimited body still has, and counts
+/// them off `left`.
+pub fn take_length(buf: &mut BytesMut, left: &mut u64) -> Bytes {
+    let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+    *left -= take as u64;
+    buf.split_to(take).freeze()
 }
 
 /// Where a chunked body's decoding stands.
