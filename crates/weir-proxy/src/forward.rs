@@ -47,22 +47,38 @@ impl Peer {
 /// since it is end-to-end in meaning (gRPC needs it). `Host` and `Content-Length` are never removed
 /// because a client listed them: that would change the request's target or framing.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.remove(CONNECTION) {
-        remove_listed(headers, &connection);
-        // Further `Connection` lines, rare, are handled the same way.
-        while let Some(more) = headers.remove(CONNECTION) {
-            remove_listed(headers, &more);
+    // One look at the names, then lookups only for those present: most heads carry none or one.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(at) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
+            present[at] = true;
         }
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TRANSFER_ENCODING, &UPGRADE] {
-        headers.remove(name);
+    if present[0] {
+        // `Connection` first, since it may list more. Every line of it counts (`remove` gives back
+        // only the first); a second line, rare, is the only case that allocates.
+        let mut lines = headers.get_all(CONNECTION).iter();
+        let first = lines.next().cloned();
+        let rest: Vec<HeaderValue> = lines.cloned().collect();
+        headers.remove(CONNECTION);
+        for line in first.iter().chain(&rest) {
+            remove_listed(headers, line);
+        }
     }
-    if let Some(te) = headers.remove(TE)
+    let last = HOP_BY_HOP.len() - 1;
+    for at in (1..last).filter(|&at| present[at]) {
+        headers.remove(HOP_BY_HOP[at]);
+    }
+    if present[last]
+        && let Some(te) = headers.remove(TE)
         && te.as_bytes().eq_ignore_ascii_case(b"trailers")
     {
         headers.insert(TE, te);
     }
 }
+
+/// The fixed hop-by-hop set: `Connection` first and `TE` last, as [`strip_hop_by_hop`] expects.
+static HOP_BY_HOP: [&HeaderName; 6] = [&CONNECTION, &KEEP_ALIVE, &PROXY_CONNECTION, &TRANSFER_ENCODING, &UPGRADE, &TE];
 
 /// Removes the headers a `Connection` value names, other than the usual `keep-alive` and `close`.
 fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
@@ -131,15 +147,16 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     }))
 }
 
-/// The request's id: the client's when allowed and sane, a new random one otherwise.
+/// The request's id: the client's when allowed and sane, a new random one otherwise. It is marked
+/// sensitive so HTTP/2 (HPACK) sends it as a literal never indexed: an id is unique to its request,
+/// so a table entry for it could never be used again and would only push out ones that could.
 pub fn request_id(headers: &HeaderMap, settings: &RequestIdSettings) -> HeaderValue {
-    if settings.keep_incoming
-        && let Some(incoming) = headers.get(&settings.header)
-        && is_sane_id(incoming.as_bytes())
-    {
-        return incoming.clone();
-    }
-    new_request_id()
+    let mut id = match headers.get(&settings.header) {
+        Some(incoming) if settings.keep_incoming && is_sane_id(incoming.as_bytes()) => incoming.clone(),
+        _ => new_request_id(),
+    };
+    id.set_sensitive(true);
+    id
 }
 
 fn is_sane_id(id: &[u8]) -> bool {
@@ -182,6 +199,27 @@ mod tests {
     fn peer(addr: &str, trusted: &[&str]) -> Peer {
         let nets: Vec<Cidr> = trusted.iter().map(|t| t.parse().unwrap()).collect();
         Peer::new(addr.parse().unwrap(), &nets)
+    }
+
+    #[test]
+    fn every_connection_line_is_honoured_and_te_trailers_stays() {
+        let mut headers = HeaderMap::new();
+        headers.append(CONNECTION, HeaderValue::from_static("x-one"));
+        headers.append(CONNECTION, HeaderValue::from_static("x-two, upgrade"));
+        for name in ["x-one", "x-two", "x-three", "upgrade", "proxy-connection", "transfer-encoding"] {
+            headers.insert(name, HeaderValue::from_static("1"));
+        }
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut headers);
+        let mut names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, vec!["te", "x-three"]);
+
+        let mut headers = HeaderMap::new();
+        headers.insert(TE, HeaderValue::from_static("gzip"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["x-kept"]);
     }
 
     #[test]

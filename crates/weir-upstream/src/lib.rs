@@ -19,6 +19,7 @@ mod http1;
 mod outlier;
 mod pool;
 mod rng;
+mod spawn;
 
 pub use balance::{BalancePolicy, WeightedRoundRobin};
 pub use cluster::{Attempt, BreakerPolicy, Cluster, ClusterSettings, ClusterStatus, Unavailable, resolve};
@@ -33,3 +34,4 @@ pub use pool::{
     Connection, EndpointPool, Http2Settings, PoolSettings, PooledBody, UpstreamBodyError, UpstreamProtocol, UpstreamTls,
 };
 pub use rng::BalanceRng;
+pub use spawn::BoxedSpawn;

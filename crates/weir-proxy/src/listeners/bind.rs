@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::server::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use weir_config::{Listener as ListenerConfig, Protocol};
 use weir_telemetry::{ListenerMetrics, Metrics};
+use weir_upstream::BoxedSpawn;
 
 use super::identity::ListenerId;
 use crate::framing::FramingLimits;
@@ -39,7 +40,7 @@ pub(crate) struct ListenerSettings {
     /// How HTTP/1.1 is served; `None` when the listener serves only h2c.
     pub(crate) http1: Option<Http1Settings>,
     /// The HTTP/2 server: h2c, and h2 agreed through ALPN.
-    pub(crate) http2: http2::Builder<TokioExecutor>,
+    pub(crate) http2: http2::Builder<BoxedSpawn>,
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) metrics: ListenerMetrics,
 }
@@ -119,8 +120,8 @@ fn http1_settings(config: &ListenerConfig) -> Option<Http1Settings> {
     })
 }
 
-fn http2_builder(config: &ListenerConfig) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+fn http2_builder(config: &ListenerConfig) -> http2::Builder<BoxedSpawn> {
+    let mut builder = http2::Builder::new(BoxedSpawn);
     builder.timer(TokioTimer::new()).max_header_list_size(config.max_head_size.0 as u32).max_concurrent_streams(256);
     builder
 }

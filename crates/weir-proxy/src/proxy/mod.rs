@@ -70,7 +70,12 @@ pub async fn proxy(
     }
     let tries = Tries { snapshot, route, cluster, key, deadline, grpc };
     let mut response = match policy {
-        None => tries.once(head, RequestBody::new(body, route.max_body)).await?,
+        // One try, streaming the body (no level of its own: every level is one more copy of the
+        // try's future as it is made).
+        None => {
+            let body = RequestBody::new(body, route.max_body);
+            tries.attempt(Some(head), None, body, tries.deadline.at, &mut Vec::new()).await.0?
+        }
         // Boxed: holding the body and the retry loop inlined would make every request's future
         // (retried or not) larger to allocate.
         Some(policy) => {
@@ -125,12 +130,6 @@ struct Tries<'a> {
 type Upstream = Response<PooledBody<RequestBody>>;
 
 impl Tries<'_> {
-    /// One try, streaming the body.
-    async fn once(&self, head: UpstreamHead, body: RequestBody) -> Result<Upstream, Refusal> {
-        let (sent, _) = self.attempt(Some(head), None, body, self.deadline.at, &mut Vec::new()).await;
-        sent
-    }
-
     /// Tries until one succeeds or the policy, the deadline or the budget says stop.
     async fn with_retries(&self, policy: &RetryPolicy, head: UpstreamHead, body: Bytes) -> Result<Upstream, Refusal> {
         policy.budget.record_request(Instant::now());

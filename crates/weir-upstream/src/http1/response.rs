@@ -35,6 +35,9 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
+/// Headers the response's map has room for beyond its own.
+const ROOM_FOR_ADDED: usize = 2;
+
 /// Takes one response head off the front of `buf`. `Ok(None)`: more bytes are needed.
 /// `head_request`: the request was `HEAD`, so the response has no body whatever it says.
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Http1Error> {
@@ -66,56 +69,100 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Htt
         *span = (name, name + header.name.len() as u16, value, value + header.value.len() as u16);
     }
     let head = buf.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the few a gateway adds to a response (a request id, `Connection`), so they go in
+    // without the map growing.
+    let mut headers = HeaderMap::with_capacity(count + ROOM_FOR_ADDED);
+    let mut fields = FramingFields::default();
     for &(name_start, name_end, value_start, value_end) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[usize::from(name_start)..usize::from(name_end)])
             .map_err(|_| Http1Error::Protocol("malformed header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(usize::from(value_start)..usize::from(value_end)))
             .map_err(|_| Http1Error::Protocol("malformed header value"))?;
+        fields.note(&name, value.as_bytes());
         headers.append(name, value);
     }
-    let framing = body_framing(status, &headers, head_request)?;
-    let keep_alive = framing != BodyFraming::UntilClose && keeps_alive(version, &headers);
+    let framing = fields.body_framing(status, head_request)?;
+    let keep_alive = framing != BodyFraming::UntilClose && fields.keeps_alive(version);
     Ok(Some(Head { status, version, headers, framing, keep_alive }))
 }
 
-/// RFC 9112 section 6.3, strictly: a response with both `Transfer-Encoding` and `Content-Length`, or
-/// with `Content-Length` values that disagree, is refused rather than guessed at.
-fn body_framing(status: StatusCode, headers: &HeaderMap, head_request: bool) -> Result<BodyFraming, Http1Error> {
-    if head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(BodyFraming::Empty);
+/// What the framing rules need from a head, noted field by field as the head is read (no lookups
+/// in the map afterwards).
+#[derive(Debug)]
+struct FramingFields {
+    /// The agreed `Content-Length`, once one is seen; an error for a malformed or disagreeing one,
+    /// which matters only when the response has a body.
+    length: Result<Option<u64>, &'static str>,
+    /// Whether the last coding of the last `Transfer-Encoding` is `chunked`, once one is seen.
+    chunked_last: Option<bool>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Default for FramingFields {
+    fn default() -> Self {
+        FramingFields { length: Ok(None), chunked_last: None, close: false, keep_alive: false }
     }
-    if let Some(last) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-        if headers.contains_key(CONTENT_LENGTH) {
-            return Err(Http1Error::Protocol("both Transfer-Encoding and Content-Length"));
+}
+
+impl FramingFields {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == CONTENT_LENGTH {
+            if let Ok(length) = self.length {
+                self.length = agreed_length(length, value);
+            }
+        } else if name == TRANSFER_ENCODING {
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.chunked_last = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONNECTION {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
         }
-        let chunked_last = last
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked_last { BodyFraming::Chunked } else { BodyFraming::UntilClose });
     }
-    let length = content_length(headers)?;
-    Ok(length.map_or(BodyFraming::UntilClose, BodyFraming::Length))
+
+    /// RFC 9112 section 6.3, strictly: a response with both `Transfer-Encoding` and
+    /// `Content-Length`, or with `Content-Length` values that disagree, is refused rather than
+    /// guessed at.
+    fn body_framing(&self, status: StatusCode, head_request: bool) -> Result<BodyFraming, Http1Error> {
+        if head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(BodyFraming::Empty);
+        }
+        match (self.chunked_last, &self.length) {
+            (Some(_), Ok(Some(_)) | Err(_)) => Err(Http1Error::Protocol("both Transfer-Encoding and Content-Length")),
+            (Some(true), Ok(None)) => Ok(BodyFraming::Chunked),
+            (Some(false), Ok(None)) => Ok(BodyFraming::UntilClose),
+            (None, Ok(length)) => Ok(length.map_or(BodyFraming::UntilClose, BodyFraming::Length)),
+            (None, Err(malformed)) => Err(Http1Error::Protocol(malformed)),
+        }
+    }
+
+    /// HTTP/1.1 keeps the connection unless it says `close`; HTTP/1.0 only if it says `keep-alive`.
+    fn keeps_alive(&self, version: Version) -> bool {
+        if version == Version::HTTP_10 { self.keep_alive } else { !self.close }
+    }
 }
 
 /// The length `Content-Length` states: plain digits, repeated values (in one field or several) only
 /// if they agree. `Ok(None)`: no `Content-Length`.
 pub(super) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Http1Error> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let parsed = parse_length(item.trim_ascii()).ok_or(Http1Error::Protocol("malformed Content-Length"))?;
-            if length.is_some_and(|seen| seen != parsed) {
-                return Err(Http1Error::Protocol("conflicting Content-Length values"));
-            }
-            length = Some(parsed);
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    values.try_fold(None, |length, value| agreed_length(length, value.as_bytes())).map_err(Http1Error::Protocol)
+}
+
+/// The length so far with one more `Content-Length` value (a comma-separated list) taken in.
+fn agreed_length(mut length: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'static str> {
+    for item in value.split(|&b| b == b',') {
+        let parsed = parse_length(item.trim_ascii()).ok_or("malformed Content-Length")?;
+        if length.is_some_and(|seen| seen != parsed) {
+            return Err("conflicting Content-Length values");
         }
+        length = Some(parsed);
     }
     Ok(length)
 }
@@ -125,14 +172,4 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// HTTP/1.1 keeps the connection unless it says `close`; HTTP/1.0 only if it says `keep-alive`.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let says = |token: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|value| {
-            value.as_bytes().split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
-    if version == Version::HTTP_10 { says(b"keep-alive") } else { !says(b"close") }
 }
