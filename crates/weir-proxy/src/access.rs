@@ -64,8 +64,9 @@ impl AccessLog {
         self.writer.flush(timeout)
     }
 
-    /// Starts the record of a request that arrived at `started` from `client`.
-    pub fn begin<B>(self: &Arc<Self>, request: &Request<B>, client: SocketAddr, started: Instant) -> Record {
+    /// Starts the record of a request that arrived at `started` from `client`. Boxed: the request's
+    /// futures and then its response body carry it, and each of their moves would copy it whole.
+    pub fn begin<B>(self: &Arc<Self>, request: &Request<B>, client: SocketAddr, started: Instant) -> Box<Record> {
         let uri = request.uri();
         let host = match uri.authority() {
             Some(authority) => Some(Host::Authority(authority.clone())),
@@ -73,7 +74,7 @@ impl AccessLog {
         };
         let trace_id = request.headers().get(&TRACEPARENT).and_then(|v| Parent::from_traceparent(v.as_bytes()));
         let trace_id = trace_id.map(|parent| TraceId::from_binary(&parent.trace_id));
-        Record {
+        Box::new(Record {
             log: self.clone(),
             started,
             client,
@@ -92,7 +93,7 @@ impl AccessLog {
             attempts: Attempts::default(),
             tls: None,
             written: false,
-        }
+        })
     }
 
     fn wants(&self, field: Field) -> bool {

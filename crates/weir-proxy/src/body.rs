@@ -198,12 +198,12 @@ pub struct TimedBody {
     inner: ResponseBody,
     bytes_out: u64,
     timer: Option<RequestTimer>,
-    record: Option<Record>,
+    record: Option<Box<Record>>,
     span: SpanEnd,
 }
 
 impl TimedBody {
-    pub fn new(inner: ResponseBody, timer: RequestTimer, record: Option<Record>) -> Self {
+    pub fn new(inner: ResponseBody, timer: RequestTimer, record: Option<Box<Record>>) -> Self {
         let mut body = TimedBody { inner, bytes_out: 0, timer: Some(timer), record, span: SpanEnd::default() };
         if body.inner.is_end_stream() {
             body.finish(true);

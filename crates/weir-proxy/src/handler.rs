@@ -84,7 +84,7 @@ pub async fn serve_request(
         route.inspect(|route| record.routed(&route.name));
         record.traced(&span);
     }
-    let want_tally = record.as_ref().is_some_and(Record::wants_bytes_in);
+    let want_tally = record.as_ref().is_some_and(|record| record.wants_bytes_in());
     let stages = async {
         match matched {
             Ok(route) => run_route(&snapshot, route, conn, parts, body, &id, started, grpc).await,
@@ -134,7 +134,7 @@ fn refuse_unread(
     conn: &ConnContext,
     refusal: Refusal,
     started: Instant,
-    mut record: Option<Record>,
+    mut record: Option<Box<Record>>,
 ) -> Response<TimedBody> {
     let metrics = &snapshot.unmatched;
     let timer = metrics.timer(started);

@@ -19,11 +19,12 @@ const WARM_UP: usize = 300;
 const COUNTED: usize = 2000;
 
 /// The most allocations a proxied GET may make, plain and with the access log on. Measured: 14.0
-/// and 15.0 (the test prints them); two of them are the request head's buffer and the response
-/// head's, which a connection gives back between requests to stay small while idle. Lower a budget
+/// and 16.0 (the test prints them); two of them are the request head's buffer and the response
+/// head's, which a connection gives back between requests to stay small while idle, and with the
+/// access log one is its record, boxed so the request's futures and response stay small to move. Lower a budget
 /// when a change saves some; raise one only with the reason in the commit.
 const PLAIN_BUDGET: f64 = 14.5;
-const LOGGED_BUDGET: f64 = 15.5;
+const LOGGED_BUDGET: f64 = 16.5;
 
 /// An upstream that answers every request on a connection with the same few bytes.
 fn fixed_upstream() -> SocketAddr {

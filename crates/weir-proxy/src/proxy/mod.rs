@@ -41,60 +41,68 @@ use crate::stages::fault;
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Sends the request upstream and returns the upstream's response, or why there is none.
-#[allow(clippy::too_many_arguments)]
-pub async fn proxy(
-    snapshot: &Snapshot,
-    route: &Route,
-    cluster: &Cluster<RequestBody>,
-    conn: &ConnContext,
+///
+/// This and [`Tries::attempt`] are plain functions returning `async move` blocks, not `async fn`s:
+/// an `async fn`'s future keeps each argument twice (as passed, and as the body's working copy),
+/// and these futures are made and moved on every request.
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+pub fn proxy<'r>(
+    snapshot: &'r Snapshot,
+    route: &'r Route,
+    cluster: &'r Cluster<RequestBody>,
+    conn: &'r ConnContext,
     mut parts: Parts,
     body: ClientBody,
-    id: &HeaderValue,
+    id: &'r HeaderValue,
     arrived: Instant,
-) -> Result<Response<ResponseBody>, Refusal> {
-    let declared = declared_length(&parts);
-    if declared.is_some_and(|len| len > route.max_body) {
-        return Err(Refusal::BodyTooLarge);
-    }
-    let deadline = Deadline::of(route, &parts.headers, snapshot.deadline_header.as_ref(), arrived);
-    if Instant::now() >= deadline.at {
-        return Err(Refusal::DeadlineExceeded);
-    }
-    let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
-    let policy = route.retry.as_ref().filter(|p| may_retry(p, &parts, declared, &body));
-    let grpc = fault::is_grpc(&parts.headers);
-    let upgrade = ClientUpgrade::take(&mut parts, route.websocket.as_ref());
-    let mut head = UpstreamHead::build(snapshot, route, conn, parts, id)?;
-    if let Some(upgrade) = &upgrade {
-        upgrade.ask_upstream(head.headers_mut());
-    }
-    let tries = Tries { snapshot, route, cluster, key, deadline, grpc };
-    let mut response = match policy {
-        // One try, streaming the body (no level of its own: every level is one more copy of the
-        // try's future as it is made).
-        None => {
-            let body = RequestBody::new(body, route.max_body);
-            tries.attempt(Some(head), None, body, tries.deadline.at, &mut Vec::new()).await.0?
+) -> impl Future<Output = Result<Response<ResponseBody>, Refusal>> + Send + 'r {
+    async move {
+        let declared = declared_length(&parts);
+        if declared.is_some_and(|len| len > route.max_body) {
+            return Err(Refusal::BodyTooLarge);
         }
-        // Boxed: holding the body and the retry loop inlined would make every request's future
-        // (retried or not) larger to allocate.
-        Some(policy) => {
-            Box::pin(async {
-                let body = replay_body(body, route.max_body).await?;
-                tries.with_retries(policy, head, body).await
-            })
-            .await?
+        let deadline = Deadline::of(route, &parts.headers, snapshot.deadline_header.as_ref(), arrived);
+        if Instant::now() >= deadline.at {
+            return Err(Refusal::DeadlineExceeded);
         }
-    };
-    let upgraded_to = upgrade.as_ref().and_then(|_| response.headers().get(http::header::UPGRADE).cloned());
-    forward::strip_hop_by_hop(response.headers_mut());
-    match (upgrade, route.websocket.as_ref()) {
-        (Some(upgrade), Some(tunnels)) => upgrade.splice(&mut response, upgraded_to, tunnels),
-        // A switch nobody asked for cannot be passed on.
-        _ if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => return Err(Refusal::UpstreamProtocolError),
-        _ => {}
+        let key = cluster.hash_key().and_then(|key| key.hash(&parts, conn.peer.addr.ip()));
+        let policy = route.retry.as_ref().filter(|p| may_retry(p, &parts, declared, &body));
+        let grpc = fault::is_grpc(&parts.headers);
+        let upgrade = ClientUpgrade::take(&mut parts, route.websocket.as_ref());
+        let mut head = UpstreamHead::build(snapshot, route, conn, parts, id)?;
+        if let Some(upgrade) = &upgrade {
+            upgrade.ask_upstream(head.headers_mut());
+        }
+        let tries = Tries { snapshot, route, cluster, key, deadline, grpc };
+        let mut response = match policy {
+            // One try, streaming the body (no level of its own: every level is one more copy of the
+            // try's future as it is made).
+            None => {
+                let body = RequestBody::new(body, route.max_body);
+                tries.attempt(Some(head), None, body, tries.deadline.at, &mut Vec::new()).await.0?
+            }
+            // Boxed: holding the body and the retry loop inlined would make every request's future
+            // (retried or not) larger to allocate.
+            Some(policy) => {
+                Box::pin(async {
+                    let body = replay_body(body, route.max_body).await?;
+                    tries.with_retries(policy, head, body).await
+                })
+                .await?
+            }
+        };
+        let upgraded_to = upgrade.as_ref().and_then(|_| response.headers().get(http::header::UPGRADE).cloned());
+        forward::strip_hop_by_hop(response.headers_mut());
+        match (upgrade, route.websocket.as_ref()) {
+            (Some(upgrade), Some(tunnels)) => upgrade.splice(&mut response, upgraded_to, tunnels),
+            // A switch nobody asked for cannot be passed on.
+            _ if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                return Err(Refusal::UpstreamProtocolError);
+            }
+            _ => {}
+        }
+        Ok(response.map(|body| ResponseBody::upstream(body, route.body_idle_timeout)))
     }
-    Ok(response.map(|body| ResponseBody::upstream(body, route.body_idle_timeout)))
 }
 
 /// Whether a request could be sent twice: an idempotent method (or an `Idempotency-Key`, or a route
@@ -165,62 +173,65 @@ impl Tries<'_> {
 
     /// One try on one endpoint: the head is moved in for a last try, copied otherwise. Returns the
     /// result and, when it failed, how (for the retry decision).
-    async fn attempt(
-        &self,
+    #[allow(clippy::manual_async_fn)]
+    fn attempt<'t>(
+        &'t self,
         owned: Option<UpstreamHead>,
-        shared: Option<&UpstreamHead>,
+        shared: Option<&'t UpstreamHead>,
         body: RequestBody,
         deadline: Instant,
-        avoid: &mut Vec<SocketAddr>,
-    ) -> (Result<Upstream, Refusal>, Option<Failure>) {
-        let (attempt, connection) = match connect(self.cluster, self.key, deadline, avoid).await {
-            Ok(connected) => connected,
-            Err(refusal) => return (Err(refusal), failure_of(refusal)),
-        };
-        let addr = attempt.endpoint().addr;
-        // The request and the exchange are made in a block that ends before the wait, so the
-        // attempt's future does not keep room for them beside the timeout that takes them over.
-        let sent = {
-            let mut request = match owned {
-                Some(head) => head.into_request(body, addr),
-                None => shared.expect("a head to copy").request(body, addr),
+        avoid: &'t mut Vec<SocketAddr>,
+    ) -> impl Future<Output = (Result<Upstream, Refusal>, Option<Failure>)> + Send + 't {
+        async move {
+            let (attempt, connection) = match connect(self.cluster, self.key, deadline, avoid).await {
+                Ok(connected) => connected,
+                Err(refusal) => return (Err(refusal), failure_of(refusal)),
             };
-            if connection.version() == http::Version::HTTP_2 {
-                head::into_http2(&mut request, connection.scheme(), addr);
-            }
-            let header = self.snapshot.deadline_header.as_ref();
-            self.deadline.stamp(request.headers_mut(), header, Instant::now());
-            let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
-            let exchange = async move {
-                if let Some(delay) = injected.delay {
-                    // Boxed: a timer inlined would make every try's future larger.
-                    Box::pin(tokio::time::sleep(delay)).await;
+            let addr = attempt.endpoint().addr;
+            // The request and the exchange are made in a block that ends before the wait, so the
+            // attempt's future does not keep room for them beside the timeout that takes them over.
+            let sent = {
+                let mut request = match owned {
+                    Some(head) => head.into_request(body, addr),
+                    None => shared.expect("a head to copy").request(body, addr),
+                };
+                if connection.version() == http::Version::HTTP_2 {
+                    head::into_http2(&mut request, connection.scheme(), addr);
                 }
-                match injected.abort {
-                    Some(abort) => {
-                        connection.release();
-                        Err(fault::abort_refusal(abort, Refusal::UpstreamReset))
+                let header = self.snapshot.deadline_header.as_ref();
+                self.deadline.stamp(request.headers_mut(), header, Instant::now());
+                let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
+                let exchange = async move {
+                    if let Some(delay) = injected.delay {
+                        // Boxed: a timer inlined would make every try's future larger.
+                        Box::pin(tokio::time::sleep(delay)).await;
                     }
-                    None => connection.send(request).await.map_err(|e| classify(&e)),
-                }
+                    match injected.abort {
+                        Some(abort) => {
+                            connection.release();
+                            Err(fault::abort_refusal(abort, Refusal::UpstreamReset))
+                        }
+                        None => connection.send(request).await.map_err(|e| classify(&e)),
+                    }
+                };
+                tokio::time::timeout_at(deadline, exchange)
+            }
+            .await
+            .unwrap_or(Err(Refusal::UpstreamTimeout));
+            attempt.finish(match &sent {
+                Ok(response) => Outcome::Response(response.status()),
+                Err(Refusal::FaultAbort { status, .. }) => Outcome::Response(*status),
+                Err(refusal) => attempt_outcome(*refusal),
+            });
+            let failure = match &sent {
+                Ok(response) => response_failure(response),
+                Err(refusal) => self.failure_of(*refusal),
             };
-            tokio::time::timeout_at(deadline, exchange)
+            if failure.is_some() {
+                avoid.push(addr);
+            }
+            (sent, failure)
         }
-        .await
-        .unwrap_or(Err(Refusal::UpstreamTimeout));
-        attempt.finish(match &sent {
-            Ok(response) => Outcome::Response(response.status()),
-            Err(Refusal::FaultAbort { status, .. }) => Outcome::Response(*status),
-            Err(refusal) => attempt_outcome(*refusal),
-        });
-        let failure = match &sent {
-            Ok(response) => response_failure(response),
-            Err(refusal) => self.failure_of(*refusal),
-        };
-        if failure.is_some() {
-            avoid.push(addr);
-        }
-        (sent, failure)
     }
 }
 

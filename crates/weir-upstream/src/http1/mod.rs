@@ -119,7 +119,14 @@ impl Http1Connection {
 
     /// Sends a request and returns the response once its head has arrived; the body is read from the
     /// connection as the response's body is polled.
-    pub async fn send<B>(mut self: Box<Self>, request: Request<B>) -> Result<Response<Http1Body>, SendError<B>>
+    ///
+    /// The head is encoded when this is called; the future only does the I/O. (A plain function
+    /// rather than an `async fn`, whose future would hold the request twice: as it came, and taken
+    /// apart.)
+    pub fn send<B>(
+        mut self: Box<Self>,
+        request: Request<B>,
+    ) -> impl Future<Output = Result<Response<Http1Body>, SendError<B>>>
     where
         B: Body + Unpin,
         B::Error: Into<BoxError>,
@@ -137,17 +144,19 @@ impl Http1Connection {
             wrote_any: false,
             touched: false,
         };
-        let exchanged = poll_fn(|cx| self.poll_exchange(cx, &mut sending, &mut body, head_request)).await;
-        let head = match exchanged {
-            Ok(head) => head,
-            Err(error) if !sending.wrote_any && !sending.touched => {
-                return Err(SendError::Unsent(Box::new(Request::from_parts(parts, body)), error));
-            }
-            Err(error) => return Err(SendError::Failed(error)),
-        };
-        // A response that came before the request's end leaves the connection mid-request.
-        let keep_alive = head.keep_alive && sending.body_done && sending.flushed;
-        Ok(self.into_response(head, keep_alive, upgrade))
+        async move {
+            let exchanged = poll_fn(|cx| self.poll_exchange(cx, &mut sending, &mut body, head_request)).await;
+            let head = match exchanged {
+                Ok(head) => head,
+                Err(error) if !sending.wrote_any && !sending.touched => {
+                    return Err(SendError::Unsent(Box::new(Request::from_parts(parts, body)), error));
+                }
+                Err(error) => return Err(SendError::Failed(error)),
+            };
+            // A response that came before the request's end leaves the connection mid-request.
+            let keep_alive = head.keep_alive && sending.body_done && sending.flushed;
+            Ok(self.into_response(head, keep_alive, upgrade))
+        }
     }
 
     fn into_response(self: Box<Self>, head: Head, keep_alive: bool, upgrade: bool) -> Response<Http1Body> {

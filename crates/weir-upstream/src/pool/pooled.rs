@@ -63,27 +63,32 @@ where
 
     /// Sends the request. One that a reused connection could not take (it closed just now) is sent
     /// again on another connection: it was never written.
-    pub async fn send(self, mut request: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
+    ///
+    /// A plain function rather than an `async fn`, so the future holds the request once: it is
+    /// used where it was captured (an `async fn` would keep its argument and a working copy).
+    pub fn send(self, mut request: Request<B>) -> impl Future<Output = Result<Response<PooledBody<B>>, UpstreamError>> {
         let Connection { mut checkout, pool } = self;
-        loop {
-            match checkout {
-                Checkout::Http1 { connection, slot, reused } => match connection.send(request).await {
-                    Ok(response) => return Ok(response.map(|body| PooledBody::http1(body, slot, pool))),
-                    Err(SendError::Unsent(unsent, _)) if reused => request = *unsent,
-                    Err(SendError::Unsent(_, source) | SendError::Failed(source)) => {
-                        return Err(UpstreamError::Http1 { addr: pool.addr, source });
-                    }
-                },
-                Checkout::Http2 { stream, reused } => match stream.sender().try_send_request(request).await {
-                    Ok(response) => return Ok(response.map(|body| PooledBody::http2(body, stream, pool))),
-                    Err(mut failed) => match failed.take_message() {
-                        Some(unsent) if reused => request = unsent,
-                        _ => return Err(UpstreamError::Exchange { addr: pool.addr, source: failed.into_error() }),
+        async move {
+            loop {
+                match checkout {
+                    Checkout::Http1 { connection, slot, reused } => match connection.send(request).await {
+                        Ok(response) => return Ok(response.map(|body| PooledBody::http1(body, slot, pool))),
+                        Err(SendError::Unsent(unsent, _)) if reused => request = *unsent,
+                        Err(SendError::Unsent(_, source) | SendError::Failed(source)) => {
+                            return Err(UpstreamError::Http1 { addr: pool.addr, source });
+                        }
                     },
-                },
+                    Checkout::Http2 { stream, reused } => match stream.sender().try_send_request(request).await {
+                        Ok(response) => return Ok(response.map(|body| PooledBody::http2(body, stream, pool))),
+                        Err(mut failed) => match failed.take_message() {
+                            Some(unsent) if reused => request = unsent,
+                            _ => return Err(UpstreamError::Exchange { addr: pool.addr, source: failed.into_error() }),
+                        },
+                    },
+                }
+                // Boxed: this retry is rare, and inlined its future would make every send's kilobytes large.
+                checkout = Box::pin(pool.connection()).await?.checkout;
             }
-            // Boxed: this retry is rare, and inlined its future would make every send's kilobytes large.
-            checkout = Box::pin(pool.connection()).await?.checkout;
         }
     }
 }
