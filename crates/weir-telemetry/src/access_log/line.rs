@@ -2,6 +2,7 @@
 //! it becomes one JSON object on one line.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
@@ -129,6 +130,10 @@ impl LineFormat {
 }
 
 /// A line being written: tracks the comma between members.
+/// Each field's key as it is written after an earlier one: `,"key":`.
+static JSON_KEYS: LazyLock<[String; Field::ALL.len()]> =
+    LazyLock::new(|| Field::ALL.map(|field| format!(",\"{}\":", field.key())));
+
 struct Line<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -141,13 +146,10 @@ impl Line<'_> {
         if !self.fields.contains(field) {
             return false;
         }
-        if !self.first {
-            self.out.push(b',');
-        }
+        // `,"key":` made once per field; the first key goes without its comma.
+        let key = JSON_KEYS[field as usize].as_bytes();
+        self.out.extend_from_slice(if self.first { &key[1..] } else { key });
         self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(field.key().as_bytes());
-        self.out.extend_from_slice(b"\":");
         true
     }
 
