@@ -32,7 +32,7 @@ pub fn push_string(out: &mut Vec<u8>, bytes: &[u8]) {
 /// bytes at a time: most of a line is such text.
 fn is_plain(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
-    let plain = (&mut words).all(|word| !word_needs_escape(u64::from_le_bytes(word.try_into().unwrap_or_default())));
+    let plain = words.all(|word| !word_needs_escape(u64::from_le_bytes(word.try_into().unwrap_or_default())));
     plain && words.remainder().iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
