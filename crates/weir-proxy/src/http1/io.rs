@@ -1,14 +1,17 @@
 //! A client connection's socket with its two buffers. Between requests neither holds memory: bytes
 //! are first read into a scratch array on the stack and copied out only when some arrived, and the
-//! write buffer is given back once a response is out.
+//! write buffer is given back once a response is out. A write that makes no progress for the
+//! connection's write timeout (a client that stopped reading) fails.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// Bytes read from the socket at a time, at most.
 const READ_SIZE: usize = 8 * 1024;
@@ -31,11 +34,28 @@ pub(crate) struct ConnIo<S> {
     written: usize,
     /// Large body pieces, written after `write` in one vectored write with it.
     pieces: Vec<Bytes>,
+    /// How long a write may make no progress.
+    write_timeout: Duration,
+    /// Armed while a write waits for the socket, boxed since writes rarely wait.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
     pub(crate) fn new(stream: S) -> Self {
-        ConnIo { stream, read: BytesMut::new(), write: Vec::new(), written: 0, pieces: Vec::new() }
+        ConnIo {
+            stream,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            written: 0,
+            pieces: Vec::new(),
+            write_timeout: Duration::MAX,
+            stalled: None,
+        }
+    }
+
+    /// Bounds how long a write may wait for the client to take bytes.
+    pub(super) fn set_write_timeout(&mut self, timeout: Duration) {
+        self.write_timeout = timeout;
     }
 
     /// Reads what the socket has into the read buffer; returns how many bytes (0 at its end).
@@ -106,19 +126,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
                     *slice = IoSlice::new(piece);
                 }
                 let count = 1 + self.pieces.len().min(MAX_PIECES);
-                ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count]))?
+                Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count])
             } else {
                 let next = if unwritten.is_empty() { &self.pieces[0][..] } else { unwritten };
-                ready!(Pin::new(&mut self.stream).poll_write(cx, next))?
+                Pin::new(&mut self.stream).poll_write(cx, next)
+            };
+            let n = match n {
+                Poll::Ready(n) => n?,
+                Poll::Pending => return self.poll_stalled(cx),
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
+            self.stalled = None;
             self.consume(n);
         }
         self.write.clear();
         self.written = 0;
         Poll::Ready(Ok(()))
+    }
+
+    /// A write is waiting: pending until the write timeout passes with no progress, then an error.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let stalled = match &mut self.stalled {
+            Some(stalled) => stalled,
+            None => {
+                let Some(deadline) = tokio::time::Instant::now().checked_add(self.write_timeout) else {
+                    return Poll::Pending;
+                };
+                self.stalled.insert(Box::pin(tokio::time::sleep_until(deadline)))
+            }
+        };
+        ready!(stalled.as_mut().poll(cx));
+        self.stalled = None;
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client took no bytes for the write timeout")))
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -141,7 +182,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
     /// Writes everything queued and flushes the stream.
     pub(super) fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_write_out(cx))?;
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Pending => self.poll_stalled(cx),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
     }
 
     /// Lets go of buffer memory while the connection waits for its next request.
@@ -160,6 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
     /// Writes everything queued, flushes, and closes the sending side.
     pub(super) async fn close(&mut self) {
         let _ = std::future::poll_fn(|cx| self.poll_flush_out(cx)).await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await;
+        // Bounded too: TLS writes its close_notify here.
+        let _ = tokio::time::timeout(self.write_timeout, tokio::io::AsyncWriteExt::shutdown(&mut self.stream)).await;
     }
 }

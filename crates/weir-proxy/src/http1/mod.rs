@@ -54,7 +54,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// How a listener's HTTP/1.1 connections are served.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Http1Settings {
-    /// How long a connection may wait for the first byte of its next request.
+    /// How long a connection may wait for the first byte of its next request, and how long a
+    /// response write may wait for the client to take bytes.
     pub(crate) idle_timeout: Duration,
     /// Field lines in a request head, at most (the guard refuses more).
     pub(crate) max_headers: usize,
@@ -102,6 +103,8 @@ where
     <Svc::Body as Body>::Error: Into<BoxError>,
 {
     async move {
+        // A client that stops taking a response is given as long as an idle one.
+        io.set_write_timeout(settings.idle_timeout);
         let mut first = true;
         loop {
             let head = match read_head(&mut io, &settings, &drain, first).await {

@@ -23,7 +23,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Answers by path: `/echo` sends the body back, `/stream` answers with a body of unknown length
 /// (and a trailer), `/short` states a longer length than it sends, `/switch` switches protocols
-/// and echoes on the raw connection, `/empty` answers 204; anything else answers `ok` unread.
+/// and echoes on the raw connection, `/empty` answers 204, `/endless` never ends its body; anything
+/// else answers `ok` unread.
 #[derive(Clone, Default)]
 struct TestService {
     malformed: Arc<AtomicUsize>,
@@ -112,6 +113,7 @@ impl Service for TestService {
                     std::future::pending::<()>().await;
                     unreachable!()
                 }
+                "/endless" => Response::new(Endless.boxed()),
                 "/empty" => {
                     let mut response = Response::new(full(Bytes::new()));
                     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -144,6 +146,22 @@ impl http_body::Body for Frames {
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// A body that never ends: 64 KiB pieces, always ready.
+struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        static PIECE: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(&PIECE)))))
     }
 }
 
@@ -376,6 +394,28 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let waited = tokio::time::Instant::now();
     assert!(closes(&mut stream).await);
     assert!(waited.elapsed() >= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+    let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
+    let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /endless HTTP/1.1\r\n\r\n").await.unwrap();
+    // Not reading: the socket's buffers fill and the server's write waits. Sleeping lets the
+    // paused clock run on to the server's write timeout.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // What the buffers held, then the end: the body was cut, not sent forever.
+    let mut taken = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => taken += n,
+        }
+        assert!(taken < 256 * 1024 * 1024, "the endless body is still coming");
+    }
+    assert!(taken > 0);
 }
 
 #[tokio::test]
