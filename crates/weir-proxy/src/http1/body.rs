@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
-use weir_upstream::wire::{Chunk, Decoded, take_length};
+use weir_upstream::wire::{Chunk, ChunkLimits, Decoded, take_length};
 
 use super::head::BodyFraming;
 use super::io::ConnIo;
@@ -119,7 +119,7 @@ pub(super) struct Feed {
 
 enum Framing {
     Length(u64),
-    Chunked(Chunk),
+    Chunked(Chunk, ChunkLimits),
 }
 
 impl Drop for Feed {
@@ -154,11 +154,11 @@ pub(super) enum FeedState {
 
 impl Feed {
     /// A body and the connection's side of it, for a request with `framing` (never `None`).
-    pub(super) fn open(framing: BodyFraming, expect_continue: bool) -> (Http1Body, Feed) {
+    pub(super) fn open(framing: BodyFraming, expect_continue: bool, limits: ChunkLimits) -> (Http1Body, Feed) {
         let slot = Arc::new(Shared::default());
         let (framing, remaining) = match framing {
             BodyFraming::Length(length) => (Framing::Length(length), Some(length)),
-            BodyFraming::Chunked | BodyFraming::None => (Framing::Chunked(Chunk::Size), None),
+            BodyFraming::Chunked | BodyFraming::None => (Framing::Chunked(Chunk::Size, limits), None),
         };
         let body = Http1Body { slot: slot.clone(), remaining, ended: false };
         (
@@ -288,7 +288,7 @@ impl Feed {
                     return Poll::Ready(Ok(Some(Frame::data(data))));
                 }
                 Framing::Length(_) => {}
-                Framing::Chunked(chunk) => match chunk.decode(&mut io.read) {
+                Framing::Chunked(chunk, limits) => match chunk.decode(&mut io.read, *limits) {
                     Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(Frame::data(data)))),
                     Ok(Decoded::Trailers(trailers)) => {
                         self.state = FeedState::Complete;

@@ -30,6 +30,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::Body;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use weir_upstream::wire::ChunkLimits;
 
 pub use body::Http1Body;
 pub use switch::{ClientStream, ClientSwitch, Rewound, Switched};
@@ -57,10 +58,21 @@ pub(crate) struct Http1Settings {
     /// How long a connection may wait for the first byte of its next request, and how long a
     /// response write may wait for the client to take bytes.
     pub(crate) idle_timeout: Duration,
-    /// Field lines in a request head, at most (the guard refuses more).
+    /// Field lines in a request head, at most (the guard refuses more); also in a chunked body's
+    /// trailer section.
     pub(crate) max_headers: usize,
+    /// Bytes in a request head, at most (the guard refuses more); also in a chunk-size line and in
+    /// a chunked body's trailer section, as the guard allows.
+    pub(crate) max_head_bytes: usize,
     /// A connection that opens with the HTTP/2 preface is handed to the HTTP/2 server.
     pub(crate) h2c: bool,
+}
+
+impl Http1Settings {
+    /// What a request's chunked body may hold: what the framing guard lets through.
+    fn chunk_limits(&self) -> ChunkLimits {
+        ChunkLimits { line: self.max_head_bytes, trailer_bytes: self.max_head_bytes, trailers: self.max_headers }
+    }
 }
 
 /// How a connection's HTTP/1.1 service ended.
@@ -167,7 +179,7 @@ where
     <Svc::Body as Body>::Error: Into<BoxError>,
 {
     let asked = Asked::of(&head);
-    let (request, mut feed, switch) = into_request(head, &mut io.read);
+    let (request, mut feed, switch) = into_request(head, &mut io.read, settings.chunk_limits());
     async move {
         let answer = {
             let mut answer = std::pin::pin!(service.call(request));
@@ -300,6 +312,7 @@ fn refused_head() -> Head {
 fn into_request(
     head: Head,
     read: &mut bytes::BytesMut,
+    limits: ChunkLimits,
 ) -> (Request<ClientBody>, Option<Feed>, Option<oneshot::Sender<Switched>>) {
     let (body, feed) = match head.framing {
         BodyFraming::None => (ClientBody::Empty, None),
@@ -307,7 +320,7 @@ fn into_request(
             (ClientBody::Whole(Some(read.split_to(length as usize).freeze())), None)
         }
         framing => {
-            let (body, feed) = Feed::open(framing, head.expect_continue);
+            let (body, feed) = Feed::open(framing, head.expect_continue, limits);
             (ClientBody::Http1(body), Some(feed))
         }
     };

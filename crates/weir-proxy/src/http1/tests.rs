@@ -165,7 +165,8 @@ impl http_body::Body for Endless {
     }
 }
 
-const SETTINGS: Http1Settings = Http1Settings { idle_timeout: Duration::from_secs(60), max_headers: 100, h2c: false };
+const SETTINGS: Http1Settings =
+    Http1Settings { idle_timeout: Duration::from_secs(60), max_headers: 100, max_head_bytes: 64 * 1024, h2c: false };
 
 /// A server on a fresh port serving connections with `service`; `drain` stops them.
 async fn start(service: TestService, drain: CancellationToken) -> std::net::SocketAddr {
@@ -263,6 +264,32 @@ async fn a_chunked_request_body_arrives_whole_with_its_trailers() {
     let (head, body) = read_response(&mut stream, &mut Vec::new(), false).await;
     assert_eq!(body, b"hello world");
     assert!(head.contains("x-trailer-sum: 11\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn chunk_framing_is_bounded_by_the_listener_limits_the_guard_applies() {
+    let addr = start(TestService::default(), CancellationToken::new()).await;
+    // A 5 KiB chunk-size line and 40 trailer fields: within a 64 KiB head and 100 fields.
+    let extension = "x".repeat(5 * 1024);
+    let trailers: String = (0..40).map(|i| format!("x-t{i}: {i}\r\n")).collect();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5;e={extension}\r\nhello\r\n0\r\n{trailers}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut stream, &mut Vec::new(), false).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(body, b"hello");
+
+    // Past the listener's limits, the body fails and the connection ends.
+    let settings = Http1Settings { max_headers: 10, ..SETTINGS };
+    let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n{trailers}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answered = Vec::new();
+    let _ = stream.read_to_end(&mut answered).await;
+    assert!(!String::from_utf8_lossy(&answered).contains("hello"), "{}", String::from_utf8_lossy(&answered));
 }
 
 #[tokio::test]

@@ -116,6 +116,7 @@ fn http1_settings(config: &ListenerConfig) -> Option<Http1Settings> {
     config.protocols.contains(&Protocol::Http1).then_some(Http1Settings {
         idle_timeout: config.idle_timeout.0,
         max_headers: config.max_headers,
+        max_head_bytes: config.max_head_size.0 as usize,
         h2c,
     })
 }

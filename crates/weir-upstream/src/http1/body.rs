@@ -11,12 +11,22 @@ use http_body::{Body, Frame, SizeHint};
 use super::response::BodyFraming;
 use super::{Http1Connection, Http1Error};
 
-/// A chunk-size line longer than this is refused (digits and extensions together).
-const MAX_CHUNK_LINE: usize = 4096;
-/// Trailer bytes in one body, at most.
-const MAX_TRAILER_BYTES: usize = 16 * 1024;
-/// Trailer fields in one body, at most.
-const MAX_TRAILERS: usize = 32;
+/// How much of a chunked body's framing is accepted: longer lines or larger trailer sections are
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// Bytes in a chunk-size line, digits and extensions together.
+    pub line: usize,
+    /// Bytes in the trailer section.
+    pub trailer_bytes: usize,
+    /// Fields in the trailer section.
+    pub trailers: usize,
+}
+
+impl ChunkLimits {
+    /// What weir accepts from an upstream.
+    pub const UPSTREAM: ChunkLimits = ChunkLimits { line: 4096, trailer_bytes: 16 * 1024, trailers: 32 };
+}
 
 /// The body of a response read from an upstream HTTP/1.1 connection.
 pub struct Http1Body {
@@ -75,7 +85,7 @@ impl Http1Body {
                         return Poll::Ready(Some(Ok(Frame::data(connection.read.split().freeze()))));
                     }
                 }
-                State::Chunked(chunk) => match chunk.decode(&mut connection.read) {
+                State::Chunked(chunk) => match chunk.decode(&mut connection.read, ChunkLimits::UPSTREAM) {
                     Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Ok(Decoded::Trailers(trailers)) => {
                         self.state = State::Done;
@@ -164,11 +174,11 @@ pub enum Decoded {
 
 impl Chunk {
     /// Decodes from the front of `buf`, consuming what it returns.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Http1Error> {
+    pub fn decode(&mut self, buf: &mut BytesMut, limits: ChunkLimits) -> Result<Decoded, Http1Error> {
         loop {
             match *self {
                 Chunk::Size => {
-                    let Some(end) = find_line_end(buf, MAX_CHUNK_LINE)? else { return Ok(Decoded::More) };
+                    let Some(end) = find_line_end(buf, limits.line)? else { return Ok(Decoded::More) };
                     let size = parse_chunk_size(&buf[..end])?;
                     buf.advance(end + 2);
                     *self = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
@@ -191,7 +201,7 @@ impl Chunk {
                     buf.advance(2);
                     *self = Chunk::Size;
                 }
-                Chunk::Trailers => return decode_trailers(buf),
+                Chunk::Trailers => return decode_trailers(buf, limits),
             }
         }
     }
@@ -223,15 +233,19 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, Http1Error> {
 }
 
 /// The trailer section after the last chunk, up to and including its empty line.
-fn decode_trailers(buf: &mut BytesMut) -> Result<Decoded, Http1Error> {
+fn decode_trailers(buf: &mut BytesMut, limits: ChunkLimits) -> Result<Decoded, Http1Error> {
     if buf.starts_with(b"\r\n") {
         buf.advance(2);
         return Ok(Decoded::End);
     }
-    let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+    // Made only for a body that has trailers, which few do.
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.trailers];
     let (length, fields) = match httparse::parse_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete((length, _))) if length > limits.trailer_bytes => {
+            return Err(Http1Error::Protocol("trailers too large"));
+        }
         Ok(httparse::Status::Complete(parsed)) => parsed,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_TRAILER_BYTES => {
+        Ok(httparse::Status::Partial) if buf.len() > limits.trailer_bytes => {
             return Err(Http1Error::Protocol("trailers too large"));
         }
         Ok(httparse::Status::Partial) => return Ok(Decoded::More),

@@ -37,7 +37,7 @@ pub use upgraded::{PendingUpgrade, Upgraded};
 /// The HTTP/1.1 wire pieces weir's server shares with its upstream client: chunked coding both
 /// ways and field lines.
 pub mod wire {
-    pub use super::body::{Chunk, Decoded, take_length};
+    pub use super::body::{Chunk, ChunkLimits, Decoded, take_length};
     pub use super::request::{encode_last_chunk, push_field, push_number};
     pub use super::upgraded::Rewound;
 }

@@ -256,7 +256,7 @@ fn chunk_sizes_and_line_ends_are_checked() {
         let mut chunk = Chunk::Size;
         let mut out = Vec::new();
         loop {
-            match chunk.decode(&mut buf) {
+            match chunk.decode(&mut buf, super::body::ChunkLimits::UPSTREAM) {
                 Ok(Decoded::Data(data)) => out.extend_from_slice(&data),
                 Ok(Decoded::More) => return Ok((out, false)),
                 Ok(Decoded::End | Decoded::Trailers(_)) => return Ok((out, true)),
