@@ -99,46 +99,74 @@ fn parse_into(buf: &mut BytesMut, capacity: usize) -> Result<Option<Head>, httpa
     let head = buf.split_to(length).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize)).map_err(|_| bad)?;
     let mut headers = HeaderMap::with_capacity(count + super::ADDED_HEADERS);
+    let mut noted = Noted::default();
     for field in spans.iter() {
         let name = HeaderName::from_bytes(&head[field.name.0 as usize..field.name.1 as usize])
             .map_err(|_| httparse::Error::HeaderName)?;
         let value = head.slice(field.value.0 as usize..field.value.1 as usize);
+        noted.note(&name, &value);
         headers.append(name, HeaderValue::from_maybe_shared(value).map_err(|_| httparse::Error::HeaderValue)?);
     }
-    Ok(Some(Head::new(method, uri, version, headers)))
+    Ok(Some(noted.into_head(method, uri, version, headers)))
 }
 
-impl Head {
-    fn new(method: Method, uri: Uri, version: Version, headers: HeaderMap) -> Head {
-        let framing = if headers.contains_key(TRANSFER_ENCODING) {
-            // The guard lets through only a single `chunked` coding.
-            BodyFraming::Chunked
-        } else {
-            match headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse().ok()) {
-                Some(0) | None => BodyFraming::None,
-                Some(length) => BodyFraming::Length(length),
+/// What the server needs from a head's fields, noted field by field as the head is read (no
+/// lookups in the map afterwards). The guard has already refused ambiguous framing.
+#[derive(Debug, Default)]
+struct Noted {
+    /// A `Transfer-Encoding`: the guard lets through only a single `chunked` coding.
+    chunked: bool,
+    /// The first `Content-Length` (the guard refuses values that disagree).
+    length: Option<Option<u64>>,
+    /// The first `Expect` says `100-continue`.
+    expect: Option<bool>,
+    upgrade: bool,
+    /// Tokens of `Connection`, in any of its lines.
+    close: bool,
+    keep_alive: bool,
+    connection_upgrade: bool,
+    /// `TE` holds `trailers`.
+    trailers: bool,
+}
+
+impl Noted {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if *name == CONTENT_LENGTH {
+            self.length.get_or_insert_with(|| std::str::from_utf8(value).ok()?.parse().ok());
+        } else if *name == TRANSFER_ENCODING {
+            self.chunked = true;
+        } else if *name == CONNECTION {
+            for token in tokens(value) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                self.connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if *name == EXPECT {
+            self.expect.get_or_insert(value.eq_ignore_ascii_case(b"100-continue"));
+        } else if *name == UPGRADE {
+            self.upgrade = true;
+        } else if *name == TE {
+            self.trailers |= tokens(value).any(|token| token.eq_ignore_ascii_case(b"trailers"));
+        }
+    }
+
+    fn into_head(self, method: Method, uri: Uri, version: Version, headers: HeaderMap) -> Head {
+        let framing = match (self.chunked, self.length.flatten()) {
+            (true, _) => BodyFraming::Chunked,
+            (false, Some(0) | None) => BodyFraming::None,
+            (false, Some(length)) => BodyFraming::Length(length),
         };
-        let keep_alive = if version == Version::HTTP_10 {
-            has_token(&headers, CONNECTION, b"keep-alive")
-        } else {
-            !has_token(&headers, CONNECTION, b"close")
-        };
-        let expect_continue = version == Version::HTTP_11
-            && framing != BodyFraming::None
-            && headers.get(EXPECT).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let upgrade = headers.contains_key(UPGRADE) && has_token(&headers, CONNECTION, b"upgrade");
-        let trailers = has_token(&headers, TE, b"trailers");
-        Head { method, uri, version, headers, framing, keep_alive, expect_continue, upgrade, trailers }
+        let keep_alive = if version == Version::HTTP_10 { self.keep_alive } else { !self.close };
+        let expect_continue =
+            version == Version::HTTP_11 && framing != BodyFraming::None && self.expect.unwrap_or(false);
+        let upgrade = self.upgrade && self.connection_upgrade;
+        Head { method, uri, version, headers, framing, keep_alive, expect_continue, upgrade, trailers: self.trailers }
     }
 }
 
-/// Whether a comma-separated field holds `token`, in any case.
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &[u8]) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .any(|value| value.as_bytes().split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token)))
+/// The items of a comma-separated field value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 #[cfg(test)]
