@@ -178,6 +178,22 @@ mod tests {
     }
 
     #[test]
+    fn options_count_in_every_line_of_their_field_and_the_first_expect_decides() {
+        let head = parse_all(
+            b"POST / HTTP/1.1\r\nconnection: x-a\r\nupgrade: websocket\r\nconnection: Upgrade\r\nte: gzip\r\nte: trailers\r\ncontent-length: 2\r\nexpect: 100-continue\r\nexpect: other\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(head.upgrade && head.trailers && head.expect_continue && head.keep_alive);
+        let head = parse_all(b"GET / HTTP/1.0\r\nconnection: x-a\r\nconnection: keep-alive\r\n\r\n").unwrap().unwrap();
+        assert!(head.keep_alive && !head.upgrade && !head.trailers);
+        let head = parse_all(b"GET / HTTP/1.1\r\nconnection: x-a\r\nconnection: close\r\nupgrade: h2c\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.keep_alive && !head.upgrade, "an Upgrade field alone asks for nothing");
+    }
+
+    #[test]
     fn a_head_is_parsed_with_its_framing_and_connection_options() {
         let head = parse_all(b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
             .unwrap()

@@ -179,7 +179,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
         self.pieces.drain(..done);
     }
 
-    /// Writes everything queued and flushes the stream.
+    /// Writes everything queued and flushes the stream. A flush that stays pending is bounded by the
+    /// write timeout from when it first waited: what a flush writes (TLS records weir's TLS layer
+    /// holds, some tens of KiB) cannot be seen going out piece by piece, so a client draining them
+    /// slower than that over the whole timeout counts as stopped.
     pub(super) fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_write_out(cx))?;
         match Pin::new(&mut self.stream).poll_flush(cx) {

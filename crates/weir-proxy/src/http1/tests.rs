@@ -23,7 +23,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Answers by path: `/echo` sends the body back, `/stream` answers with a body of unknown length
 /// (and a trailer), `/short` states a longer length than it sends, `/switch` switches protocols
-/// and echoes on the raw connection, `/empty` answers 204, `/endless` never ends its body; anything
+/// and echoes on the raw connection, `/empty` answers 204, `/endless` never ends its body, `/large`
+/// sends 16 MiB; anything
 /// else answers `ok` unread.
 #[derive(Clone, Default)]
 struct TestService {
@@ -114,6 +115,10 @@ impl Service for TestService {
                     unreachable!()
                 }
                 "/endless" => Response::new(Endless.boxed()),
+                "/large" => {
+                    let frames = (0..LARGE_PIECES).map(|_| http_body::Frame::data(Bytes::from_static(&PIECE)));
+                    Response::new(Frames(frames.collect()).boxed())
+                }
                 "/empty" => {
                     let mut response = Response::new(full(Bytes::new()));
                     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -149,6 +154,10 @@ impl http_body::Body for Frames {
     }
 }
 
+/// What `/endless` sends again and again, and `/large` [`LARGE_PIECES`] times.
+static PIECE: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+const LARGE_PIECES: usize = 256;
+
 /// A body that never ends: 64 KiB pieces, always ready.
 struct Endless;
 
@@ -160,7 +169,6 @@ impl http_body::Body for Endless {
         self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        static PIECE: [u8; 64 * 1024] = [b'x'; 64 * 1024];
         std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(&PIECE)))))
     }
 }
@@ -443,6 +451,32 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
         assert!(taken < 256 * 1024 * 1024, "the endless body is still coming");
     }
     assert!(taken > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_reading_slowly_but_steadily_gets_the_whole_response() {
+    let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
+    let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /large HTTP/1.1\r\n\r\n").await.unwrap();
+    // 1 MiB a second (of paused time): the whole takes three times the write timeout, and the
+    // server's write goes on as the socket's buffers drain (the kernel wakes a writer only once a
+    // good part of its buffer is free, so the pace must stay well above buffer size per timeout).
+    let mut taken = 0usize;
+    let mut buf = vec![0u8; 1024 * 1024];
+    let expected = LARGE_PIECES * PIECE.len();
+    while taken < expected {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut step = 0;
+        while step < buf.len() {
+            match stream.read(&mut buf[step..]).await.unwrap() {
+                0 => panic!("cut off after {taken} bytes"),
+                n => step += n,
+            }
+        }
+        taken += step;
+    }
+    assert!(taken >= expected);
 }
 
 #[tokio::test]

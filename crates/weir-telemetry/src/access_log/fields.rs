@@ -118,6 +118,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_field_sits_at_its_own_index() {
+        // Tables indexed by `field as usize` (the line writer's prepared keys) rely on it.
+        for (at, field) in Field::ALL.into_iter().enumerate() {
+            assert_eq!(field as usize, at, "{field:?}");
+        }
+    }
+
+    #[test]
     fn keys_round_trip_and_sets_hold_what_was_chosen() {
         for field in Field::ALL {
             assert_eq!(Field::from_key(field.key()), Some(field));

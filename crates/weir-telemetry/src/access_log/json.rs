@@ -27,7 +27,6 @@ pub fn push_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-/// Appends valid UTF-8, escaping what JSON (or a terminal reading the log) must not see raw.
 /// Whether every byte is printable ASCII other than `"` and `\`, so it goes out as it is. Eight
 /// bytes at a time: most of a line is such text.
 fn is_plain(bytes: &[u8]) -> bool {
@@ -46,6 +45,7 @@ fn word_needs_escape(word: u64) -> bool {
     (below(word, 0x20) | (word & HIGH) | equal(0x7f) | equal(b'"') | equal(b'\\')) != 0
 }
 
+/// Appends valid UTF-8, escaping what JSON (or a terminal reading the log) must not see raw.
 fn push_escaped(out: &mut Vec<u8>, text: &[u8]) {
     let mut plain_from = 0;
     for (i, &byte) in text.iter().enumerate() {
@@ -91,7 +91,6 @@ pub fn push_u64(out: &mut Vec<u8>, mut value: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// Appends a duration in milliseconds with microsecond precision: `12.345`.
 /// An IPv4 address's byte in decimal, without the general loop.
 fn push_octet(out: &mut Vec<u8>, octet: u8) {
     let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
@@ -105,6 +104,7 @@ fn push_octet(out: &mut Vec<u8>, octet: u8) {
     out.extend_from_slice(&digits[skip..]);
 }
 
+/// Appends a duration in milliseconds with microsecond precision: `12.345`.
 pub fn push_millis(out: &mut Vec<u8>, duration: Duration) {
     let micros = duration.as_micros().min(u128::from(u64::MAX)) as u64;
     push_u64(out, micros / 1000);

@@ -129,11 +129,11 @@ impl LineFormat {
     }
 }
 
-/// A line being written: tracks the comma between members.
 /// Each field's key as it is written after an earlier one: `,"key":`.
 static JSON_KEYS: LazyLock<[String; Field::ALL.len()]> =
     LazyLock::new(|| Field::ALL.map(|field| format!(",\"{}\":", field.key())));
 
+/// A line being written: tracks the comma between members.
 struct Line<'a> {
     out: &'a mut Vec<u8>,
     first: bool,

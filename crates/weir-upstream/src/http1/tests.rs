@@ -297,6 +297,16 @@ fn response_framing_follows_rfc_9112() {
     }
     many.extend_from_slice(b"\r\n");
     assert!(framing(&many, false).is_err(), "too many fields");
+    // Length errors matter only where there is a body; framing fields count in every line.
+    assert_eq!(ok(b"HTTP/1.1 204 No Content\r\ncontent-length: x\r\n\r\n"), (BodyFraming::Empty, true));
+    assert_eq!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", true).unwrap().unwrap().0, BodyFraming::Empty);
+    assert!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", false).is_err());
+    assert!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n", false).is_err());
+    assert!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ntransfer-encoding: chunked\r\n\r\n", false).is_err());
+    let two_lines = b"HTTP/1.0 200 OK\r\nconnection: x-a\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n";
+    assert_eq!(ok(two_lines), (BodyFraming::Length(0), true));
+    let close_later = b"HTTP/1.1 200 OK\r\nconnection: x-a\r\nconnection: x-b, close\r\ncontent-length: 0\r\n\r\n";
+    assert_eq!(ok(close_later), (BodyFraming::Length(0), false));
 }
 
 #[tokio::test]
