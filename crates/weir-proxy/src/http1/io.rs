@@ -22,6 +22,11 @@ const COPY_LIMIT: usize = 4 * 1024;
 const WRITE_BATCH: usize = 64 * 1024;
 /// Large pieces gathered before they are written.
 const MAX_PIECES: usize = 16;
+/// A closing connection whose client may still be sending reads on and throws away what comes
+/// (so the answer already sent is not lost to a reset), until the client has been quiet this long...
+const LINGER_QUIET: Duration = Duration::from_secs(5);
+/// ...or this long has passed in all.
+const LINGER_MOST: Duration = Duration::from_secs(30);
 /// Write buffer a connection keeps between requests, at most.
 const KEPT_WRITE_CAPACITY: usize = 4 * 1024;
 
@@ -207,10 +212,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
         }
     }
 
-    /// Writes everything queued, flushes, and closes the sending side.
-    pub(super) async fn close(&mut self) {
+    /// Writes everything queued, flushes, and closes the sending side. With `linger` (the client may
+    /// still be sending a request body), reads on and discards until the client closes or goes
+    /// quiet: a socket closed with unread bytes is reset, and a reset can destroy the answer before
+    /// the client reads it (RFC 9112 section 9.6).
+    pub(super) async fn close(&mut self, linger: bool) {
         let _ = std::future::poll_fn(|cx| self.poll_flush_out(cx)).await;
         // Bounded too: TLS writes its close_notify here.
         let _ = tokio::time::timeout(self.write_timeout, tokio::io::AsyncWriteExt::shutdown(&mut self.stream)).await;
+        if linger {
+            self.discard_until_quiet().await;
+        }
+    }
+
+    async fn discard_until_quiet(&mut self) {
+        let end = tokio::time::Instant::now() + LINGER_MOST;
+        // On the heap: this runs rarely, and the connection's future stays small.
+        let mut sink = vec![0u8; READ_SIZE];
+        loop {
+            let quiet = (tokio::time::Instant::now() + LINGER_QUIET).min(end);
+            let read = tokio::io::AsyncReadExt::read(&mut self.stream, &mut sink);
+            match tokio::time::timeout_at(quiet, read).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
     }
 }

@@ -118,6 +118,7 @@ where
         // A client that stops taking a response is given as long as an idle one.
         io.set_write_timeout(settings.idle_timeout);
         let mut first = true;
+        let mut linger = false;
         loop {
             let head = match read_head(&mut io, &settings, &drain, first).await {
                 Arrived::Head(head) => head,
@@ -133,7 +134,10 @@ where
             // connection's own stays small while it waits for the next request.
             match Box::pin(exchange(&mut io, head, &service, &drain, &settings)).await {
                 After::KeepAlive => io.release_idle(),
-                After::Close => break,
+                After::Close { linger: body_unread } => {
+                    linger = body_unread;
+                    break;
+                }
                 After::Reset => return Ended::Closed,
                 After::Switch(switch) => {
                     let (stream, read) = io.into_parts();
@@ -142,7 +146,7 @@ where
                 }
             }
         }
-        io.close().await;
+        io.close(linger).await;
         Ended::Closed
     }
 }
@@ -151,8 +155,9 @@ where
 enum After {
     /// Wait for the next request.
     KeepAlive,
-    /// Close the connection, after what is written.
-    Close,
+    /// Close the connection, after what is written; `linger` when the client may still be sending
+    /// the request's body.
+    Close { linger: bool },
     /// Drop the connection at once.
     Reset,
     /// The `101` is out: hand the connection over.
@@ -232,10 +237,11 @@ where
             tracing::debug!(%error, "response not sent whole; connection closed");
             return After::Reset;
         }
+        let body_unread = feed.as_ref().is_some_and(|feed| feed.state() == FeedState::Open);
         if keep_alive && !drain.is_cancelled() && body_finished(io, feed, settings).await {
             After::KeepAlive
         } else {
-            After::Close
+            After::Close { linger: body_unread }
         }
     }
 }

@@ -328,6 +328,30 @@ async fn an_unread_short_body_is_skipped_and_the_connection_kept() {
 }
 
 #[tokio::test]
+async fn a_client_still_sending_an_unread_body_gets_its_answer_not_a_reset() {
+    let addr = start(TestService::default(), CancellationToken::new()).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    // Far more than the sockets' buffers hold: the server closes while the client is still writing.
+    let length = 64 * 1024 * 1024;
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        write.write_all(format!("POST /ignored HTTP/1.1\r\ncontent-length: {length}\r\n\r\n").as_bytes()).await?;
+        let piece = vec![b'a'; 1024 * 1024];
+        for _ in 0..64 {
+            write.write_all(&piece).await?;
+        }
+        write.shutdown().await
+    });
+    let mut answered = Vec::new();
+    read.read_to_end(&mut answered).await.unwrap();
+    let answered = String::from_utf8(answered).unwrap();
+    assert!(answered.starts_with("HTTP/1.1 200 OK\r\n"), "{answered}");
+    assert!(answered.contains("connection: close\r\n"), "{answered}");
+    // The server read on after answering: the whole body went out, no reset.
+    writer.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn an_unread_long_body_closes_the_connection_after_the_answer() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
