@@ -130,7 +130,7 @@ pub(super) fn is_chunked(value: &[u8]) -> bool {
 /// Whether a comma-separated field value lists `token` (case-insensitive), like `upgrade` in
 /// `Connection: keep-alive, Upgrade`.
 pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|b| *b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+    weir_upstream::wire::tokens(value).any(|item| item.eq_ignore_ascii_case(token))
 }
 
 /// Validates `chunk-size [chunk-ext]` (no CRLF) and returns the size.

@@ -7,6 +7,7 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use weir_upstream::wire::tokens;
 
 /// Header slots parsed on the stack; a listener allowing more parses into the heap.
 const STACK_HEADERS: usize = 100;
@@ -162,11 +163,6 @@ impl Noted {
         let upgrade = self.upgrade && self.connection_upgrade;
         Head { method, uri, version, headers, framing, keep_alive, expect_continue, upgrade, trailers: self.trailers }
     }
-}
-
-/// The items of a comma-separated field value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 #[cfg(test)]

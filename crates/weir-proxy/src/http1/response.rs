@@ -73,9 +73,10 @@ pub(super) fn encode_head(parts: &Parts, hint: &SizeHint, asked: Asked, out: &mu
         (None, None) if asked.http10 => Framing::Close,
         (None, None) => Framing::Chunked,
     };
-    let says_close = parts.headers.get_all(CONNECTION).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    });
+    let says_close =
+        parts.headers.get_all(CONNECTION).iter().any(|value| {
+            weir_upstream::wire::tokens(value.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"close"))
+        });
     let keep_alive = asked.keep_alive && !says_close && (bodiless || framing != Framing::Close);
     out.reserve(256 + parts.headers.len() * 32);
     push_status_line(status, asked.http10, out);

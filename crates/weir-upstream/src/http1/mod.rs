@@ -39,6 +39,7 @@ pub use upgraded::{PendingUpgrade, Upgraded};
 pub mod wire {
     pub use super::body::{Chunk, ChunkLimits, Decoded, take_length};
     pub use super::request::{encode_last_chunk, push_field, push_number};
+    pub use super::response::tokens;
     pub use super::upgraded::Rewound;
 }
 

@@ -115,7 +115,7 @@ impl FramingFields {
             let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
             self.chunked_last = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == CONNECTION {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in tokens(value) {
                 self.close |= token.eq_ignore_ascii_case(b"close");
                 self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -146,6 +146,11 @@ impl FramingFields {
     fn keeps_alive(&self, version: Version) -> bool {
         if version == Version::HTTP_10 { self.keep_alive } else { !self.close }
     }
+}
+
+/// The items of a comma-separated field value (`Connection`, `TE`...), trimmed of whitespace.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// The length `Content-Length` states: plain digits, repeated values (in one field or several) only
