@@ -18,10 +18,22 @@ const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
 pub(super) enum Next {
     /// Validated bytes are waiting in the buffer: hand them to the reader.
     Release,
-    /// Read from the inner stream into the buffer, at most this many bytes (never zero).
+    /// Part of an element is buffered: read more into the buffer, at most this many bytes (never zero).
     Fill(usize),
-    /// Read from the inner stream straight into the reader's buffer, at most this many bytes.
-    Direct(u64),
+    /// Nothing is buffered: read straight into the reader's buffer and validate the bytes there
+    /// ([`Machine::validate_in_place`]).
+    InPlace,
+}
+
+/// What one parse step over the pending bytes came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// The first this-many bytes are validated (possibly none, on a change of state alone).
+    Release(usize),
+    /// The first this-many bytes are dropped (empty lines before a request line).
+    Skip(usize),
+    /// The element at the front has not fully arrived.
+    NeedMore,
 }
 
 /// Where in the request stream the next unvalidated byte falls.
@@ -108,18 +120,28 @@ impl HeadInfo {
 /// Per-connection framing state plus the buffer of bytes read from the inner stream but not yet handed out.
 ///
 /// Layout of `buf`: `[start, start + released)` is validated and waiting to be read; everything after it is
-/// pending. Parsing only happens while `released == 0`, so the element being parsed always begins at `start`,
-/// and `done` and `searched` are offsets from there.
+/// pending. Parsing only happens while `released == 0`, so the element being parsed always begins at `start`.
+/// Most reads never touch `buf`: they land in the reader's buffer and are validated there
+/// ([`Machine::validate_in_place`]); only an element split across reads is held here until it is whole.
 #[derive(Debug)]
 pub(super) struct Machine {
-    limits: FramingLimits,
     buf: Vec<u8>,
     start: usize,
     released: usize,
+    parser: Parser,
+}
+
+/// The framing state proper: where the next byte falls and what the element being parsed has said so far. It
+/// parses whatever slice it is given, the machine's buffer or the reader's, with the element at its front.
+#[derive(Debug)]
+struct Parser {
+    limits: FramingLimits,
     /// Bytes of complete, validated lines in the element being parsed.
     done: usize,
-    /// Bytes already searched for a line feed, so a line arriving in pieces is not rescanned.
+    /// Bytes already searched for a line break, so a line arriving in pieces is not rescanned.
     searched: usize,
+    /// The line being searched holds a CR not followed by LF.
+    bare_cr: bool,
     state: State,
     head: HeadInfo,
     /// No request line has been seen on this connection yet (the HTTP/2 preface is only honoured then).
@@ -130,18 +152,17 @@ pub(super) struct Machine {
 
 impl Machine {
     pub(super) fn new(limits: FramingLimits) -> Self {
-        Self {
+        let parser = Parser {
             limits,
-            buf: Vec::new(),
-            start: 0,
-            released: 0,
             done: 0,
             searched: 0,
+            bare_cr: false,
             state: State::Head,
             head: HeadInfo::default(),
             fresh: true,
             tunnel: false,
-        }
+        };
+        Self { buf: Vec::new(), start: 0, released: 0, parser }
     }
 
     fn pending(&self) -> usize {
@@ -150,22 +171,22 @@ impl Machine {
 
     /// Whether the head just released asked for a WebSocket upgrade; asking clears it.
     pub(super) fn take_tunnel(&mut self) -> bool {
-        std::mem::take(&mut self.tunnel)
+        std::mem::take(&mut self.parser.tunnel)
     }
 
     /// A request head has begun arriving but is not complete yet.
     pub(super) fn head_in_progress(&self) -> bool {
-        matches!(self.state, State::Head) && self.released == 0 && self.pending() > 0
+        matches!(self.parser.state, State::Head) && self.released == 0 && self.pending() > 0
     }
 
     /// No request line has arrived on this connection yet, and nothing is buffered.
     pub(super) fn awaiting_first_byte(&self) -> bool {
-        self.fresh && self.pending() == 0 && matches!(self.state, State::Head)
+        self.parser.fresh && self.pending() == 0 && matches!(self.parser.state, State::Head)
     }
 
     /// The next byte belongs to a message body (or its chunked framing), not to a head.
     pub(super) fn in_body(&self) -> bool {
-        !matches!(self.state, State::Head | State::Passthrough)
+        !matches!(self.parser.state, State::Head | State::Passthrough)
     }
 
     #[cfg(test)]
@@ -173,41 +194,58 @@ impl Machine {
         self.buf.capacity()
     }
 
-    /// Validates as much of the pending bytes as possible and says what the guard must do next.
+    /// Validates as much of the buffered bytes as possible and says what the guard must do next.
     pub(super) fn advance(&mut self) -> Result<Next, Violation> {
         loop {
             if self.released > 0 {
                 return Ok(Next::Release);
             }
-            let progressed = match self.state {
-                State::Head => self.head()?,
-                State::Body { remaining, chunked } => self.body(remaining, chunked),
-                State::ChunkEnd => self.chunk_end()?,
-                State::ChunkLine => self.chunk_line()?,
-                State::Trailers => self.trailers()?,
-                State::Passthrough => {
-                    self.released = self.pending();
-                    self.released > 0
-                }
-            };
-            if !progressed {
-                return Ok(self.wanted());
+            match self.parser.step(&self.buf[self.start..])? {
+                Step::Release(n) => self.released = n,
+                Step::Skip(n) => self.drop_front(n),
+                Step::NeedMore => return Ok(self.wanted()),
             }
         }
     }
 
-    /// What to read when the pending bytes are not enough to make progress.
+    /// Validates bytes just read into the reader's buffer, where they stay as far as whole elements go.
+    ///
+    /// Returns how many leading bytes are validated, with the violation that stopped it, if any. Dropped empty
+    /// lines are cut out of `bytes` (so the count is of what remains); a trailing partial element is taken
+    /// into the machine's buffer, and the reader must forget everything after the count.
+    pub(super) fn validate_in_place(&mut self, bytes: &mut [u8]) -> (usize, Result<(), Violation>) {
+        debug_assert!(self.pending() == 0, "in-place reads happen only with nothing buffered");
+        let (mut valid, mut len) = (0, bytes.len());
+        loop {
+            match self.parser.step(&bytes[valid..len]) {
+                Ok(Step::Release(n)) => valid += n,
+                Ok(Step::Skip(n)) => {
+                    bytes.copy_within(valid + n..len, valid);
+                    len -= n;
+                }
+                Ok(Step::NeedMore) => {
+                    self.append(&bytes[valid..len]);
+                    return (valid, Ok(()));
+                }
+                Err(violation) => return (valid, Err(violation)),
+            }
+        }
+    }
+
+    /// What to read when the buffered bytes are not enough to make progress.
     fn wanted(&self) -> Next {
+        if self.pending() == 0 {
+            return Next::InPlace;
+        }
         // Never read past what the current element could still use: it caps the buffer near `max_head_bytes`.
         let fill = |limit: usize| Next::Fill(limit.saturating_sub(self.pending()).clamp(1, READ_CHUNK));
-        let max_head = self.limits.max_head_bytes;
-        match self.state {
-            State::Body { remaining, .. } => Next::Direct(remaining),
-            State::Passthrough => Next::Direct(u64::MAX),
-            State::Head => fill(max_head.saturating_sub(self.head.skipped)),
+        let max_head = self.parser.limits.max_head_bytes;
+        match self.parser.state {
+            State::Head => fill(max_head.saturating_sub(self.parser.head.skipped)),
             // The next chunk line follows at once; reading it along saves a read per chunk.
             State::ChunkEnd => fill(max_head.saturating_add(2)),
-            State::ChunkLine | State::Trailers => fill(max_head),
+            // A body or pass-through never waits with bytes pending: they are released first.
+            State::ChunkLine | State::Trailers | State::Body { .. } | State::Passthrough => fill(max_head),
         }
     }
 
@@ -231,18 +269,11 @@ impl Machine {
         let needed = self.buf.len() + bytes.len();
         if needed > self.buf.capacity() {
             // Geometric growth, but capped at what one element can take, so capacity stays bounded by the limits.
-            let cap = self.limits.max_head_bytes.saturating_add(2);
+            let cap = self.parser.limits.max_head_bytes.saturating_add(2);
             let target = (self.buf.capacity() * 2).min(cap).max(needed);
             self.buf.reserve_exact(target - self.buf.len());
         }
         self.buf.extend_from_slice(bytes);
-    }
-
-    /// Accounts for body bytes the guard read straight into the reader's buffer.
-    pub(super) fn direct_read(&mut self, n: usize) {
-        if let State::Body { remaining, chunked } = self.state {
-            self.state = State::Body { remaining: remaining.saturating_sub(n as u64), chunked };
-        }
     }
 
     /// Forgets everything buffered; used once the connection is refused or closed.
@@ -260,60 +291,118 @@ impl Machine {
             self.start = 0;
         }
     }
+}
 
-    /// Releases the element parsed so far (the `done` bytes) and moves on to `next`.
-    fn release_element(&mut self, next: State) {
-        self.released = self.done;
-        self.done = 0;
-        self.searched = 0;
-        self.state = next;
+impl Parser {
+    /// Parses the element at the front of `pending` as far as it has arrived.
+    fn step(&mut self, pending: &[u8]) -> Result<Step, Violation> {
+        match self.state {
+            State::Head => self.head(pending),
+            State::Body { remaining, chunked } => Ok(self.body(pending, remaining, chunked)),
+            State::ChunkEnd => self.chunk_end(pending),
+            State::ChunkLine => self.chunk_line(pending),
+            State::Trailers => self.trailers(pending),
+            State::Passthrough if pending.is_empty() => Ok(Step::NeedMore),
+            State::Passthrough => Ok(Step::Release(pending.len())),
+        }
     }
 
-    /// Finds the next CRLF-terminated line of the current element; `None` when it has not fully arrived.
+    /// Releases the element parsed so far (the `done` bytes) and moves on to `next`.
+    fn release_element(&mut self, next: State) -> Step {
+        let element = std::mem::take(&mut self.done);
+        self.searched = 0;
+        self.state = next;
+        Step::Release(element)
+    }
+
+    /// Finds the next CRLF-terminated line of the element at the front of `pending`; `None` when it has not fully
+    /// arrived.
     ///
-    /// `limit` bounds the whole element (`too_long` is reported past it), and the range excludes the CRLF.
-    fn next_line(&mut self, limit: usize, too_long: Violation) -> Result<Option<Range<usize>>, Violation> {
-        let from = self.start + self.searched;
-        let Some(i) = syntax::find_byte(b'\n', &self.buf[from..]) else {
-            self.searched = self.pending();
+    /// `limit` bounds the whole element (`too_long` is reported past it), and the range excludes the CRLF. One
+    /// scan for the first CR or LF finds the end of a well-formed line; a line with a bare CR is left to
+    /// [`Self::line_with_bare_cr`].
+    fn next_line(
+        &mut self,
+        pending: &[u8],
+        limit: usize,
+        too_long: Violation,
+    ) -> Result<Option<Range<usize>>, Violation> {
+        if self.bare_cr {
+            return self.line_with_bare_cr(pending, limit, too_long);
+        }
+        let from = self.searched;
+        let Some(i) = syntax::find_line_break(&pending[from..]) else {
+            self.searched = pending.len();
             // Even one more byte would make the element longer than allowed.
             return if self.searched >= limit { Err(too_long) } else { Ok(None) };
         };
-        let line_feed = from + i;
-        let line_start = self.start + self.done;
-        if line_feed + 1 - self.start > limit {
+        let line_feed = match pending.get(from + i + 1) {
+            _ if pending[from + i] == b'\n' => from + i,
+            Some(b'\n') => from + i + 1,
+            Some(_) => {
+                self.bare_cr = true;
+                self.searched = from + i + 1;
+                return self.line_with_bare_cr(pending, limit, too_long);
+            }
+            None => {
+                // A CR whose next byte has not come: it is looked at again then.
+                self.searched = from + i;
+                return if pending.len() >= limit { Err(too_long) } else { Ok(None) };
+            }
+        };
+        if line_feed + 1 > limit {
             return Err(too_long);
         }
-        if line_feed == line_start || self.buf[line_feed - 1] != b'\r' {
+        if line_feed == self.done || pending[line_feed - 1] != b'\r' {
             return Err(Violation::BareLineFeed);
         }
-        let line = line_start..line_feed - 1;
-        if syntax::find_byte(b'\r', &self.buf[line.clone()]).is_some() {
-            return Err(Violation::BareCarriageReturn);
-        }
-        self.done = line_feed + 1 - self.start;
+        let line = self.done..line_feed - 1;
+        self.done = line_feed + 1;
         self.searched = self.done;
         Ok(Some(line))
     }
 
-    /// Scans head lines; true once the head is released (or the connection turned out to be HTTP/2).
-    fn head(&mut self) -> Result<bool, Violation> {
+    /// The rest of a line known to hold a CR not followed by LF: it ends in a violation once its line
+    /// feed comes (or it grows too long), reported as for any other line: length first, then a bare LF,
+    /// then the bare CR.
+    fn line_with_bare_cr(
+        &mut self,
+        pending: &[u8],
+        limit: usize,
+        too_long: Violation,
+    ) -> Result<Option<Range<usize>>, Violation> {
+        let Some(i) = syntax::find_byte(b'\n', &pending[self.searched..]) else {
+            self.searched = pending.len();
+            return if self.searched >= limit { Err(too_long) } else { Ok(None) };
+        };
+        let line_feed = self.searched + i;
+        if line_feed + 1 > limit {
+            Err(too_long)
+        } else if pending[line_feed - 1] != b'\r' {
+            Err(Violation::BareLineFeed)
+        } else {
+            Err(Violation::BareCarriageReturn)
+        }
+    }
+
+    /// Scans head lines until the head is complete (or the connection turned out to be HTTP/2).
+    fn head(&mut self, pending: &[u8]) -> Result<Step, Violation> {
         loop {
             let limit = self.limits.max_head_bytes.saturating_sub(self.head.skipped);
-            let line = match self.next_line(limit, Violation::HeadTooLarge) {
+            let line = match self.next_line(pending, limit, Violation::HeadTooLarge) {
                 Ok(Some(line)) => line,
-                Ok(None) => return Ok(false),
-                Err(Violation::HeadTooLarge) => return Err(self.head_too_large()),
+                Ok(None) => return Ok(Step::NeedMore),
+                Err(Violation::HeadTooLarge) => return Err(self.head_too_large(pending)),
                 Err(violation) => return Err(violation),
             };
-            if self.head_line(line)? {
-                return Ok(true);
+            if let Some(step) = self.head_line(&pending[line])? {
+                return Ok(step);
             }
         }
     }
 
-    /// Handles one head line; true when the head is complete.
-    fn head_line(&mut self, line: Range<usize>) -> Result<bool, Violation> {
+    /// Handles one head line; a step when the head is complete or the line is dropped.
+    fn head_line(&mut self, line: &[u8]) -> Result<Option<Step>, Violation> {
         if !self.head.request_line {
             return self.request_line(line);
         }
@@ -326,39 +415,35 @@ impl Machine {
             // so no later head is ever parsed unvalidated. Other upgrades (h2c) and CONNECT are
             // framed like any other request.
             self.tunnel = tunnel;
-            self.release_element(if tunnel { State::Passthrough } else { next });
-            return Ok(true);
+            return Ok(Some(self.release_element(if tunnel { State::Passthrough } else { next })));
         }
         self.count_field()?;
-        let (name, value) = syntax::field_line(&self.buf[line])?;
+        let (name, value) = syntax::field_line(line)?;
         self.head.note_field(name, value)?;
-        Ok(false)
+        Ok(None)
     }
 
-    fn request_line(&mut self, line: Range<usize>) -> Result<bool, Violation> {
+    fn request_line(&mut self, line: &[u8]) -> Result<Option<Step>, Violation> {
         if line.is_empty() {
             // RFC 9112 §2.2: empty lines before the request line are ignored. Dropping them keeps them from the parser.
-            self.head.skipped += self.done;
-            let skipped = self.done;
-            self.done = 0;
+            let skipped = std::mem::take(&mut self.done);
+            self.head.skipped += skipped;
             self.searched = 0;
-            self.drop_front(skipped);
-            return Ok(false);
+            return Ok(Some(Step::Skip(skipped)));
         }
         let fresh = std::mem::replace(&mut self.fresh, false);
-        if fresh && self.buf[line.clone()] == *H2_PREFACE_LINE {
-            self.release_element(State::Passthrough);
-            return Ok(true);
+        if fresh && line == H2_PREFACE_LINE {
+            return Ok(Some(self.release_element(State::Passthrough)));
         }
-        self.head.get = self.buf[line.clone()].starts_with(b"GET ");
-        self.head.http10 = syntax::request_line(&self.buf[line], self.limits.max_uri_len)?;
+        self.head.get = line.starts_with(b"GET ");
+        self.head.http10 = syntax::request_line(line, self.limits.max_uri_len)?;
         self.head.request_line = true;
-        Ok(false)
+        Ok(None)
     }
 
     /// Refines a too-large head whose request line never ended into a too-long URI when that is the cause.
-    fn head_too_large(&self) -> Violation {
-        if !self.head.request_line && syntax::partial_target_len(&self.buf[self.start..]) > self.limits.max_uri_len {
+    fn head_too_large(&self, pending: &[u8]) -> Violation {
+        if !self.head.request_line && syntax::partial_target_len(pending) > self.limits.max_uri_len {
             Violation::UriTooLong
         } else {
             Violation::HeadTooLarge
@@ -370,27 +455,25 @@ impl Machine {
         if self.head.fields > self.limits.max_headers { Err(Violation::TooManyHeaders) } else { Ok(()) }
     }
 
-    fn body(&mut self, remaining: u64, chunked: bool) -> bool {
+    fn body(&mut self, pending: &[u8], remaining: u64, chunked: bool) -> Step {
         if remaining == 0 {
             self.state = if chunked { State::ChunkEnd } else { State::Head };
-            return true;
+            return Step::Release(0);
         }
-        let n = remaining.min(self.pending() as u64);
+        let n = remaining.min(pending.len() as u64);
         if n == 0 {
-            return false;
+            return Step::NeedMore;
         }
-        self.released = n as usize;
         self.state = State::Body { remaining: remaining - n, chunked };
-        true
+        Step::Release(n as usize)
     }
 
-    fn chunk_end(&mut self) -> Result<bool, Violation> {
-        match &self.buf[self.start..] {
-            [] | [b'\r'] => Ok(false),
+    fn chunk_end(&mut self, pending: &[u8]) -> Result<Step, Violation> {
+        match pending {
+            [] | [b'\r'] => Ok(Step::NeedMore),
             [b'\r', b'\n', ..] => {
                 self.done = 2;
-                self.release_element(State::ChunkLine);
-                Ok(true)
+                Ok(self.release_element(State::ChunkLine))
             }
             [b'\r', ..] => Err(Violation::BareCarriageReturn),
             [b'\n', ..] => Err(Violation::BareLineFeed),
@@ -398,27 +481,25 @@ impl Machine {
         }
     }
 
-    fn chunk_line(&mut self) -> Result<bool, Violation> {
-        let Some(line) = self.next_line(self.limits.max_head_bytes, Violation::InvalidChunk)? else {
-            return Ok(false);
+    fn chunk_line(&mut self, pending: &[u8]) -> Result<Step, Violation> {
+        let Some(line) = self.next_line(pending, self.limits.max_head_bytes, Violation::InvalidChunk)? else {
+            return Ok(Step::NeedMore);
         };
-        let size = syntax::chunk_size_line(&self.buf[line])?;
+        let size = syntax::chunk_size_line(&pending[line])?;
         let next = if size == 0 { State::Trailers } else { State::Body { remaining: size, chunked: true } };
-        self.release_element(next);
-        Ok(true)
+        Ok(self.release_element(next))
     }
 
     /// The trailer section is held back and released whole, like a head.
-    fn trailers(&mut self) -> Result<bool, Violation> {
-        while let Some(line) = self.next_line(self.limits.max_head_bytes, Violation::HeadTooLarge)? {
+    fn trailers(&mut self, pending: &[u8]) -> Result<Step, Violation> {
+        while let Some(line) = self.next_line(pending, self.limits.max_head_bytes, Violation::HeadTooLarge)? {
             if line.is_empty() {
                 self.head = HeadInfo::default();
-                self.release_element(State::Head);
-                return Ok(true);
+                return Ok(self.release_element(State::Head));
             }
             self.count_field()?;
-            syntax::field_line(&self.buf[line])?;
+            syntax::field_line(&pending[line])?;
         }
-        Ok(false)
+        Ok(Step::NeedMore)
     }
 }

@@ -276,28 +276,55 @@ impl<S: AsyncRead + Unpin> FramingGuard<S> {
         Poll::Ready(Ok(read.filled().len()))
     }
 
-    /// Reads body (or pass-through) bytes straight into `dst`, never more than `limit`.
-    fn read_direct(&mut self, cx: &mut Context<'_>, dst: &mut ReadBuf<'_>, limit: u64) -> Poll<io::Result<()>> {
-        let n = if limit >= dst.remaining() as u64 {
-            let before = dst.filled().len();
-            ready!(Pin::new(&mut self.io).poll_read(cx, dst))?;
-            dst.filled().len() - before
-        } else {
-            // The body ends inside the reader's buffer: cap the read so the next head is never handed over
-            // unvalidated. Initialising the window is the price of not using `unsafe`; it happens once per body.
-            let mut window = ReadBuf::new(dst.initialize_unfilled_to(limit as usize));
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut window))?;
-            let n = window.filled().len();
-            dst.advance(n);
-            n
-        };
-        if n == 0 {
-            // EOF mid-body or in pass-through: the reader notices a truncated body itself.
+    /// Reads straight into `dst` and validates there what came, keeping in `dst` only whole validated
+    /// elements. Ready with `true` when bytes were handed over, or the guard has something to do next:
+    /// a violation to meet, a partial element to complete, an end.
+    fn read_in_place(&mut self, cx: &mut Context<'_>, dst: &mut ReadBuf<'_>) -> Poll<io::Result<bool>> {
+        let before = dst.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, dst) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return self.read_pending(cx).map(|()| Ok(false)),
+        }
+        if dst.filled().len() == before {
+            self.close(); // EOF: reported by the caller.
+            return Poll::Ready(Ok(false));
+        }
+        let (valid, verdict) = self.machine.validate_in_place(&mut dst.filled_mut()[before..]);
+        dst.set_filled(before + valid);
+        if valid > 0 {
+            self.head_deadline = None;
+            if self.machine.take_tunnel() {
+                self.signal.tunnel.store(true, Ordering::Release);
+            }
+        }
+        match verdict {
+            // Validated bytes are out: the violation is met on the next read.
+            Err(violation) if valid > 0 => self.phase = Phase::Violated(violation),
+            Err(violation) => {
+                if let Some(error) = self.refuse(violation) {
+                    return Poll::Ready(Err(error));
+                }
+            }
+            Ok(()) => {}
+        }
+        Poll::Ready(Ok(valid > 0))
+    }
+
+    /// A read found nothing: pending, unless the head now arriving has run out of time, which the
+    /// guard then acts on (ready).
+    fn read_pending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.head_timed_out(cx) {
+            return Poll::Pending;
+        }
+        if self.machine.awaiting_first_byte() {
+            // A connection that never sent a byte is closed without a word, as a browser's
+            // speculative connection expects.
             self.close();
         } else {
-            self.machine.direct_read(n);
+            let _ = self.refuse(Violation::HeadTimeout);
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(())
     }
 }
 
@@ -349,21 +376,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
                         return Poll::Ready(Ok(()));
                     }
                 }
-                Ok(Next::Direct(limit)) => return this.read_direct(cx, dst, limit),
+                Ok(Next::InPlace) => match this.read_in_place(cx, dst) {
+                    Poll::Ready(Ok(true)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Ok(false)) => {}
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => return Poll::Pending,
+                },
                 Ok(Next::Fill(max)) => match this.fill(cx, max) {
                     Poll::Ready(Ok(0)) => this.close(), // EOF: a partial head is never released.
                     Poll::Ready(Ok(_)) => {}
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    Poll::Pending if this.head_timed_out(cx) => {
-                        if this.machine.awaiting_first_byte() {
-                            // A connection that never sent a byte is closed without a word, as a
-                            // browser's speculative connection expects.
-                            this.close();
-                        } else {
-                            let _ = this.refuse(Violation::HeadTimeout);
-                        }
-                    }
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => ready!(this.read_pending(cx)),
                 },
             }
         }

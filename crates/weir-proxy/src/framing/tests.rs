@@ -329,7 +329,7 @@ async fn chunk_violations_after_data_was_released() {
 }
 
 #[tokio::test]
-async fn content_length_body_bypasses_the_buffer_and_stops_at_its_end() {
+async fn a_body_and_the_head_after_it_are_validated_where_they_are_read() {
     let head = b"POST /big HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let input = [head.as_slice(), &body, GET].concat();
@@ -346,24 +346,25 @@ async fn content_length_body_bypasses_the_buffer_and_stops_at_its_end() {
         sizes.push((n, guard.buffered_capacity()));
     }
     assert_eq!(out, input);
-    // The guard never reads more than a head could still need.
-    let fill = LIMITS.max_head_bytes;
-    let buffered = fill - head.len();
-    let direct = 100_000 - buffered - 65536;
-    // The first read pulls the head and the start of the body into the buffer and hands both over at once; the
-    // rest goes straight to the reader, with the last body read capped at the body's end.
-    assert_eq!(sizes, [(head.len() + buffered, 0), (65536, 0), (direct, 0), (GET.len(), 0)]);
+    // Each read fills the reader's buffer straight from the stream: the head, the body and the next
+    // head are checked there, and the guard's own buffer is never used.
+    assert_eq!(sizes, [(65536, 0), (input.len() - 65536, 0)]);
     assert_eq!(signal.take(), None);
 }
 
 #[tokio::test]
-async fn buffer_is_freed_when_drained() {
-    let (mut guard, _) = guard(vec![[GET, GET].concat()]);
+async fn buffer_holds_only_a_split_element_and_is_freed_when_drained() {
+    // Whole requests are validated in the reader's buffer.
+    let (mut whole, _) = guard(vec![[GET, GET].concat()]);
     let mut one_request = vec![0; GET.len()];
-    assert_eq!(guard.read(&mut one_request).await.unwrap(), GET.len());
-    assert!(guard.buffered_capacity() > 0, "the second request is still held");
-    assert_eq!(guard.read(&mut one_request).await.unwrap(), GET.len());
-    assert_eq!(guard.buffered_capacity(), 0);
+    assert_eq!(whole.read(&mut one_request).await.unwrap(), GET.len());
+    assert_eq!(whole.buffered_capacity(), 0);
+    // A head split across reads is completed in the buffer, with what came after it.
+    let (mut split, _) = guard(vec![GET[..10].to_vec(), [&GET[10..], GET].concat()]);
+    assert_eq!(split.read(&mut one_request).await.unwrap(), GET.len());
+    assert!(split.buffered_capacity() > 0, "the second request is still held");
+    assert_eq!(split.read(&mut one_request).await.unwrap(), GET.len());
+    assert_eq!(split.buffered_capacity(), 0);
     let mut buf = [0; 8192];
 
     // An idle keep-alive connection whose next read is pending holds no buffer either.
@@ -380,6 +381,7 @@ async fn buffer_is_freed_when_drained() {
     client.write_all(&GET[..10]).await.unwrap();
     assert!(Pin::new(&mut guard).poll_read(&mut cx, &mut read_buf).is_pending());
     assert_eq!(read_buf.filled().len(), 0);
+    assert!(guard.machine.buffered_capacity() > 0);
 }
 
 #[tokio::test]
@@ -451,5 +453,38 @@ fn find_byte_finds_the_first_match_at_every_offset() {
             assert_eq!(super::syntax::find_byte(b'\n', &hay), Some(at));
         }
         assert_eq!(super::syntax::find_byte(b'\n', &vec![0x8a; len]), None);
+    }
+}
+
+#[test]
+fn find_line_break_finds_the_first_cr_or_lf_at_every_offset() {
+    for len in 0..40 {
+        for at in 0..len {
+            for first in [b'\r', b'\n'] {
+                let mut hay = vec![0x8d; len];
+                hay[at] = first;
+                hay[len - 1] = b'\n';
+                assert_eq!(super::syntax::find_line_break(&hay), Some(at), "{first} at {at} of {len}");
+            }
+        }
+        assert_eq!(super::syntax::find_line_break(&vec![0x0b; len]), None);
+    }
+}
+
+#[test]
+fn field_values_are_checked_at_every_offset() {
+    for len in 1..40 {
+        for at in 0..len {
+            let mut value = vec![b'v'; len];
+            for (byte, allowed) in
+                [(b'\t', true), (0x80, true), (0xff, true), (0x00, false), (0x1f, false), (0x7f, false)]
+            {
+                value[at] = byte;
+                let line = [b"name:".as_slice(), &value].concat();
+                let parsed = super::syntax::field_line(&line).map(|_| ());
+                let expected = if allowed { Ok(()) } else { Err(Violation::InvalidHeaderValue) };
+                assert_eq!(parsed, expected, "byte {byte:#04x} at {at} of {len}");
+            }
+        }
     }
 }
