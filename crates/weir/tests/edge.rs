@@ -42,6 +42,7 @@ const HEAD_PROBES: &[(&str, &str)] = &[
     ("obs fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n"),
     ("bad version", "GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
     ("extra space in request line", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    ("two hosts", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\nhost: evil\r\n\r\n"),
     ("late h2 preface", "GET / HTTP/1.1\r\nHost: a\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
 ];
 
@@ -59,6 +60,23 @@ async fn malformed_heads_get_400_and_never_reach_the_upstream() {
     // The one valid request among them (before the late preface) is the only one that arrived.
     assert_eq!(mock.count(), 1);
     assert_eq!(mock.received()[0].method, "GET");
+}
+
+#[tokio::test]
+async fn a_second_host_line_is_refused_by_name_and_one_host_is_forwarded_as_sent() {
+    let mock = MockUpstream::start("a").await;
+    let gateway = guarded_gateway(&mock, "").await;
+    let response = raw_exchange(gateway.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nHOST: b\r\n\r\n").await;
+    assert_eq!(response.status(), Some(400), "{}", response.text());
+    assert!(response.text().contains("details=\"duplicate_host\""), "{}", response.text());
+    assert_eq!(mock.count(), 0);
+
+    let response =
+        raw_exchange(gateway.addr(), b"GET / HTTP/1.1\r\nHost: Example.COM:8080\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(response.status(), Some(200), "{}", response.text());
+    let received = &mock.received()[0];
+    let hosts: Vec<_> = received.headers.get_all("host").iter().collect();
+    assert_eq!(hosts, ["Example.COM:8080"]);
 }
 
 #[tokio::test]

@@ -77,6 +77,8 @@ struct HeadInfo {
     upgrade_websocket: bool,
     /// A `Connection` field names `upgrade`.
     connection_upgrade: bool,
+    /// A `Host` field line was seen.
+    host: bool,
 }
 
 impl HeadInfo {
@@ -90,6 +92,10 @@ impl HeadInfo {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let chunked = self.transfer_encoding == TransferEncoding::Absent && syntax::is_chunked(value);
             self.transfer_encoding = if chunked { TransferEncoding::Chunked } else { TransferEncoding::Unsupported };
+        } else if name.eq_ignore_ascii_case(b"host") {
+            if std::mem::replace(&mut self.host, true) {
+                return Err(Violation::DuplicateHost);
+            }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade_websocket |= syntax::has_token(value, b"websocket");
         } else if name.eq_ignore_ascii_case(b"connection") {

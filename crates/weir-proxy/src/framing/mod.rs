@@ -80,11 +80,13 @@ pub enum Violation {
     UriTooLong,
     /// A request head took longer than `head_timeout` to arrive once it had begun.
     HeadTimeout,
+    /// More than one Host field line (RFC 9112 section 3.2): which one names the target is ambiguous.
+    DuplicateHost,
 }
 
 impl Violation {
     /// Every violation, in discriminant order (the discriminant is the index plus one).
-    const ALL: [Violation; 15] = [
+    const ALL: [Violation; 16] = [
         Violation::ContentLengthWithTransferEncoding,
         Violation::InvalidContentLength,
         Violation::ConflictingContentLength,
@@ -100,6 +102,7 @@ impl Violation {
         Violation::TooManyHeaders,
         Violation::UriTooLong,
         Violation::HeadTimeout,
+        Violation::DuplicateHost,
     ];
 
     /// The stable snake_case name, e.g. `content_length_with_transfer_encoding`.
@@ -120,6 +123,7 @@ impl Violation {
             Violation::TooManyHeaders => "too_many_headers",
             Violation::UriTooLong => "uri_too_long",
             Violation::HeadTimeout => "head_timeout",
+            Violation::DuplicateHost => "duplicate_host",
         }
     }
 

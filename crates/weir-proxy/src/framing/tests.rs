@@ -246,6 +246,8 @@ const BAD_HEADS: &[(&[u8], Violation)] = {
             TooManyHeaders,
         ),
         (b"GET /0123456789012345678901234567890123456789012345678901234567890123456789 HTTP/1.1\r\n\r\n", UriTooLong),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\nhost: b\r\n\r\n", DuplicateHost),
+        (b"GET / HTTP/1.0\r\nHOST: a\r\nHost: a\r\n\r\n", DuplicateHost),
     ]
 };
 

@@ -37,8 +37,11 @@ impl UpstreamHead {
         mut parts: Parts,
         id: &HeaderValue,
     ) -> Result<UpstreamHead, Refusal> {
-        let client_host = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
-        let client_host = client_host.or_else(|| parts.headers.get(HOST).cloned());
+        let authority = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
+        // An HTTP/1 head has one Host line at most (the framing guard refuses more): when it names
+        // the target and no rewrite applies, it stays as it is.
+        let keep_host = authority.is_none() && route.host_rewrite.is_none() && parts.version <= Version::HTTP_11;
+        let client_host = authority.or_else(|| parts.headers.get(HOST).cloned());
         let headers = &mut parts.headers;
         // Room for what weir adds (forwarding headers, the request id), made once rather than by
         // the map doubling as they go in.
@@ -46,7 +49,9 @@ impl UpstreamHead {
         forward::strip_hop_by_hop(headers);
         headers.remove(EXPECT);
         forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
-        if let Some(host) = route.host_rewrite.as_ref().or(client_host.as_ref()) {
+        if let Some(host) = route.host_rewrite.as_ref().or(client_host.as_ref())
+            && !keep_host
+        {
             headers.insert(HOST, host.clone());
         }
         headers.insert(snapshot.request_id.header.clone(), id.clone());
