@@ -102,7 +102,7 @@ fn parse_into(buf: &mut BytesMut, capacity: usize) -> Result<Option<Head>, httpa
     let mut headers = HeaderMap::with_capacity(count + super::ADDED_HEADERS);
     let mut noted = Noted::default();
     for field in spans.iter() {
-        let name = HeaderName::from_bytes(&head[field.name.0 as usize..field.name.1 as usize])
+        let name = weir_upstream::wire::field_name(&head[field.name.0 as usize..field.name.1 as usize])
             .map_err(|_| httparse::Error::HeaderName)?;
         let value = head.slice(field.value.0 as usize..field.value.1 as usize);
         noted.note(&name, &value);

@@ -11,6 +11,7 @@
 //! connection and fail the request.
 
 mod body;
+mod names;
 mod request;
 mod response;
 mod stream;
@@ -38,6 +39,7 @@ pub use upgraded::{PendingUpgrade, Upgraded};
 /// ways and field lines.
 pub mod wire {
     pub use super::body::{Chunk, ChunkLimits, Decoded, take_length};
+    pub use super::names::field_name;
     pub use super::request::{encode_last_chunk, push_field, push_number};
     pub use super::response::tokens;
     pub use super::upgraded::Rewound;

@@ -74,7 +74,7 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Htt
     let mut headers = HeaderMap::with_capacity(count + ROOM_FOR_ADDED);
     let mut fields = FramingFields::default();
     for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[usize::from(name_start)..usize::from(name_end)])
+        let name = super::names::field_name(&head[usize::from(name_start)..usize::from(name_end)])
             .map_err(|_| Http1Error::Protocol("malformed header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(usize::from(value_start)..usize::from(value_end)))
             .map_err(|_| Http1Error::Protocol("malformed header value"))?;
