@@ -337,7 +337,7 @@ impl Parser {
             return self.line_with_bare_cr(pending, limit, too_long);
         }
         let from = self.searched;
-        let Some(i) = syntax::find_line_break(&pending[from..]) else {
+        let Some(i) = weir_upstream::wire::find_line_break(&pending[from..]) else {
             self.searched = pending.len();
             // Even one more byte would make the element longer than allowed.
             return if self.searched >= limit { Err(too_long) } else { Ok(None) };
@@ -377,7 +377,7 @@ impl Parser {
         limit: usize,
         too_long: Violation,
     ) -> Result<Option<Range<usize>>, Violation> {
-        let Some(i) = syntax::find_byte(b'\n', &pending[self.searched..]) else {
+        let Some(i) = weir_upstream::wire::find_byte(b'\n', &pending[self.searched..]) else {
             self.searched = pending.len();
             return if self.searched >= limit { Err(too_long) } else { Ok(None) };
         };

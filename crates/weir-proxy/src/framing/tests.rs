@@ -452,9 +452,9 @@ fn find_byte_finds_the_first_match_at_every_offset() {
             let mut hay = vec![b'a'; len];
             hay[at] = b'\n';
             hay[len - 1] = b'\n';
-            assert_eq!(super::syntax::find_byte(b'\n', &hay), Some(at));
+            assert_eq!(weir_upstream::wire::find_byte(b'\n', &hay), Some(at));
         }
-        assert_eq!(super::syntax::find_byte(b'\n', &vec![0x8a; len]), None);
+        assert_eq!(weir_upstream::wire::find_byte(b'\n', &vec![0x8a; len]), None);
     }
 }
 
@@ -466,10 +466,10 @@ fn find_line_break_finds_the_first_cr_or_lf_at_every_offset() {
                 let mut hay = vec![0x8d; len];
                 hay[at] = first;
                 hay[len - 1] = b'\n';
-                assert_eq!(super::syntax::find_line_break(&hay), Some(at), "{first} at {at} of {len}");
+                assert_eq!(weir_upstream::wire::find_line_break(&hay), Some(at), "{first} at {at} of {len}");
             }
         }
-        assert_eq!(super::syntax::find_line_break(&vec![0x0b; len]), None);
+        assert_eq!(weir_upstream::wire::find_line_break(&vec![0x0b; len]), None);
     }
 }
 

@@ -2,22 +2,15 @@
 //! checked its syntax and framing strictly; what the guard let through and the `http` types still
 //! cannot hold (a target `http::Uri` refuses, say) is a malformed request all the same.
 
-use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
-use weir_upstream::wire::tokens;
+use weir_upstream::wire::{FieldSpan, LineEnds, SplitError, field_name, split_head, tokens};
 
-/// Header slots parsed on the stack; a listener allowing more parses into the heap.
-const STACK_HEADERS: usize = 100;
-
-/// Where a field's name and value sit in the head, as byte offsets.
-#[derive(Debug, Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
-}
+/// Field slots on the stack; a listener allowing more splits a longer head into the heap.
+const STACK_HEADERS: usize = 32;
 
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,64 +44,47 @@ pub(super) struct Malformed;
 
 /// Takes one request head off the front of `buf`. `Ok(None)`: more bytes are needed.
 pub(super) fn parse(buf: &mut BytesMut, max_headers: usize) -> Result<Option<Head>, Malformed> {
-    match parse_into(buf, STACK_HEADERS) {
-        Err(httparse::Error::TooManyHeaders) if max_headers > STACK_HEADERS => {
-            parse_into(buf, max_headers).map_err(|_| Malformed)
-        }
-        parsed => parsed.map_err(|_| Malformed),
-    }
-}
-
-/// Parses with room for `capacity` fields: on the stack up to [`STACK_HEADERS`], else on the heap.
-fn parse_into(buf: &mut BytesMut, capacity: usize) -> Result<Option<Head>, httparse::Error> {
-    let mut on_stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    // Most heads fit the stack's slots; a listener allowing more splits a longer head again into
+    // the heap, up to its limit.
+    let mut on_stack = [FieldSpan::default(); STACK_HEADERS];
     let mut on_heap = Vec::new();
-    let slots = if capacity <= STACK_HEADERS {
-        &mut on_stack[..]
-    } else {
-        on_heap.resize_with(capacity, MaybeUninit::uninit);
-        &mut on_heap[..]
+    let split = match split_head(buf, &mut on_stack, LineEnds::Crlf) {
+        Err(SplitError::TooManyFields) if max_headers > STACK_HEADERS => {
+            on_heap.resize(max_headers, FieldSpan::default());
+            split_head(buf, &mut on_heap, LineEnds::Crlf)
+        }
+        split => split,
     };
-    let mut request = httparse::Request::new(&mut []);
-    let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut request, buf, slots)? {
-        httparse::Status::Complete(length) => length,
-        httparse::Status::Partial => return Ok(None),
-    };
-    let bad = httparse::Error::Token;
-    let method = Method::from_bytes(request.method.ok_or(bad)?.as_bytes()).map_err(|_| bad)?;
-    let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    // Where the target and each field sit in the head, so their bytes are shared once the head is
-    // split off the buffer, not copied.
-    let start = buf.as_ptr() as usize;
-    let span = |bytes: &[u8]| {
-        // A head is at most 1 MiB (the listener's limit), so offsets fit in `u32`.
-        let from = bytes.as_ptr() as usize - start;
-        (from as u32, (from + bytes.len()) as u32)
-    };
-    let target = span(request.path.ok_or(bad)?.as_bytes());
-    let count = request.headers.len();
-    let (mut on_stack, mut on_heap) = ([Span::default(); STACK_HEADERS], Vec::new());
-    let spans = if count <= STACK_HEADERS {
-        &mut on_stack[..count]
-    } else {
-        on_heap.resize(count, Span::default());
-        &mut on_heap[..]
-    };
-    for (slot, header) in spans.iter_mut().zip(request.headers.iter()) {
-        *slot = Span { name: span(header.name.as_bytes()), value: span(header.value) };
-    }
-    let head = buf.split_to(length).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize)).map_err(|_| bad)?;
-    let mut headers = HeaderMap::with_capacity(count + super::ADDED_HEADERS);
+    let Some(split) = split.map_err(|_| Malformed)? else { return Ok(None) };
+    let fields = if on_heap.is_empty() { &on_stack[..split.fields] } else { &on_heap[..split.fields] };
+    let (method, target, version) = request_line(&buf[split.start_line.clone()]).ok_or(Malformed)?;
+    let target = split.start_line.start + target.start..split.start_line.start + target.end;
+    let head = buf.split_to(split.length).freeze();
+    // The target and the values share the head's bytes, not copies.
+    let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| Malformed)?;
+    let mut headers = HeaderMap::with_capacity(fields.len() + super::ADDED_HEADERS);
     let mut noted = Noted::default();
-    for field in spans.iter() {
-        let name = weir_upstream::wire::field_name(&head[field.name.0 as usize..field.name.1 as usize])
-            .map_err(|_| httparse::Error::HeaderName)?;
-        let value = head.slice(field.value.0 as usize..field.value.1 as usize);
+    for field in fields {
+        let name = field_name(&head[field.name()]).map_err(|_| Malformed)?;
+        let value = head.slice(field.value());
         noted.note(&name, &value);
-        headers.append(name, HeaderValue::from_maybe_shared(value).map_err(|_| httparse::Error::HeaderValue)?);
+        headers.append(name, HeaderValue::from_maybe_shared(value).map_err(|_| Malformed)?);
     }
     Ok(Some(noted.into_head(method, uri, version, headers)))
+}
+
+/// `method SP request-target SP HTTP-version`: the method, where the target sits in the line, and
+/// the version.
+fn request_line(line: &[u8]) -> Option<(Method, Range<usize>, Version)> {
+    let first = line.iter().position(|&b| b == b' ')?;
+    let last = line.iter().rposition(|&b| b == b' ').filter(|&last| last > first)?;
+    let version = match &line[last + 1..] {
+        b"HTTP/1.1" => Version::HTTP_11,
+        b"HTTP/1.0" => Version::HTTP_10,
+        _ => return None,
+    };
+    let method = Method::from_bytes(&line[..first]).ok()?;
+    Some((method, first + 1..last, version))
 }
 
 /// What the server needs from a head's fields, noted field by field as the head is read (no

@@ -14,6 +14,8 @@ mod body;
 mod names;
 mod request;
 mod response;
+mod scan;
+mod split;
 mod stream;
 mod upgraded;
 
@@ -42,6 +44,8 @@ pub mod wire {
     pub use super::names::field_name;
     pub use super::request::{encode_last_chunk, push_field, push_number};
     pub use super::response::tokens;
+    pub use super::scan::{find_byte, find_line_break, is_field_byte, is_field_value};
+    pub use super::split::{FieldSpan, LineEnds, SplitError, SplitHead, split_head};
     pub use super::upgraded::Rewound;
 }
 

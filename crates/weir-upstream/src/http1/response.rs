@@ -1,18 +1,20 @@
 //! Reading an upstream's response head: its status, headers, whether the connection can carry
 //! another request, and how the body after it is delimited. Anything ambiguous is refused.
 
-use std::mem::MaybeUninit;
-
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use super::Http1Error;
+use super::names::field_name;
+use super::split::{FieldSpan, LineEnds, SplitError, split_head};
 
 /// Headers in one response head, at most (what hyper allows too).
 pub const MAX_HEADERS: usize = 100;
 /// Bytes in one response head, at most.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Field slots on the stack; a head with more is split again into the heap.
+const STACK_FIELDS: usize = 32;
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,49 +43,55 @@ const ROOM_FOR_ADDED: usize = 2;
 /// Takes one response head off the front of `buf`. `Ok(None)`: more bytes are needed.
 /// `head_request`: the request was `HEAD`, so the response has no body whatever it says.
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Http1Error> {
-    // Left uninitialised: the parser fills only as many as the head has (this runs per response).
-    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut slots);
-    let length = match parsed {
-        Ok(httparse::Status::Complete(length)) if length < MAX_HEAD_BYTES => length,
-        Ok(httparse::Status::Complete(_)) => return Err(Http1Error::Protocol("response head too large")),
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
-            return Err(Http1Error::Protocol("response head too large"));
+    // Most heads fit the stack's slots (left for the splitter to fill); a longer one is split
+    // again into the heap, up to the limit.
+    let mut on_stack = [FieldSpan::default(); STACK_FIELDS];
+    let mut on_heap = Vec::new();
+    let split = match split_head(buf, &mut on_stack, LineEnds::CrlfOrLf) {
+        Err(SplitError::TooManyFields) => {
+            on_heap.resize(MAX_HEADERS, FieldSpan::default());
+            split_head(buf, &mut on_heap, LineEnds::CrlfOrLf)
         }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Http1Error::Protocol("too many response headers")),
+        split => split,
+    };
+    let split = match split {
+        Ok(Some(split)) if split.length < MAX_HEAD_BYTES => split,
+        Ok(Some(_)) => return Err(Http1Error::Protocol("response head too large")),
+        Ok(None) if buf.len() >= MAX_HEAD_BYTES => return Err(Http1Error::Protocol("response head too large")),
+        Ok(None) => return Ok(None),
+        Err(SplitError::TooManyFields) => return Err(Http1Error::Protocol("too many response headers")),
         Err(_) => return Err(Http1Error::Protocol("malformed response head")),
     };
-    let status = response.code.and_then(|code| StatusCode::from_u16(code).ok());
-    let status = status.ok_or(Http1Error::Protocol("malformed status code"))?;
-    let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    // Where each header's name and value sit in the head (under 64 KiB, so `u16`), so their bytes can
-    // be shared once the head is split off, not copied.
-    let start = buf.as_ptr() as usize;
-    let offset = |field: &[u8]| (field.as_ptr() as usize - start) as u16;
-    let mut spans = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
-    let count = response.headers.len();
-    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
-        let (name, value) = (offset(header.name.as_bytes()), offset(header.value));
-        *span = (name, name + header.name.len() as u16, value, value + header.value.len() as u16);
-    }
-    let head = buf.split_to(length).freeze();
+    let (version, status) = status_line(&buf[split.start_line.clone()])?;
+    let fields = if on_heap.is_empty() { &on_stack[..split.fields] } else { &on_heap[..split.fields] };
+    let head = buf.split_to(split.length).freeze();
     // Room for the few a gateway adds to a response (a request id, `Connection`), so they go in
     // without the map growing.
-    let mut headers = HeaderMap::with_capacity(count + ROOM_FOR_ADDED);
-    let mut fields = FramingFields::default();
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-        let name = super::names::field_name(&head[usize::from(name_start)..usize::from(name_end)])
-            .map_err(|_| Http1Error::Protocol("malformed header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(usize::from(value_start)..usize::from(value_end)))
+    let mut headers = HeaderMap::with_capacity(fields.len() + ROOM_FOR_ADDED);
+    let mut framing_fields = FramingFields::default();
+    for field in fields {
+        let name = field_name(&head[field.name()]).map_err(|_| Http1Error::Protocol("malformed header name"))?;
+        // Shared with the head's bytes, not copied.
+        let value = HeaderValue::from_maybe_shared(head.slice(field.value()))
             .map_err(|_| Http1Error::Protocol("malformed header value"))?;
-        fields.note(&name, value.as_bytes());
+        framing_fields.note(&name, value.as_bytes());
         headers.append(name, value);
     }
-    let framing = fields.body_framing(status, head_request)?;
-    let keep_alive = framing != BodyFraming::UntilClose && fields.keeps_alive(version);
+    let framing = framing_fields.body_framing(status, head_request)?;
+    let keep_alive = framing != BodyFraming::UntilClose && framing_fields.keeps_alive(version);
     Ok(Some(Head { status, version, headers, framing, keep_alive }))
+}
+
+/// `HTTP-version SP 3DIGIT [SP reason-phrase]`; the reason is not kept (nor checked).
+fn status_line(line: &[u8]) -> Result<(Version, StatusCode), Http1Error> {
+    let version = match line.get(..9) {
+        Some(b"HTTP/1.1 ") => Version::HTTP_11,
+        Some(b"HTTP/1.0 ") => Version::HTTP_10,
+        _ => return Err(Http1Error::Protocol("malformed status line")),
+    };
+    let code = line.get(9..12).filter(|_| line.len() == 12 || line[12] == b' ');
+    let status = code.and_then(|code| StatusCode::from_bytes(code).ok());
+    Ok((version, status.ok_or(Http1Error::Protocol("malformed status code"))?))
 }
 
 /// What the framing rules need from a head, noted field by field as the head is read (no lookups

@@ -2,7 +2,7 @@
 //! upstreams send, well-formed or not.
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -272,6 +272,40 @@ fn chunk_sizes_and_line_ends_are_checked() {
     }
     let long_line = vec![b'1'; 5000];
     assert!(decode(&long_line).is_err(), "a size line with no end in sight");
+}
+
+#[test]
+fn status_lines_line_ends_and_field_counts() {
+    let parse = |head: &[u8]| response::parse(&mut BytesMut::from(head), false);
+    let head = |bytes: &[u8]| parse(bytes).unwrap().unwrap();
+    let ok = head(b"HTTP/1.1 404 Not Found\r\nServer: x\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!((ok.status, ok.version, ok.headers.len()), (StatusCode::NOT_FOUND, Version::HTTP_11, 2));
+    assert_eq!(head(b"HTTP/1.0 200\r\ncontent-length: 0\r\n\r\n").version, Version::HTTP_10, "no reason phrase");
+    assert_eq!(head(b"HTTP/1.1 599 \r\ncontent-length: 0\r\n\r\n").status.as_u16(), 599, "an empty reason");
+    // An upstream's bare LF is taken (RFC 9112 section 2.2), and the value is trimmed of OWS.
+    let bare = head(b"HTTP/1.1 200 OK\nX-A: \t b \t\ncontent-length: 0\n\n");
+    assert_eq!(bare.headers["x-a"], "b");
+    for bad in [
+        &b"HTTP/1.1 20 OK\r\n\r\n"[..],
+        b"HTTP/1.1 200OK\r\n\r\n",
+        b"HTTP/1.1 099 OK\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\n\r\n",
+        b"http/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX A: b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A : b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n folded: b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: b\rc\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: b\x00\r\n\r\n",
+    ] {
+        assert!(matches!(parse(bad), Err(Http1Error::Protocol(_))), "{}", String::from_utf8_lossy(bad));
+    }
+    // More fields than the stack's slots are split again on the heap, up to the limit.
+    let mut many = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n".to_vec();
+    for i in 1..response::MAX_HEADERS {
+        many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(head(&many).headers.len(), response::MAX_HEADERS);
 }
 
 #[test]
