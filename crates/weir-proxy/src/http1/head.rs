@@ -7,10 +7,7 @@ use std::ops::Range;
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
-use weir_upstream::wire::{FieldSpan, LineEnds, SplitError, field_name, split_head, tokens};
-
-/// Field slots on the stack; a listener allowing more splits a longer head into the heap.
-const STACK_HEADERS: usize = 32;
+use weir_upstream::wire::{FieldSlots, LineEnds, field_name, tokens};
 
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +41,10 @@ pub(super) struct Malformed;
 
 /// Takes one request head off the front of `buf`. `Ok(None)`: more bytes are needed.
 pub(super) fn parse(buf: &mut BytesMut, max_headers: usize) -> Result<Option<Head>, Malformed> {
-    // Most heads fit the stack's slots; a listener allowing more splits a longer head again into
-    // the heap, up to its limit.
-    let mut on_stack = [FieldSpan::default(); STACK_HEADERS];
-    let mut on_heap = Vec::new();
-    let split = match split_head(buf, &mut on_stack, LineEnds::Crlf) {
-        Err(SplitError::TooManyFields) if max_headers > STACK_HEADERS => {
-            on_heap.resize(max_headers, FieldSpan::default());
-            split_head(buf, &mut on_heap, LineEnds::Crlf)
-        }
-        split => split,
-    };
+    let mut slots = FieldSlots::default();
+    let split = slots.split(buf, max_headers, LineEnds::Crlf);
     let Some(split) = split.map_err(|_| Malformed)? else { return Ok(None) };
-    let fields = if on_heap.is_empty() { &on_stack[..split.fields] } else { &on_heap[..split.fields] };
+    let fields = slots.fields(&split);
     let (method, target, version) = request_line(&buf[split.start_line.clone()]).ok_or(Malformed)?;
     let target = split.start_line.start + target.start..split.start_line.start + target.end;
     let head = buf.split_to(split.length).freeze();

@@ -45,7 +45,7 @@ pub mod wire {
     pub use super::request::{encode_last_chunk, push_field, push_number};
     pub use super::response::tokens;
     pub use super::scan::{find_byte, find_line_break, is_field_byte, is_field_value};
-    pub use super::split::{FieldSpan, LineEnds, SplitError, SplitHead, split_head};
+    pub use super::split::{FieldSlots, FieldSpan, LineEnds, SplitError, SplitHead, split_head};
     pub use super::upgraded::Rewound;
 }
 

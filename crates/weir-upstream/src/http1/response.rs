@@ -7,14 +7,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use super::Http1Error;
 use super::names::field_name;
-use super::split::{FieldSpan, LineEnds, SplitError, split_head};
+use super::split::{FieldSlots, LineEnds, SplitError};
 
 /// Headers in one response head, at most (what hyper allows too).
 pub const MAX_HEADERS: usize = 100;
 /// Bytes in one response head, at most.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Field slots on the stack; a head with more is split again into the heap.
-const STACK_FIELDS: usize = 32;
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,17 +41,8 @@ const ROOM_FOR_ADDED: usize = 2;
 /// Takes one response head off the front of `buf`. `Ok(None)`: more bytes are needed.
 /// `head_request`: the request was `HEAD`, so the response has no body whatever it says.
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Http1Error> {
-    // Most heads fit the stack's slots (left for the splitter to fill); a longer one is split
-    // again into the heap, up to the limit.
-    let mut on_stack = [FieldSpan::default(); STACK_FIELDS];
-    let mut on_heap = Vec::new();
-    let split = match split_head(buf, &mut on_stack, LineEnds::CrlfOrLf) {
-        Err(SplitError::TooManyFields) => {
-            on_heap.resize(MAX_HEADERS, FieldSpan::default());
-            split_head(buf, &mut on_heap, LineEnds::CrlfOrLf)
-        }
-        split => split,
-    };
+    let mut slots = FieldSlots::default();
+    let split = slots.split(buf, MAX_HEADERS, LineEnds::CrlfOrLf);
     let split = match split {
         Ok(Some(split)) if split.length < MAX_HEAD_BYTES => split,
         Ok(Some(_)) => return Err(Http1Error::Protocol("response head too large")),
@@ -63,7 +52,7 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Htt
         Err(_) => return Err(Http1Error::Protocol("malformed response head")),
     };
     let (version, status) = status_line(&buf[split.start_line.clone()])?;
-    let fields = if on_heap.is_empty() { &on_stack[..split.fields] } else { &on_heap[..split.fields] };
+    let fields = slots.fields(&split);
     let head = buf.split_to(split.length).freeze();
     // Room for the few a gateway adds to a response (a request id, `Connection`), so they go in
     // without the map growing.

@@ -55,6 +55,39 @@ pub enum LineEnds {
     CrlfOrLf,
 }
 
+/// Field slots on the stack; a head with more fields is split again into the heap.
+const STACK_FIELDS: usize = 32;
+
+/// Where a head's fields are put: on the stack for most heads, on the heap for one with more.
+pub struct FieldSlots {
+    on_stack: [FieldSpan; STACK_FIELDS],
+    on_heap: Vec<FieldSpan>,
+}
+
+impl Default for FieldSlots {
+    fn default() -> Self {
+        FieldSlots { on_stack: [FieldSpan::default(); STACK_FIELDS], on_heap: Vec::new() }
+    }
+}
+
+impl FieldSlots {
+    /// [`split_head`] with room for `max_fields` fields.
+    pub fn split(&mut self, buf: &[u8], max_fields: usize, ends: LineEnds) -> Result<Option<SplitHead>, SplitError> {
+        match split_head(buf, &mut self.on_stack[..max_fields.min(STACK_FIELDS)], ends) {
+            Err(SplitError::TooManyFields) if max_fields > STACK_FIELDS => {
+                self.on_heap.resize(max_fields, FieldSpan::default());
+                split_head(buf, &mut self.on_heap, ends)
+            }
+            split => split,
+        }
+    }
+
+    /// The fields of the head `split` found.
+    pub fn fields(&self, split: &SplitHead) -> &[FieldSpan] {
+        if self.on_heap.is_empty() { &self.on_stack[..split.fields] } else { &self.on_heap[..split.fields] }
+    }
+}
+
 /// Splits the head at the front of `buf`, putting its fields in `fields`. `Ok(None)`: the head has
 /// not fully arrived. Empty lines before the start line are skipped.
 pub fn split_head(buf: &[u8], fields: &mut [FieldSpan], ends: LineEnds) -> Result<Option<SplitHead>, SplitError> {
