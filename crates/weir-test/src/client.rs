@@ -31,19 +31,31 @@ impl Exchange {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Sends one HTTP/1.1 request on a new connection.
-pub async fn http1_request<B>(addr: SocketAddr, request: Request<B>) -> Result<Exchange, hyper::Error>
+/// Sends one HTTP/1.1 request on a new connection. Like any HTTP/1.1 client it sends `Host`: the
+/// request's own, else its URI's authority, else the address it connects to.
+pub async fn http1_request<B>(addr: SocketAddr, mut request: Request<B>) -> Result<Exchange, hyper::Error>
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    with_host(&mut request, addr);
     let stream = TcpStream::connect(addr).await.expect("connect to gateway");
     stream.set_nodelay(true).expect("set TCP_NODELAY");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let response = sender.send_request(request).await?;
     collect(response).await
+}
+
+/// Adds `Host` to an HTTP/1.1 request that has none, as a client library would.
+pub fn with_host<B>(request: &mut Request<B>, addr: SocketAddr) {
+    if request.headers().contains_key(http::header::HOST) {
+        return;
+    }
+    let host = request.uri().authority().map_or_else(|| addr.to_string(), |a| a.as_str().to_owned());
+    let value = http::HeaderValue::from_str(&host).expect("an authority is a valid header value");
+    request.headers_mut().insert(http::header::HOST, value);
 }
 
 /// Sends one HTTP/2 request with prior knowledge on a new connection.

@@ -154,8 +154,11 @@ pub fn served_certificate(stream: &TlsStream<TcpStream>) -> CertificateDer<'stat
 }
 
 /// Sends one request on a connected TLS stream, over HTTP/2 when ALPN agreed on `h2`.
-pub async fn tls_request(stream: TlsStream<TcpStream>, request: Request<String>) -> Result<Exchange, hyper::Error> {
+pub async fn tls_request(stream: TlsStream<TcpStream>, mut request: Request<String>) -> Result<Exchange, hyper::Error> {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if !h2 {
+        crate::client::with_host(&mut request, stream.get_ref().0.peer_addr().expect("a connected stream has a peer"));
+    }
     let io = TokioIo::new(stream);
     let response = if h2 {
         let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;

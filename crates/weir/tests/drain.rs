@@ -12,7 +12,7 @@ use weir_test::{TEST_TIMEOUT, TestGateway, http1_request};
 const CONFIG: &str = "server: { drain_delay: 3s, drain_timeout: 60s }\nadmin: { address: \"127.0.0.1:0\" }\nlisteners: [{ name: public, address: \"127.0.0.1:0\", idle_timeout: 1h }]\nroutes:\n  - { direct_response: { status: 200, body: up } }\n";
 
 fn get(path: &str) -> Request<Empty<Bytes>> {
-    Request::get(path).body(Empty::new()).unwrap()
+    Request::get(path).header("host", "weir.test").body(Empty::new()).unwrap()
 }
 
 #[tokio::test]

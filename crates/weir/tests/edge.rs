@@ -43,6 +43,7 @@ const HEAD_PROBES: &[(&str, &str)] = &[
     ("bad version", "GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
     ("extra space in request line", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("two hosts", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\nhost: evil\r\n\r\n"),
+    ("no host", "GET / HTTP/1.1\r\nX-A: b\r\n\r\n"),
     ("late h2 preface", "GET / HTTP/1.1\r\nHost: a\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
 ];
 
@@ -63,12 +64,15 @@ async fn malformed_heads_get_400_and_never_reach_the_upstream() {
 }
 
 #[tokio::test]
-async fn a_second_host_line_is_refused_by_name_and_one_host_is_forwarded_as_sent() {
+async fn http11_heads_without_one_host_line_are_refused_by_name_and_one_host_is_forwarded_as_sent() {
     let mock = MockUpstream::start("a").await;
     let gateway = guarded_gateway(&mock, "").await;
     let response = raw_exchange(gateway.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nHOST: b\r\n\r\n").await;
     assert_eq!(response.status(), Some(400), "{}", response.text());
     assert!(response.text().contains("details=\"duplicate_host\""), "{}", response.text());
+    let response = raw_exchange(gateway.addr(), b"GET http://a.example/ HTTP/1.1\r\nAccept: */*\r\n\r\n").await;
+    assert_eq!(response.status(), Some(400), "{}", response.text());
+    assert!(response.text().contains("details=\"missing_host\""), "{}", response.text());
     assert_eq!(mock.count(), 0);
 
     let response =

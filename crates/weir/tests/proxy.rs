@@ -204,6 +204,7 @@ async fn streamed_response_body_is_not_buffered() {
     let mock = MockUpstream::start("a").await;
     let gateway = gateway_to(&mock).await;
     let request = Request::get("/slow")
+        .header("host", "weir.test")
         .header("x-mock-chunks", "3")
         .header("x-mock-chunk-delay-ms", "300")
         .body(Empty::<Bytes>::new())

@@ -52,7 +52,9 @@ async fn keep_alive_client(addr: SocketAddr, load: Arc<Load>) -> Result<(), hype
     tokio::spawn(connection);
     while !load.stop.load(Ordering::Relaxed) {
         sender.ready().await?;
-        let response = sender.send_request(Request::get("/load").body(Empty::<Bytes>::new()).unwrap()).await?;
+        let response = sender
+            .send_request(Request::get("/load").header("host", "weir.test").body(Empty::<Bytes>::new()).unwrap())
+            .await?;
         let status = response.status();
         response.into_body().collect().await?;
         let counter = if status == 200 { &load.ok } else { &load.failed };
@@ -67,6 +69,7 @@ async fn long_stream(addr: SocketAddr, started: oneshot::Sender<()>) -> Result<u
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let request = Request::get("/stream")
+        .header("host", "weir.test")
         .header("x-mock-chunks", "300")
         .header("x-mock-chunk-size", "100")
         .header("x-mock-chunk-delay-ms", "20")

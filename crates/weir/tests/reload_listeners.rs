@@ -40,7 +40,7 @@ fn listener_list(listeners: &[&str]) -> String {
 }
 
 fn get(path: &str) -> Request<Empty<Bytes>> {
-    Request::get(path).body(Empty::new()).unwrap()
+    Request::get(path).header("host", "weir.test").body(Empty::new()).unwrap()
 }
 
 async fn text(addr: SocketAddr, path: &str) -> String {
@@ -135,6 +135,7 @@ fn with_side(mock: SocketAddr, chat: SocketAddr, side: bool) -> String {
 async fn long_response(addr: SocketAddr) -> tokio::task::JoinHandle<usize> {
     let mut sender = keep_alive(addr).await;
     let request = Request::get("/stream")
+        .header("host", "weir.test")
         .header("x-mock-chunks", "40")
         .header("x-mock-chunk-size", "100")
         .header("x-mock-chunk-delay-ms", "10")

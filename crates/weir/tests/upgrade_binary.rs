@@ -145,7 +145,7 @@ async fn get_path(addr: SocketAddr, path: &str) -> Result<String, String> {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let request = Request::get(path).body(Empty::<Bytes>::new()).unwrap();
+    let request = Request::get(path).header("host", "weir.test").body(Empty::<Bytes>::new()).unwrap();
     let response = sender.send_request(request).await.map_err(|e| format!("send: {e}"))?;
     let status = response.status();
     let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
@@ -192,7 +192,7 @@ async fn keep_alive_client(addr: SocketAddr, tally: Arc<Tally>) -> Vec<String> {
             connection = Some(sender);
         }
         let sender = connection.as_mut().unwrap();
-        let request = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+        let request = Request::get("/").header("host", "weir.test").body(Empty::<Bytes>::new()).unwrap();
         match sender.send_request(request).await {
             Ok(response) => {
                 let close = response.headers().get(http::header::CONNECTION).is_some_and(|v| v == "close");

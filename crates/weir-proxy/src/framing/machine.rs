@@ -110,7 +110,16 @@ impl HeadInfo {
     }
 
     /// Decided once the head is complete, so that CL plus TE is reported as such whatever the TE value or order.
+    /// A framing fault is reported before a missing Host.
     fn body_state(&self) -> Result<State, Violation> {
+        let next = self.framing()?;
+        if !self.host && !self.http10 {
+            return Err(Violation::MissingHost);
+        }
+        Ok(next)
+    }
+
+    fn framing(&self) -> Result<State, Violation> {
         match (self.transfer_encoding, self.content_length) {
             (TransferEncoding::Absent, Some(remaining)) if remaining > 0 => {
                 Ok(State::Body { remaining, chunked: false })

@@ -82,11 +82,13 @@ pub enum Violation {
     HeadTimeout,
     /// More than one Host field line (RFC 9112 section 3.2): which one names the target is ambiguous.
     DuplicateHost,
+    /// An HTTP/1.1 request without a Host field line (RFC 9112 section 3.2).
+    MissingHost,
 }
 
 impl Violation {
     /// Every violation, in discriminant order (the discriminant is the index plus one).
-    const ALL: [Violation; 16] = [
+    const ALL: [Violation; 17] = [
         Violation::ContentLengthWithTransferEncoding,
         Violation::InvalidContentLength,
         Violation::ConflictingContentLength,
@@ -103,6 +105,7 @@ impl Violation {
         Violation::UriTooLong,
         Violation::HeadTimeout,
         Violation::DuplicateHost,
+        Violation::MissingHost,
     ];
 
     /// The stable snake_case name, e.g. `content_length_with_transfer_encoding`.
@@ -124,6 +127,7 @@ impl Violation {
             Violation::UriTooLong => "uri_too_long",
             Violation::HeadTimeout => "head_timeout",
             Violation::DuplicateHost => "duplicate_host",
+            Violation::MissingHost => "missing_host",
         }
     }
 

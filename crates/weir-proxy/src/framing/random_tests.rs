@@ -19,8 +19,8 @@ use std::sync::Arc;
 use super::tests::{End, Pieces, poll_once};
 use super::{ConnSignal, FramingGuard, FramingLimits, SYNTHETIC_HEAD, Violation};
 
-/// The shared test limits with room for more field lines: a generated head has up to ten fields plus up to two
-/// framing fields. Generated heads stay well under `max_head_bytes` and `max_uri_len`, so only mutations and the
+/// The shared test limits with room for more field lines: a generated head has up to nine fields plus up to two
+/// framing fields and a Host. Generated heads stay well under `max_head_bytes` and `max_uri_len`, so only mutations and the
 /// oversized generators reach a limit.
 const LIMITS: FramingLimits = FramingLimits { max_headers: 12, ..super::tests::LIMITS };
 
@@ -122,16 +122,19 @@ fn ows(rng: &mut Rng, out: &mut Vec<u8>) {
     }
 }
 
-fn is_framing_name(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
+/// Names a random field never has: the framing fields, and Host, which a head has once at most.
+fn is_reserved_name(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding")
+        || name.eq_ignore_ascii_case(b"host")
 }
 
-/// A field line with a random token name that is never a framing field, and a value of visible ASCII with spaces
+/// A field line with a random token name that is never a reserved one, and a value of visible ASCII with spaces
 /// and tabs inside and around it.
 fn random_field(rng: &mut Rng) -> Vec<u8> {
     let mut line = loop {
         let name = token(rng, 1, 16);
-        if !is_framing_name(&name) {
+        if !is_reserved_name(&name) {
             break name;
         }
     };
@@ -155,6 +158,20 @@ fn content_length_field(rng: &mut Rng, len: usize) -> Vec<u8> {
         line.extend_from_slice(b"00");
     }
     line.extend_from_slice(len.to_string().as_bytes());
+    ows(rng, &mut line);
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+/// `Host` in any case, naming a random host and maybe a port.
+fn host_field(rng: &mut Rng) -> Vec<u8> {
+    let mut line = random_case(rng, b"Host");
+    line.push(b':');
+    ows(rng, &mut line);
+    line.extend(random_case(rng, b"api.example"));
+    if rng.percent(30) {
+        line.extend_from_slice(format!(":{}", rng.range(1, 65535)).as_bytes());
+    }
     ows(rng, &mut line);
     line.extend_from_slice(b"\r\n");
     line
@@ -263,7 +280,12 @@ impl Traffic {
         let http10 = rng.percent(10);
         let target_len = if rng.percent(10) { rng.range(1, LIMITS.max_uri_len) } else { rng.range(1, 20) };
         let mut head = request_line(rng, target_len, http10);
-        let mut fields: Vec<Vec<u8>> = (0..rng.range(0, 10)).map(|_| random_field(rng)).collect();
+        let mut fields: Vec<Vec<u8>> = (0..rng.range(0, 9)).map(|_| random_field(rng)).collect();
+        // HTTP/1.1 requires Host; HTTP/1.0 may go without.
+        if !http10 || rng.percent(50) {
+            let at = rng.range(0, fields.len());
+            fields.insert(at, host_field(rng));
+        }
         let mut body = Vec::new();
         let mut chunked = false;
         // HTTP/1.0 has no chunked coding, so such requests only get Content-Length bodies.
@@ -660,7 +682,7 @@ fn oversized(rng: &mut Rng) -> (Vec<u8>, Violation, bool) {
             let after: Vec<u8> = (0..rng.range(0, 4)).flat_map(|_| random_field(rng)).collect();
             let name = loop {
                 let name = token(rng, 1, 16);
-                if !is_framing_name(&name) {
+                if !is_reserved_name(&name) {
                     break name;
                 }
             };
@@ -733,7 +755,7 @@ fn oversized_heads_are_refused_by_their_limit() {
         let mut input = [&traffic.input[..], &head].concat();
         if !cut {
             // Nor may a request after the refused one come through.
-            input.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         }
         let pieces = split(rng, &input);
         let outcome = run(rng, pieces).map_err(|e| format!("{e}\ninput: {}", show(&input)))?;

@@ -185,7 +185,8 @@ async fn a_websocket_upgrade_switches_to_pass_through() {
 async fn other_upgrades_and_upgrades_with_a_body_keep_being_validated() {
     let h2c: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n";
     check_all_splits(&[h2c, b"x\n"].concat(), &refused(h2c), Some(Violation::BareLineFeed)).await;
-    let post: &[u8] = b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 1\r\n\r\nA";
+    let post: &[u8] =
+        b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 1\r\n\r\nA";
     check_all_splits(&[post, b"x\n"].concat(), &refused(post), Some(Violation::BareLineFeed)).await;
     let http10: &[u8] = b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
     check_all_splits(&[http10, b"x\n"].concat(), &refused(http10), Some(Violation::BareLineFeed)).await;
@@ -248,6 +249,9 @@ const BAD_HEADS: &[(&[u8], Violation)] = {
         (b"GET /0123456789012345678901234567890123456789012345678901234567890123456789 HTTP/1.1\r\n\r\n", UriTooLong),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\nhost: b\r\n\r\n", DuplicateHost),
         (b"GET / HTTP/1.0\r\nHOST: a\r\nHost: a\r\n\r\n", DuplicateHost),
+        (b"GET / HTTP/1.1\r\nX: host\r\n\r\n", MissingHost),
+        (b"GET http://a.example/ HTTP/1.1\r\n\r\n", MissingHost),
+        (b"POST / HTTP/1.1\r\nHosts: a\r\nContent-Length: 1\r\n\r\nA", MissingHost),
     ]
 };
 
@@ -261,6 +265,15 @@ async fn each_violation_refuses_the_head_alone_and_after_a_good_request() {
             check(vec![input, tail.clone()], chunk, &refused(&[GET, POST].concat()), Some(violation)).await;
         }
     }
+}
+
+#[tokio::test]
+async fn host_is_required_of_http11_only_and_framing_faults_are_named_first() {
+    let http10: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
+    check(vec![http10.to_vec()], 8192, http10, None).await;
+    let smuggled: &[u8] = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    check(vec![smuggled.to_vec()], 8192, &refused(b""), Some(Violation::ContentLengthWithTransferEncoding)).await;
+    check_all_splits(&[GET, b"GET / HTTP/1.1\r\n\r\n"].concat(), &refused(GET), Some(Violation::MissingHost)).await;
 }
 
 #[tokio::test]
@@ -286,7 +299,7 @@ async fn oversized_heads() {
     check(vec![blank, GET.to_vec()], 8192, &refused(b""), Some(Violation::HeadTooLarge)).await;
 }
 
-const CHUNKED_HEAD: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+const CHUNKED_HEAD: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
 
 #[tokio::test]
 async fn chunk_violations_after_data_was_released() {
@@ -332,7 +345,7 @@ async fn chunk_violations_after_data_was_released() {
 
 #[tokio::test]
 async fn a_body_and_the_head_after_it_are_validated_where_they_are_read() {
-    let head = b"POST /big HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
+    let head = b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n";
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let input = [head.as_slice(), &body, GET].concat();
     let (mut guard, signal) = guard(vec![input.clone()]);
@@ -435,12 +448,12 @@ fn violation_names_and_codes_round_trip() {
 #[tokio::test]
 async fn limits_are_inclusive() {
     let head = |len: usize| {
-        let fixed = b"GET / HTTP/1.1\r\nX: \r\n\r\n".len();
-        [b"GET / HTTP/1.1\r\nX: ".as_slice(), &vec![b'v'; len - fixed], b"\r\n\r\n"].concat()
+        let fixed = b"GET / HTTP/1.1\r\nHost: \r\n\r\n".len();
+        [b"GET / HTTP/1.1\r\nHost: ".as_slice(), &vec![b'v'; len - fixed], b"\r\n\r\n"].concat()
     };
     check(vec![head(1024)], 8192, &head(1024), None).await;
     check(vec![head(1025)], 8192, &refused(b""), Some(Violation::HeadTooLarge)).await;
-    let uri = |len: usize| format!("GET /{} HTTP/1.1\r\n\r\n", "u".repeat(len - 1)).into_bytes();
+    let uri = |len: usize| format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(len - 1)).into_bytes();
     check(vec![uri(64)], 8192, &uri(64), None).await;
     check(vec![uri(65)], 8192, &refused(b""), Some(Violation::UriTooLong)).await;
 }
