@@ -49,7 +49,7 @@ where
 }
 
 /// Adds `Host` to an HTTP/1.1 request that has none, as a client library would.
-pub fn with_host<B>(request: &mut Request<B>, addr: SocketAddr) {
+pub(crate) fn with_host<B>(request: &mut Request<B>, addr: SocketAddr) {
     if request.headers().contains_key(http::header::HOST) {
         return;
     }

@@ -14,7 +14,7 @@ mod redis;
 mod switching;
 pub mod tls;
 
-pub use client::{Exchange, h2c_request, http1_request, with_host};
+pub use client::{Exchange, h2c_request, http1_request};
 pub use collector::{AttributeValue, ExportedSpan, MockCollector};
 pub use dns::DnsServer;
 pub use gateway::TestGateway;

@@ -20,8 +20,8 @@ use super::tests::{End, Pieces, poll_once};
 use super::{ConnSignal, FramingGuard, FramingLimits, SYNTHETIC_HEAD, Violation};
 
 /// The shared test limits with room for more field lines: a generated head has up to nine fields plus up to two
-/// framing fields and a Host. Generated heads stay well under `max_head_bytes` and `max_uri_len`, so only mutations and the
-/// oversized generators reach a limit.
+/// framing fields and a Host. Generated heads stay well under `max_head_bytes` and `max_uri_len`, so only
+/// mutations and the oversized generators reach a limit.
 const LIMITS: FramingLimits = FramingLimits { max_headers: 12, ..super::tests::LIMITS };
 
 /// The most the guard's buffer may hold is one element of `max_head_bytes` plus the CRLF that ends the chunk data
