@@ -1,5 +1,6 @@
 //! The `weir` command: `run` serves a configuration, `validate` checks one.
 
+mod alloc;
 mod cli;
 mod logging;
 mod run;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Mimalloc = alloc::Mimalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
