@@ -172,7 +172,7 @@ impl Tries<'_> {
     }
 
     /// One try on one endpoint: the head is moved in for a last try, copied otherwise. Returns the
-    /// result and, when it failed, how (for the retry decision).
+    /// result and, when it failed and another try may follow, how (for the retry decision).
     #[allow(clippy::manual_async_fn)]
     fn attempt<'t>(
         &'t self,
@@ -183,6 +183,7 @@ impl Tries<'_> {
         avoid: &'t mut Vec<SocketAddr>,
     ) -> impl Future<Output = (Result<Upstream, Refusal>, Option<Failure>)> + Send + 't {
         async move {
+            let last = owned.is_some();
             let (attempt, connection) = match connect(self.cluster, self.key, deadline, avoid).await {
                 Ok(connected) => connected,
                 Err(refusal) => return (Err(refusal), failure_of(refusal)),
@@ -223,7 +224,9 @@ impl Tries<'_> {
                 Err(Refusal::FaultAbort { status, .. }) => Outcome::Response(*status),
                 Err(refusal) => attempt_outcome(*refusal),
             });
+            // No try follows the last, so how it failed decides nothing.
             let failure = match &sent {
+                _ if last => None,
                 Ok(response) => response_failure(response),
                 Err(refusal) => self.failure_of(*refusal),
             };

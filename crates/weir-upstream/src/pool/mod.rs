@@ -216,17 +216,18 @@ where
     /// A stream on a shared connection, an idle connection, else a new one if the endpoint is under
     /// its cap, else the first of those to turn up before `deadline`.
     async fn checkout(&self, deadline: Instant) -> Result<Checkout<B>, UpstreamError> {
+        // The usual case on a warm pool, without registering to wait.
+        if let Some(reused) = self.take_open() {
+            return Ok(reused);
+        }
         let max_streams = self.settings.http2.max_concurrent_streams;
         loop {
             let freed = self.open.freed.notified();
             tokio::pin!(freed);
             // Registered before looking, so a connection freed in between still wakes this request.
             freed.as_mut().enable();
-            if let Some(stream) = self.shared.take_stream(&self.open, max_streams, self.settings.idle_timeout) {
-                return Ok(Checkout::Http2 { stream, reused: true });
-            }
-            if let Some((connection, slot)) = self.take_idle() {
-                return Ok(Checkout::Http1 { connection, slot, reused: true });
+            if let Some(reused) = self.take_open() {
+                return Ok(reused);
             }
             let waiting = self.shared.wait_for_connect(max_streams);
             if waiting.is_none()
@@ -255,6 +256,16 @@ where
                 Ok(Checkout::Http2 { stream: self.shared.add(sender, slot, &self.open), reused: false })
             }
         }
+    }
+
+    /// A stream on a shared connection, else an idle connection, if there is one.
+    fn take_open(&self) -> Option<Checkout<B>> {
+        let max_streams = self.settings.http2.max_concurrent_streams;
+        if let Some(stream) = self.shared.take_stream(&self.open, max_streams, self.settings.idle_timeout) {
+            return Some(Checkout::Http2 { stream, reused: true });
+        }
+        let (connection, slot) = self.take_idle()?;
+        Some(Checkout::Http1 { connection, slot, reused: true })
     }
 
     fn reserve_slot(&self) -> Option<Slot> {
