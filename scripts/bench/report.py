@@ -193,10 +193,13 @@ def round_ratios(runs, peer, metric, own="weir"):
     ratios = {}
     for r in sorted(set(runs.get(own, {})) | set(runs.get(peer, {}))):
         mine, theirs = runs.get(own, {}).get(r, {}), runs.get(peer, {}).get(r, {})
+        problems = bool(mine.get("problems") or theirs.get("problems"))
         if mine.get(metric) and theirs.get(metric):
-            ratios[r] = (mine[metric] / theirs[metric], bool(mine["problems"] or theirs["problems"]))
+            ratios[r] = (mine[metric] / theirs[metric], problems)
         else:
-            ratios[r] = (None, True)
+            # No ratio: a missing run is an error; a metric the tool does not measure (s_time has
+            # no latency) is not.
+            ratios[r] = (None, problems or not mine or not theirs or not (mine.get("rps") and theirs.get("rps")))
     return ratios
 
 
