@@ -75,13 +75,14 @@ pub async fn observe<F: Future>(route_bytes: Option<Counter>, want_tally: bool, 
         .await
 }
 
-/// Notes an attempt on `endpoint`. Outside [`observe`] (in unit tests of a stage) it does nothing.
-pub fn attempt(endpoint: SocketAddr) {
+/// Notes an attempt on `endpoint`, begun at `started`. Outside [`observe`] (in unit tests of a
+/// stage) it does nothing.
+pub fn attempt(endpoint: SocketAddr, started: Instant) {
     let _ = NOTES.try_with(|notes| {
         notes.endpoint.set(Some(endpoint));
         notes.attempts.set(notes.attempts.get() + 1);
         if notes.first_attempt.get().is_none() {
-            notes.first_attempt.set(Some(Instant::now()));
+            notes.first_attempt.set(Some(started));
         }
     });
 }
@@ -107,18 +108,21 @@ mod tests {
     #[tokio::test]
     async fn attempts_are_counted_inside_the_scope_only() {
         let endpoint: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        attempt(endpoint);
-        let ((), noted) = observe(None, true, async {
-            attempt("127.0.0.1:8".parse().unwrap());
+        attempt(endpoint, Instant::now());
+        let (first, noted) = observe(None, true, async {
+            let first = Instant::now();
+            attempt("127.0.0.1:8".parse().unwrap(), first);
             tokio::task::yield_now().await;
-            attempt(endpoint);
+            attempt(endpoint, Instant::now());
             let meters = body_meters();
             meters.request.unwrap().fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+            first
         })
         .await;
         assert_eq!(noted.body_bytes.unwrap().load(std::sync::atomic::Ordering::Relaxed), 5);
         assert_eq!(noted.count, 2);
         assert_eq!(noted.endpoint, Some(endpoint));
-        assert!(noted.first_at.is_some());
+        // The first attempt's start, not a later one's.
+        assert_eq!(noted.first_at, Some(first));
     }
 }

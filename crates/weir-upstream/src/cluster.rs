@@ -326,6 +326,11 @@ impl<B> Attempt<'_, B> {
         &self.endpoint
     }
 
+    /// When the attempt began (its endpoint was picked).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Records the outcome: latency for the least-request balancer (failures count as slow), the
     /// outlier rules, which may eject the endpoint, and the upstream's breaker.
     pub fn finish(mut self, outcome: Outcome) {

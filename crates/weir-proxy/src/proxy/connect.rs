@@ -33,7 +33,7 @@ pub async fn connect<'c>(
             // No endpoint left that this request has not failed on.
             return Err(refusal);
         }
-        upstream_notes::attempt(attempt.endpoint().addr);
+        upstream_notes::attempt(attempt.endpoint().addr, attempt.started().into_std());
         let refusal = match tokio::time::timeout_at(deadline, attempt.endpoint().pool.connection()).await {
             Ok(Ok(connection)) => return Ok((attempt, connection)),
             Ok(Err(error)) => classify(&error),

@@ -24,9 +24,13 @@ impl Deadline {
         Deadline { at: arrived + budget(route.timeout, grpc.into_iter().chain(client)), grpc: grpc.is_some() }
     }
 
-    /// Writes the time left at `now` into the headers the upstream reads.
-    pub fn stamp(&self, headers: &mut HeaderMap, header: Option<&HeaderName>, now: Instant) {
-        let left = self.at.saturating_duration_since(now);
+    /// Writes the time left into the headers the upstream reads: `grpc-timeout` when the client
+    /// sent one, and the configured deadline header. With neither, the clock is not read.
+    pub fn stamp(&self, headers: &mut HeaderMap, header: Option<&HeaderName>) {
+        if !self.grpc && header.is_none() {
+            return;
+        }
+        let left = self.at.saturating_duration_since(Instant::now());
         if self.grpc {
             let value = HeaderValue::from_str(&format_grpc_timeout(left)).expect("digits and a unit");
             headers.insert(GRPC_TIMEOUT, value);

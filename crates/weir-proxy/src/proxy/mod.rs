@@ -200,7 +200,7 @@ impl Tries<'_> {
                     head::into_http2(&mut request, connection.scheme(), addr);
                 }
                 let header = self.snapshot.deadline_header.as_ref();
-                self.deadline.stamp(request.headers_mut(), header, Instant::now());
+                self.deadline.stamp(request.headers_mut(), header);
                 let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
                 let exchange = async move {
                     if let Some(delay) = injected.delay {

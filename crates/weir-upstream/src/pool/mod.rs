@@ -204,8 +204,7 @@ where
     /// A connection ready for a request: pooled, or new. Getting it first, before the request is
     /// built, lets a caller whose endpoint cannot be reached try another with the request intact.
     pub async fn connection(self: &Arc<Self>) -> Result<Connection<B>, UpstreamError> {
-        let deadline = Instant::now() + self.settings.acquire_timeout;
-        Ok(Connection::new(self.checkout(deadline).await?, self.clone()))
+        Ok(Connection::new(self.checkout().await?, self.clone()))
     }
 
     /// Sends a request on a pooled or new connection.
@@ -214,12 +213,13 @@ where
     }
 
     /// A stream on a shared connection, an idle connection, else a new one if the endpoint is under
-    /// its cap, else the first of those to turn up before `deadline`.
-    async fn checkout(&self, deadline: Instant) -> Result<Checkout<B>, UpstreamError> {
-        // The usual case on a warm pool, without registering to wait.
+    /// its cap, else the first of those to turn up within the acquire timeout.
+    async fn checkout(&self) -> Result<Checkout<B>, UpstreamError> {
+        // The usual case on a warm pool, without registering to wait (or reading the clock).
         if let Some(reused) = self.take_open() {
             return Ok(reused);
         }
+        let deadline = Instant::now() + self.settings.acquire_timeout;
         let max_streams = self.settings.http2.max_concurrent_streams;
         loop {
             let freed = self.open.freed.notified();
