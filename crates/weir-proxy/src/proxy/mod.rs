@@ -17,11 +17,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Response};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 use weir_resilience::retry::{Failure, MAX_RETRY_AFTER, RetryPolicy, retry_after};
-use weir_upstream::{BalanceRng, Cluster, Outcome, PooledBody};
+use weir_upstream::{BalanceRng, Cluster, Connection, Outcome, PooledBody};
 
 pub use connect::classify;
 use connect::{attempt_outcome, connect};
@@ -189,9 +189,7 @@ impl Tries<'_> {
                 Err(refusal) => return (Err(refusal), failure_of(refusal)),
             };
             let addr = attempt.endpoint().addr;
-            // The request and the exchange are made in a block that ends before the wait, so the
-            // attempt's future does not keep room for them beside the timeout that takes them over.
-            let sent = {
+            let request = {
                 let mut request = match owned {
                     Some(head) => head.into_request(body, addr),
                     None => shared.expect("a head to copy").request(body, addr),
@@ -199,26 +197,22 @@ impl Tries<'_> {
                 if connection.version() == http::Version::HTTP_2 {
                     head::into_http2(&mut request, connection.scheme(), addr);
                 }
-                let header = self.snapshot.deadline_header.as_ref();
-                self.deadline.stamp(request.headers_mut(), header);
-                let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
-                let exchange = async move {
-                    if let Some(delay) = injected.delay {
-                        // Boxed: a timer inlined would make every try's future larger.
-                        Box::pin(tokio::time::sleep(delay)).await;
-                    }
-                    match injected.abort {
-                        Some(abort) => {
-                            connection.release();
-                            Err(fault::abort_refusal(abort, Refusal::UpstreamReset))
-                        }
-                        None => connection.send(request).await.map_err(|e| classify(&e)),
-                    }
-                };
-                tokio::time::timeout_at(deadline, exchange)
-            }
-            .await
-            .unwrap_or(Err(Refusal::UpstreamTimeout));
+                self.deadline.stamp(request.headers_mut(), self.snapshot.deadline_header.as_ref());
+                request
+            };
+            let injected = self.snapshot.faults.for_try(self.cluster.name(), addr, self.grpc);
+            // The request goes straight into the send's future, which the timeout holds: no block
+            // around it keeps a copy of the request beside it.
+            let sent = if injected.delay.is_none() && injected.abort.is_none() {
+                match tokio::time::timeout_at(deadline, connection.send(request)).await {
+                    Ok(sent) => sent.map_err(|e| classify(&e)),
+                    Err(_) => Err(Refusal::UpstreamTimeout),
+                }
+            } else {
+                // Boxed: faults are rare, and inlined this future would make every try's larger.
+                let exchange = Box::pin(tokio::time::timeout_at(deadline, with_faults(injected, connection, request)));
+                exchange.await.unwrap_or(Err(Refusal::UpstreamTimeout))
+            };
             attempt.finish(match &sent {
                 Ok(response) => Outcome::Response(response.status()),
                 Err(Refusal::FaultAbort { status, .. }) => Outcome::Response(*status),
@@ -235,6 +229,25 @@ impl Tries<'_> {
             }
             (sent, failure)
         }
+    }
+}
+
+/// A try with an injected delay (waited within the try's deadline) or abort (failing the try as
+/// that answer would).
+async fn with_faults(
+    injected: fault::Injected,
+    connection: Connection<RequestBody>,
+    request: Request<RequestBody>,
+) -> Result<Upstream, Refusal> {
+    if let Some(delay) = injected.delay {
+        tokio::time::sleep(delay).await;
+    }
+    match injected.abort {
+        Some(abort) => {
+            connection.release();
+            Err(fault::abort_refusal(abort, Refusal::UpstreamReset))
+        }
+        None => connection.send(request).await.map_err(|e| classify(&e)),
     }
 }
 
