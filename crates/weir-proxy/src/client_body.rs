@@ -1,5 +1,5 @@
 //! A client's request body as the gateway reads it, whichever server the connection speaks to:
-//! weir's own HTTP/1.1 server, or hyper's HTTP/2 one.
+//! weir's own HTTP/1.1 server or its HTTP/2 one.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::http1::Http1Body;
+use crate::http2::{Http2Body, Http2BodyError};
 
 /// A request body from a client.
 pub enum ClientBody {
@@ -16,7 +17,7 @@ pub enum ClientBody {
     /// The whole body came with the head: nothing more to read (`None` once taken).
     Whole(Option<Bytes>),
     Http1(Http1Body),
-    Http2(hyper::body::Incoming),
+    Http2(Http2Body),
 }
 
 /// Why reading a client's body failed.
@@ -25,7 +26,7 @@ pub enum ClientBodyError {
     #[error("HTTP/1.1: {0}")]
     Http1(#[source] std::io::Error),
     #[error("HTTP/2: {0}")]
-    Http2(#[source] hyper::Error),
+    Http2(#[source] Http2BodyError),
 }
 
 impl Body for ClientBody {

@@ -23,6 +23,7 @@ pub mod forward;
 pub mod framing;
 pub mod handler;
 pub mod http1;
+pub mod http2;
 pub mod inherited;
 pub mod listeners;
 pub mod proxy;

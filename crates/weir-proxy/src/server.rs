@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use weir_config::Config;
@@ -398,8 +396,8 @@ struct Held {
     watch: Watch,
 }
 
-/// Serves one client connection until it closes: HTTP/1.1 by weir's own server, HTTP/2 (h2 agreed
-/// through ALPN, h2c, or a preface where HTTP/1.1 was expected) by hyper's.
+/// Serves one client connection until it closes: HTTP/1.1, or HTTP/2 (h2 agreed through ALPN, h2c,
+/// or a preface where HTTP/1.1 was expected), both by weir's own servers.
 ///
 /// Not an `async fn`: what is set up here is not kept in the connection's future beside the copies
 /// the future makes of it, so an idle connection's task stays small.
@@ -455,17 +453,7 @@ async fn serve_http2<S: ClientStream + 'static>(
     dispatch: Arc<Dispatch>,
     stopping: CancellationToken,
 ) {
-    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let dispatch = dispatch.clone();
-        async move { dispatch.answer(request.map(ClientBody::Http2), false).await }
-    });
-    let connection = listener.http2.serve_connection(TokioIo::new(stream), service);
-    let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        () = stopping.cancelled() => connection.as_mut().graceful_shutdown(),
-    }
-    let _ = connection.await;
+    crate::http2::serve(stream, listener.http2, stopping, dispatch).await;
 }
 
 /// What a connection's requests are served with.
@@ -499,6 +487,25 @@ impl Dispatch {
             }
             response
         }
+    }
+}
+
+impl crate::http2::Service for Arc<Dispatch> {
+    type Body = TimedBody;
+
+    fn call(&self, request: hyper::Request<ClientBody>) -> impl Future<Output = http1::Answer<TimedBody>> + Send {
+        self.answer(request, false)
+    }
+
+    fn head_too_large(&self, limit: crate::http2::HeadLimit) {
+        self.signal.raise(match limit {
+            crate::http2::HeadLimit::Size => crate::framing::Violation::HeadTooLarge,
+            crate::http2::HeadLimit::Fields => crate::framing::Violation::TooManyHeaders,
+        });
+    }
+
+    fn protocol_error(&self, scope: crate::http2::ErrorScope, reason: crate::http2::Reason) {
+        self.metrics.http2_error(scope.as_str(), reason.as_str());
     }
 }
 

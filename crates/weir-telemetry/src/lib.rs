@@ -64,6 +64,13 @@ struct ListenerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Http2ErrorLabels {
+    listener: String,
+    scope: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabels {
     listener: String,
     protocol: String,
@@ -87,6 +94,7 @@ pub struct Metrics {
     upstreams: Arc<upstreams::UpstreamCollector>,
     http_connections: Family<ProtocolLabels, Counter>,
     http_connections_open: Family<ProtocolLabels, Gauge>,
+    http2_errors: Family<Http2ErrorLabels, Counter>,
     access_log_dropped: Counter,
     reloads: ReloadMetrics,
     concurrency: concurrency::ConcurrencyFamilies,
@@ -132,6 +140,12 @@ impl Metrics {
             "Client connections open that sent a request, by listener and protocol",
             http_connections_open.clone(),
         );
+        let http2_errors = Family::default();
+        registry.register(
+            "http2_errors",
+            "HTTP/2 protocol errors weir ended a stream (RST_STREAM) or a connection (GOAWAY) with, by listener, scope and error code",
+            http2_errors.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("build_info", "weir's version, as a label", build);
@@ -160,6 +174,7 @@ impl Metrics {
             connections,
             http_connections,
             http_connections_open,
+            http2_errors,
             access_log_dropped,
             rate_limits,
             upstreams,
@@ -203,6 +218,8 @@ impl Metrics {
             open: self.connections_open.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
             protocols: Arc::new(protocols),
+            name: listener.into(),
+            http2_errors: self.http2_errors.clone(),
         }
     }
 
@@ -270,6 +287,8 @@ pub struct ListenerMetrics {
     open: Gauge,
     accepted: Counter,
     protocols: Arc<[(Counter, Gauge); 2]>,
+    name: Arc<str>,
+    http2_errors: Family<Http2ErrorLabels, Counter>,
 }
 
 impl ListenerMetrics {
@@ -286,6 +305,13 @@ impl ListenerMetrics {
         accepted.inc();
         open.inc();
         OpenConnection { open: open.clone() }
+    }
+
+    /// Counts an HTTP/2 error weir ended a stream or a connection with (`scope` is `stream` or
+    /// `connection`, `code` the RFC 9113 name). Rare, so the series is looked up when it happens.
+    pub fn http2_error(&self, scope: &'static str, code: &'static str) {
+        let labels = Http2ErrorLabels { listener: self.name.to_string(), scope, code };
+        self.http2_errors.get_or_create(&labels).inc();
     }
 }
 

@@ -16,7 +16,7 @@ thread_local! {
 }
 
 /// Appends the current date as an HTTP date.
-pub(super) fn push_now(out: &mut Vec<u8>) {
+pub(crate) fn push_now(out: &mut Vec<u8>) {
     let now = SystemTime::now();
     let second = now.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
     CACHED.with_borrow_mut(|cached| {

@@ -37,6 +37,7 @@ pub use switch::{ClientStream, ClientSwitch, Rewound, Switched};
 
 use crate::client_body::ClientBody;
 use body::{Feed, FeedState};
+pub(crate) use date::push_now as push_date;
 use head::{BodyFraming, Head};
 pub(crate) use io::ConnIo;
 use response::{Asked, Sending};

@@ -5,17 +5,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::server::conn::http2;
-use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use weir_config::{Listener as ListenerConfig, Protocol};
 use weir_telemetry::{ListenerMetrics, Metrics};
-use weir_upstream::BoxedSpawn;
 
 use super::identity::ListenerId;
 use crate::framing::FramingLimits;
 use crate::http1::Http1Settings;
+use crate::http2::{BlockLimits, Http2Settings};
 use crate::inherited::InheritedSockets;
 use crate::tls::TlsListener;
 
@@ -39,8 +37,8 @@ pub(crate) struct ListenerSettings {
     pub(crate) connections: Arc<Semaphore>,
     /// How HTTP/1.1 is served; `None` when the listener serves only h2c.
     pub(crate) http1: Option<Http1Settings>,
-    /// The HTTP/2 server: h2c, and h2 agreed through ALPN.
-    pub(crate) http2: http2::Builder<BoxedSpawn>,
+    /// How HTTP/2 is served: h2c, and h2 agreed through ALPN.
+    pub(crate) http2: Http2Settings,
     pub(crate) tls: Option<Arc<TlsListener>>,
     pub(crate) metrics: ListenerMetrics,
 }
@@ -65,7 +63,7 @@ impl ListenerSettings {
             max_uri_length: config.max_uri_length.0 as usize,
             connections,
             http1: http1_settings(config),
-            http2: http2_builder(config),
+            http2: http2_settings(config),
             tls,
             metrics: metrics.listener(&config.name),
         }
@@ -121,8 +119,11 @@ fn http1_settings(config: &ListenerConfig) -> Option<Http1Settings> {
     })
 }
 
-fn http2_builder(config: &ListenerConfig) -> http2::Builder<BoxedSpawn> {
-    let mut builder = http2::Builder::new(BoxedSpawn);
-    builder.timer(TokioTimer::new()).max_header_list_size(config.max_head_size.0 as u32).max_concurrent_streams(256);
-    builder
+/// HTTP/2 service: a request's header list is bounded like an HTTP/1.1 head, in bytes and fields.
+fn http2_settings(config: &ListenerConfig) -> Http2Settings {
+    Http2Settings {
+        limits: BlockLimits { max_list_size: config.max_head_size.0 as usize, max_fields: config.max_headers },
+        max_concurrent_streams: 256,
+        idle_timeout: config.idle_timeout.0,
+    }
 }

@@ -1,0 +1,398 @@
+//! What a connection's task shares with its streams' request bodies and responses: the streams'
+//! states, the frames queued for writing, the flow-control windows, and the queue of streams to
+//! run again. One lock per connection; the connection's task holds it briefly, and a request body
+//! read from another task takes it for the read alone.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+
+use super::frame::{self, Reason};
+
+/// What a client may send on one stream before weir reads it: SETTINGS_INITIAL_WINDOW_SIZE.
+pub(super) const STREAM_WINDOW: u32 = 1 << 20;
+/// What a client may send on a connection before weir reads it: every stream's together.
+pub(super) const CONNECTION_WINDOW: u32 = 1 << 20;
+/// Frames queued beyond this wait for the connection to write; nor does it read meanwhile.
+pub(super) const OUT_LIMIT: usize = 128 * 1024;
+
+/// Stream ids are the keys of maps hashed on every frame: a multiplication is hash enough.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(super) type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// Wakes what waits on `waker`, if anything does.
+pub(super) fn wake(waker: &mut Option<Waker>) {
+    if let Some(waker) = waker.take() {
+        waker.wake();
+    }
+}
+
+/// How much of a request body there is still to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Recv {
+    Open,
+    Ended,
+    /// The stream was reset, or broke a rule, before its body ended.
+    Failed(Reason),
+}
+
+/// One open stream.
+pub(super) struct StreamState {
+    pub(super) inbox: VecDeque<Bytes>,
+    pub(super) trailers: Option<HeaderMap>,
+    pub(super) recv: Recv,
+    pub(super) body_waker: Option<Waker>,
+    /// What the client may still send before a WINDOW_UPDATE.
+    pub(super) recv_window: i64,
+    /// Read but not yet given back in a WINDOW_UPDATE.
+    recv_consumed: u32,
+    pub(super) content_length: Option<u64>,
+    pub(super) received: u64,
+    /// Nobody reads the body any more: what arrives is thrown away.
+    pub(super) discard: bool,
+    /// The client waits for `100 Continue` before it sends the body.
+    pub(super) expect_continue: bool,
+    pub(super) send_window: i64,
+    pub(super) send_waker: Option<Waker>,
+}
+
+impl StreamState {
+    pub(super) fn new(recv: Recv, send_window: i64, content_length: Option<u64>, expect_continue: bool) -> Self {
+        StreamState {
+            inbox: VecDeque::new(),
+            trailers: None,
+            recv,
+            body_waker: None,
+            recv_window: i64::from(STREAM_WINDOW),
+            recv_consumed: 0,
+            content_length,
+            received: 0,
+            discard: false,
+            expect_continue,
+            send_window,
+            send_waker: None,
+        }
+    }
+
+    /// Ends the request body with `reason`, waking its reader.
+    pub(super) fn fail(&mut self, reason: Reason) {
+        if self.recv == Recv::Open {
+            self.recv = Recv::Failed(reason);
+        }
+        if let Some(waker) = self.body_waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn wake_all(&mut self) {
+        wake(&mut self.body_waker);
+        wake(&mut self.send_waker);
+    }
+}
+
+/// Everything behind the connection's lock.
+pub(super) struct Inner {
+    pub(super) streams: IdMap<StreamState>,
+    /// Frames waiting for the connection to write them.
+    pub(super) out: BytesMut,
+    pub(super) conn_send_window: i64,
+    /// The client's SETTINGS_INITIAL_WINDOW_SIZE: each new stream's send window.
+    pub(super) initial_send_window: i64,
+    /// The client's SETTINGS_MAX_FRAME_SIZE.
+    pub(super) max_send_frame: usize,
+    /// Request body bytes read on the connection and not yet given back.
+    conn_recv_consumed: u32,
+    /// Responses waiting for room in `out` or in the connection's window.
+    space_waiters: Vec<Waker>,
+    /// The connection is closing: responses stop sending.
+    pub(super) closed: bool,
+}
+
+impl Inner {
+    /// Gives `len` bytes back to the connection's window, in a WINDOW_UPDATE once half of it is used.
+    pub(super) fn credit_connection(&mut self, len: usize) -> bool {
+        self.conn_recv_consumed += len as u32;
+        if self.conn_recv_consumed < CONNECTION_WINDOW / 2 {
+            return false;
+        }
+        frame::put_window_update(&mut self.out, 0, self.conn_recv_consumed);
+        self.conn_recv_consumed = 0;
+        true
+    }
+
+    /// Gives `len` bytes read from stream `id`'s body back to both windows; true when a
+    /// WINDOW_UPDATE was queued.
+    fn credit(&mut self, id: u32, len: usize) -> bool {
+        let mut queued = self.credit_connection(len);
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.recv_consumed += len as u32;
+            if stream.recv == Recv::Open && stream.recv_consumed >= STREAM_WINDOW / 2 {
+                stream.recv_window += i64::from(stream.recv_consumed);
+                frame::put_window_update(&mut self.out, id, stream.recv_consumed);
+                stream.recv_consumed = 0;
+                queued = true;
+            }
+        }
+        queued
+    }
+
+    /// Wakes the responses waiting for room to send.
+    pub(super) fn wake_space_waiters(&mut self) {
+        for waker in self.space_waiters.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Applies a new SETTINGS_INITIAL_WINDOW_SIZE to every open stream (RFC 9113 section 6.9.2).
+    pub(super) fn set_initial_send_window(&mut self, window: i64) {
+        let delta = window - self.initial_send_window;
+        self.initial_send_window = window;
+        for stream in self.streams.values_mut() {
+            stream.send_window += delta;
+            wake(&mut stream.send_waker);
+        }
+    }
+
+    /// Takes a stream out, giving what its body never read back to the connection's window.
+    pub(super) fn remove(&mut self, id: u32) -> Option<StreamState> {
+        let mut stream = self.streams.remove(&id)?;
+        let unread: usize = stream.inbox.iter().map(Bytes::len).sum();
+        self.credit_connection(unread);
+        stream.wake_all();
+        Some(stream)
+    }
+
+    /// Closes the connection: every stream's body and response learn it.
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+        for stream in self.streams.values_mut() {
+            stream.fail(Reason::Cancel);
+            stream.wake_all();
+        }
+        self.wake_space_waiters();
+    }
+
+    /// Data arrived for a stream nobody reads any more, or padding: counted and given back.
+    pub(super) fn discard(&mut self, id: u32, len: usize) {
+        self.credit(id, len);
+    }
+}
+
+/// The state a connection shares with its streams.
+pub(super) struct Shared {
+    inner: Mutex<Inner>,
+    ready: Mutex<Ready>,
+}
+
+/// Streams woken since the connection last ran them, and the connection's own waker.
+#[derive(Default)]
+struct Ready {
+    ids: Vec<u32>,
+    waker: Option<Waker>,
+    /// Frames were queued from outside the connection's task.
+    queued: bool,
+}
+
+impl Shared {
+    pub(super) fn new() -> Arc<Shared> {
+        let inner = Inner {
+            streams: IdMap::default(),
+            out: BytesMut::new(),
+            conn_send_window: frame::DEFAULT_WINDOW,
+            initial_send_window: frame::DEFAULT_WINDOW,
+            max_send_frame: frame::MAX_FRAME_SIZE,
+            conn_recv_consumed: 0,
+            space_waiters: Vec::new(),
+            closed: false,
+        };
+        Arc::new(Shared { inner: Mutex::new(inner), ready: Mutex::new(Ready::default()) })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn ready(&self) -> MutexGuard<'_, Ready> {
+        self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stream `id` is to be run again.
+    pub(super) fn wake_stream(&self, id: u32) {
+        let waker = {
+            let mut ready = self.ready();
+            ready.ids.push(id);
+            ready.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Frames were queued by a body read in another task: the connection is to write them.
+    fn wake_connection(&self) {
+        let waker = {
+            let mut ready = self.ready();
+            ready.queued = true;
+            ready.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Moves the woken streams into `ids`; when there are none and nothing was queued, registers
+    /// the connection's waker and returns false.
+    pub(super) fn take_ready(&self, ids: &mut Vec<u32>, cx: &mut Context<'_>) -> bool {
+        let mut ready = self.ready();
+        if ready.ids.is_empty() && !ready.queued {
+            if !ready.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                ready.waker = Some(cx.waker().clone());
+            }
+            return false;
+        }
+        ready.queued = false;
+        std::mem::swap(&mut ready.ids, ids);
+        true
+    }
+
+    /// Room to send `want` bytes of stream `id`: at most its window, the connection's and a frame.
+    /// `Err` when the stream or the connection is gone.
+    pub(super) fn poll_send_room(&self, id: u32, want: usize, cx: &mut Context<'_>) -> Poll<Result<usize, ()>> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.closed {
+            return Poll::Ready(Err(()));
+        }
+        if inner.out.len() >= OUT_LIMIT || inner.conn_send_window <= 0 {
+            inner.space_waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let Some(stream) = inner.streams.get_mut(&id) else { return Poll::Ready(Err(())) };
+        if stream.send_window <= 0 {
+            stream.send_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let room = want.min(stream.send_window as usize).min(inner.conn_send_window as usize).min(inner.max_send_frame);
+        stream.send_window -= room as i64;
+        inner.conn_send_window -= room as i64;
+        Poll::Ready(Ok(room))
+    }
+}
+
+/// A request body as the client sends it in DATA frames, with its trailers.
+pub struct Http2Body {
+    shared: Arc<Shared>,
+    id: u32,
+    /// What is still to come, when the request said (`content-length`).
+    remaining: Option<u64>,
+    ended: bool,
+}
+
+/// Why a request body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP/2 stream {id}: the request body was cut short ({reason})")]
+pub struct Http2BodyError {
+    id: u32,
+    reason: Reason,
+}
+
+impl Http2Body {
+    pub(super) fn new(shared: Arc<Shared>, id: u32, content_length: Option<u64>) -> Http2Body {
+        Http2Body { shared, id, remaining: content_length, ended: false }
+    }
+}
+
+impl http_body::Body for Http2Body {
+    type Data = Bytes;
+    type Error = Http2BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Http2BodyError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let id = self.id;
+        let shared = self.shared.clone();
+        let mut inner = shared.lock();
+        let inner = &mut *inner;
+        let Some(stream) = inner.streams.get_mut(&id) else {
+            return Poll::Ready(Some(Err(Http2BodyError { id, reason: Reason::Cancel })));
+        };
+        let mut queued = false;
+        if stream.expect_continue {
+            stream.expect_continue = false;
+            super::send::put_continue(&mut inner.out, id);
+            queued = true;
+        }
+        let polled = if let Some(data) = stream.inbox.pop_front() {
+            queued |= inner.credit(id, data.len());
+            self.remaining = self.remaining.map(|left| left.saturating_sub(data.len() as u64));
+            Poll::Ready(Some(Ok(http_body::Frame::data(data))))
+        } else {
+            match stream.recv {
+                Recv::Ended => {
+                    self.ended = true;
+                    Poll::Ready(stream.trailers.take().map(|trailers| Ok(http_body::Frame::trailers(trailers))))
+                }
+                Recv::Failed(reason) => Poll::Ready(Some(Err(Http2BodyError { id, reason }))),
+                Recv::Open => {
+                    stream.body_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        };
+        if queued {
+            shared.wake_connection();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.remaining {
+            Some(left) => http_body::SizeHint::with_exact(left),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for Http2Body {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        let Some(stream) = inner.streams.get_mut(&self.id) else { return };
+        stream.discard = true;
+        stream.body_waker = None;
+        let unread: usize = stream.inbox.drain(..).map(|data| data.len()).sum();
+        if inner.credit_connection(unread) {
+            drop(inner);
+            self.shared.wake_connection();
+        }
+    }
+}
