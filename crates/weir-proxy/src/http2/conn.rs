@@ -498,6 +498,13 @@ where
             }
             false => (0, payload.len()),
         };
+        {
+            let mut inner = self.shared.lock();
+            inner.conn_recv_window -= payload.len() as i64;
+            if inner.conn_recv_window < 0 {
+                return fail(Reason::FlowControl, "DATA beyond the connection's window");
+            }
+        }
         if let Some(reason) = self.take_data(id, payload, start..end, head.has(frame::END_STREAM)) {
             self.reset_stream(id, reason);
         }

@@ -122,6 +122,8 @@ pub(super) struct Inner {
     pub(super) initial_send_window: i64,
     /// The client's SETTINGS_MAX_FRAME_SIZE.
     pub(super) max_send_frame: usize,
+    /// What the client may still send on the connection before a WINDOW_UPDATE.
+    pub(super) conn_recv_window: i64,
     /// Request body bytes read on the connection and not yet given back.
     conn_recv_consumed: u32,
     /// Responses waiting for room in `out` or in the connection's window.
@@ -138,6 +140,7 @@ impl Inner {
             return false;
         }
         frame::put_window_update(&mut self.out, 0, self.conn_recv_consumed);
+        self.conn_recv_window += i64::from(self.conn_recv_consumed);
         self.conn_recv_consumed = 0;
         true
     }
@@ -223,6 +226,7 @@ impl Shared {
             conn_send_window: frame::DEFAULT_WINDOW,
             initial_send_window: frame::DEFAULT_WINDOW,
             max_send_frame: frame::MAX_FRAME_SIZE,
+            conn_recv_window: i64::from(CONNECTION_WINDOW),
             conn_recv_consumed: 0,
             space_waiters: Vec::new(),
             closed: false,

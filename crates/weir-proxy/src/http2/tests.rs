@@ -542,3 +542,80 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     }
     assert!(taken < LARGE, "the whole body was sent to a client that did not read");
 }
+
+/// Streams each within their window but together past the connection's: a connection error, so
+/// what weir buffers for a connection stays within its one window.
+#[tokio::test]
+async fn data_beyond_the_connection_window_ends_the_connection() {
+    let settings = Http2Settings { max_concurrent_streams: 256, ..SETTINGS };
+    let address = server(TestService::default(), settings, CancellationToken::new()).await;
+    let mut raw = Raw::connect(address).await;
+    let chunk = vec![0u8; frame::MAX_FRAME_SIZE];
+    let mut flood = BytesMut::new();
+    // Three streams of 512 KiB each (within a stream's 1 MiB), 1.5 MiB in all; /forever reads none.
+    for stream in [1, 3, 5] {
+        flood.put_slice(&headers(stream, "/forever", &[], frame::END_HEADERS));
+        for _ in 0..32 {
+            frame::put_data(&mut flood, stream, &chunk, false);
+        }
+    }
+    raw.send(&flood).await;
+    assert_eq!(raw.expect_goaway().await, Reason::FlowControl as u32);
+}
+
+/// Random frames after a valid opening: whatever they are, the connection answers or ends, and the
+/// server neither panics nor stops serving others.
+#[tokio::test]
+async fn random_frames_never_break_the_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let serving = serve(stream, SETTINGS, CancellationToken::new(), TestService::default());
+            accepted.lock().unwrap().push(tokio::spawn(serving));
+        }
+    });
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..200 {
+        let mut raw = Raw::connect(address).await;
+        let mut bytes = BytesMut::new();
+        for _ in 0..(next() % 6 + 1) {
+            let kind = (next() % 11) as u8;
+            let flags = (next() % 64) as u8;
+            let stream = (next() % 8) as u32;
+            let length = (next() % 40) as usize;
+            let payload: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+            frame::put_head(&mut bytes, length, kind, flags, stream);
+            bytes.put_slice(&payload);
+        }
+        raw.send(&bytes).await;
+        // Whatever happened, a ping on the connection is answered or the connection is closed.
+        let mut ping = BytesMut::new();
+        frame::put_head(&mut ping, 8, frame::PING, 0, 0);
+        ping.put_slice(b"the end!");
+        let _ = raw.stream.write_all(&ping).await;
+        while let Some((head, payload)) = raw.frame().await {
+            if head.kind == frame::PING && &payload[..] == b"the end!" {
+                break;
+            }
+        }
+    }
+    // The server still serves.
+    let mut raw = Raw::connect(address).await;
+    raw.send(&headers(1, "/x", &[], END)).await;
+    assert_eq!(raw.expect_response(1).await.0, "200");
+    drop(raw);
+    let served: Vec<_> = std::mem::take(&mut *connections.lock().unwrap());
+    assert_eq!(served.len(), 201);
+    for connection in served {
+        connection.await.expect("a connection's task panicked");
+    }
+}

@@ -160,3 +160,22 @@ fn malformed_blocks_are_refused() {
         assert_eq!(result, Err(error), "{block:x?}");
     }
 }
+
+#[test]
+fn random_blocks_decode_or_fail_without_panicking() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut decoder = Decoder::new(4096);
+    for _ in 0..20_000 {
+        let length = (next() % 48) as usize;
+        let block: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+        if decoder.decode(Bytes::from(block), |_| {}).is_err() {
+            decoder = Decoder::new(4096);
+        }
+    }
+}
