@@ -477,6 +477,16 @@ impl Dispatch {
         if self.signal.take_tunnel() {
             request.extensions_mut().insert(TunnelRequested);
         }
+        self.serve(violation, request, http1)
+    }
+
+    /// Answers one request, `violation` being what its head was refused for.
+    fn serve(
+        &self,
+        violation: Option<crate::framing::Violation>,
+        request: hyper::Request<ClientBody>,
+        http1: bool,
+    ) -> impl Future<Output = Result<hyper::Response<TimedBody>, FaultReset>> + Send + '_ {
         if self.conn.protocol.get().is_none() {
             let _ = self.conn.protocol.set(self.metrics.protocol_seen(!http1));
         }
@@ -493,15 +503,14 @@ impl Dispatch {
 impl crate::http2::Service for Arc<Dispatch> {
     type Body = TimedBody;
 
-    fn call(&self, request: hyper::Request<ClientBody>) -> impl Future<Output = http1::Answer<TimedBody>> + Send {
-        self.answer(request, false)
-    }
-
-    fn head_too_large(&self, limit: crate::http2::HeadLimit) {
-        self.signal.raise(match limit {
+    fn call(&self, mut request: hyper::Request<ClientBody>) -> impl Future<Output = http1::Answer<TimedBody>> + Send {
+        // The guard passes HTTP/2 through untouched: a refused head comes with its request.
+        let refused = request.extensions_mut().remove::<crate::http2::RefusedHead>();
+        let violation = refused.map(|crate::http2::RefusedHead(limit)| match limit {
             crate::http2::HeadLimit::Size => crate::framing::Violation::HeadTooLarge,
             crate::http2::HeadLimit::Fields => crate::framing::Violation::TooManyHeaders,
         });
+        self.serve(violation, request, false)
     }
 
     fn protocol_error(&self, scope: crate::http2::ErrorScope, reason: crate::http2::Reason) {

@@ -17,7 +17,7 @@ use super::hpack::Decoder;
 use super::request::{Collect, Refused};
 use super::send::{self, Sent};
 use super::shared::{self, IdMap, Recv, Shared, StreamState};
-use super::{ErrorScope, Http2Settings, PREFACE, Service};
+use super::{ErrorScope, HeadLimit, Http2Settings, PREFACE, RefusedHead, Service};
 use crate::client_body::ClientBody;
 
 /// Streams a client may reset before their responses, net of the ones that complete, before the
@@ -76,7 +76,14 @@ enum Timer {
     Idle,
     /// The client takes no bytes while some wait to be written.
     WriteStall,
+    /// Responses wait for flow-control windows the client does not open.
+    WindowStall,
+    /// The connection is closing and waits for its shutdown to go out.
+    Closing,
 }
+
+/// How long a closing connection waits for its shutdown (TLS close_notify, FIN) to be written.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) struct Connection<S, Svc> {
     io: S,
@@ -97,6 +104,10 @@ pub(super) struct Connection<S, Svc> {
     going_away: bool,
     /// A connection error was sent, or the socket failed: close once what is queued is written.
     closing: bool,
+    /// Shutting the socket down: the last step.
+    ending: bool,
+    /// Bytes were written since the last completed flush.
+    unflushed: bool,
     read_closed: bool,
     /// The client sent GOAWAY: it opens no more streams.
     peer_went_away: bool,
@@ -143,6 +154,8 @@ where
             last_stream: 0,
             going_away: false,
             closing: false,
+            ending: false,
+            unflushed: false,
             read_closed: false,
             peer_went_away: false,
             reset_budget: RESET_BUDGET,
@@ -156,6 +169,9 @@ where
 
     /// Serves the connection until it closes.
     pub(super) fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.ending {
+            return self.poll_end(cx);
+        }
         loop {
             if !self.going_away && self.stopping.as_mut().poll(cx).is_ready() {
                 self.go_away(Reason::NoError);
@@ -176,14 +192,25 @@ where
             }
             match self.poll_write(cx) {
                 Poll::Ready(Ok(wrote)) => progressed |= wrote,
-                Poll::Ready(Err(())) => return self.end(),
+                Poll::Ready(Err(())) => return self.abort(),
                 Poll::Pending => {}
             }
             if self.finished() {
-                return self.end();
+                self.ending = true;
+                self.close_streams();
+                return self.poll_end(cx);
             }
             if !progressed {
-                return self.poll_timer(cx);
+                match self.poll_timer(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Timer::Idle) => {
+                        // GOAWAY, then close once it is written; a client that takes no bytes
+                        // meanwhile is cut off as any other.
+                        self.go_away(Reason::NoError);
+                        self.arm(Timer::WriteStall);
+                    }
+                    Poll::Ready(_) => return self.abort(),
+                }
             }
         }
     }
@@ -194,15 +221,28 @@ where
 
     /// Done: nothing left to write, and no stream (or the socket failed).
     fn finished(&self) -> bool {
-        if self.written < self.write.len() || !self.shared.lock().out.is_empty() {
+        if self.unflushed || self.written < self.write.len() || !self.shared.lock().out.is_empty() {
             return false;
         }
         self.closing || ((self.going_away || self.peer_went_away) && self.tasks.is_empty())
     }
 
-    fn end(&mut self) -> Poll<()> {
+    /// Shuts the socket down once all is written (a TLS close_notify, then FIN), for at most
+    /// [`CLOSE_GRACE`].
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.timer_for != Timer::Closing {
+            self.timer_for = Timer::Closing;
+            self.timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+        }
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => self.timer.as_mut().poll(cx),
+        }
+    }
+
+    /// Ends the connection at once: the socket failed, or the client stopped taking bytes.
+    fn abort(&mut self) -> Poll<()> {
         self.close_streams();
-        let _ = Pin::new(&mut self.io).poll_shutdown(&mut Context::from_waker(Waker::noop()));
         Poll::Ready(())
     }
 
@@ -222,31 +262,37 @@ where
         frame::put_goaway(&mut self.shared.lock().out, self.last_stream, reason);
     }
 
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let wanted = match (self.tasks.is_empty(), self.timer_for) {
-            (_, Timer::WriteStall) => Timer::WriteStall,
-            (true, _) => Timer::Idle,
-            (false, _) => Timer::Off,
-        };
-        if wanted != self.timer_for {
-            self.timer_for = wanted;
-            if wanted != Timer::Off {
-                self.timer.as_mut().reset(Instant::now() + self.settings.idle_timeout);
-            }
-            if wanted == Timer::Idle && self.read.is_empty() {
-                // An idle connection holds no read buffer.
-                self.read = BytesMut::new();
-            }
+    /// Sets the timer for `why` (the listener's idle timeout from now) unless it is set for it.
+    fn arm(&mut self, why: Timer) {
+        if self.timer_for != why {
+            self.timer_for = why;
+            self.timer.as_mut().reset(Instant::now() + self.settings.idle_timeout);
         }
-        if self.timer_for == Timer::Off || self.timer.as_mut().poll(cx).is_pending() {
+    }
+
+    /// Sets the timer for what the connection waits on now; ready with the reason when it fires.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
+        let wanted = if self.timer_for == Timer::WriteStall {
+            Timer::WriteStall
+        } else if self.tasks.is_empty() {
+            Timer::Idle
+        } else if self.shared.lock().blocked_on_windows() {
+            Timer::WindowStall
+        } else {
+            Timer::Off
+        };
+        if wanted == Timer::Off {
+            self.timer_for = Timer::Off;
             return Poll::Pending;
         }
-        tracing::debug!(timer = ?self.timer_for, "HTTP/2 connection timed out");
-        if self.timer_for == Timer::Idle {
-            self.go_away(Reason::NoError);
-            let _ = self.poll_write(cx);
+        if wanted == Timer::Idle && self.timer_for != Timer::Idle && self.read.is_empty() {
+            // An idle connection holds no read buffer.
+            self.read = BytesMut::new();
         }
-        self.end()
+        self.arm(wanted);
+        std::task::ready!(self.timer.as_mut().poll(cx));
+        tracing::debug!(timer = ?self.timer_for, "HTTP/2 connection timed out");
+        Poll::Ready(wanted)
     }
 
     /// Runs the streams woken since they last ran; true when any ran.
@@ -378,7 +424,9 @@ where
                     if i64::from(value) > frame::MAX_WINDOW {
                         return fail(Reason::FlowControl, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1");
                     }
-                    inner.set_initial_send_window(i64::from(value));
+                    if !inner.set_initial_send_window(i64::from(value)) {
+                        return fail(Reason::FlowControl, "SETTINGS_INITIAL_WINDOW_SIZE takes a window past 2^31-1");
+                    }
                 }
                 frame::SETTINGS_MAX_FRAME_SIZE => {
                     if !(frame::MAX_FRAME_SIZE as u32..1 << 24).contains(&value) {
@@ -430,31 +478,27 @@ where
             if increment == 0 {
                 return fail(Reason::Protocol, "a WINDOW_UPDATE of zero");
             }
-            inner.conn_send_window += increment;
-            if inner.conn_send_window > frame::MAX_WINDOW {
+            if !inner.add_conn_send_window(increment) {
                 return fail(Reason::FlowControl, "the connection's window above 2^31-1");
             }
-            inner.wake_space_waiters();
             return Ok(());
         }
         if head.stream > self.last_stream {
             return fail(Reason::Protocol, "WINDOW_UPDATE on a stream not opened");
         }
-        let Some(stream) = inner.streams.get_mut(&head.stream) else { return Ok(()) };
-        stream.send_window += increment;
+        if !inner.streams.contains_key(&head.stream) {
+            return Ok(());
+        }
         let broken = match increment {
             0 => Some(Reason::Protocol),
-            _ if stream.send_window > frame::MAX_WINDOW => Some(Reason::FlowControl),
-            _ => {
-                shared::wake(&mut stream.send_waker);
-                None
-            }
+            _ if !inner.add_send_window(head.stream, increment) => Some(Reason::FlowControl),
+            _ => None,
         };
         drop(inner);
-        if let Some(reason) = broken {
-            self.reset_stream(head.stream, reason);
+        match broken {
+            Some(reason) => self.reset_stream(head.stream, reason),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn rst_stream(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
@@ -464,27 +508,36 @@ where
         if head.stream == 0 || head.stream > self.last_stream {
             return fail(Reason::Protocol, "RST_STREAM on a stream not opened");
         }
-        if self.tasks.remove(&head.stream).is_some() {
-            self.reset_budget = self.reset_budget.saturating_sub(1);
-            if self.reset_budget == 0 {
-                return fail(Reason::EnhanceYourCalm, "too many streams reset before their responses");
-            }
-        }
+        let dropped = self.tasks.remove(&head.stream).is_some();
         if let Some(mut stream) = self.shared.lock().remove(head.stream) {
             stream.fail(Reason::Cancel);
         }
-        Ok(())
+        if dropped { self.spend_reset_budget() } else { Ok(()) }
     }
 
-    /// Resets one stream: RST_STREAM, its future dropped, its body failed.
-    fn reset_stream(&mut self, id: u32, reason: Reason) {
+    /// Resets one stream: RST_STREAM, its future dropped, its body failed. A reset the client
+    /// provoked counts against the same budget as one it sent: either way work was begun and
+    /// thrown away.
+    fn reset_stream(&mut self, id: u32, reason: Reason) -> Result<(), ConnError> {
         self.service.protocol_error(ErrorScope::Stream, reason);
-        self.tasks.remove(&id);
-        let mut inner = self.shared.lock();
-        if let Some(mut stream) = inner.remove(id) {
-            stream.fail(reason);
+        let dropped = self.tasks.remove(&id).is_some();
+        {
+            let mut inner = self.shared.lock();
+            if let Some(mut stream) = inner.remove(id) {
+                stream.fail(reason);
+            }
+            frame::put_rst_stream(&mut inner.out, id, reason);
         }
-        frame::put_rst_stream(&mut inner.out, id, reason);
+        if dropped { self.spend_reset_budget() } else { Ok(()) }
+    }
+
+    /// A stream's work was thrown away before its answer; too many of those end the connection.
+    fn spend_reset_budget(&mut self) -> Result<(), ConnError> {
+        self.reset_budget = self.reset_budget.saturating_sub(1);
+        if self.reset_budget == 0 {
+            return fail(Reason::EnhanceYourCalm, "too many streams reset before their responses");
+        }
+        Ok(())
     }
 
     fn data(&mut self, head: Head, payload: Bytes) -> Result<(), ConnError> {
@@ -505,10 +558,10 @@ where
                 return fail(Reason::FlowControl, "DATA beyond the connection's window");
             }
         }
-        if let Some(reason) = self.take_data(id, payload, start..end, head.has(frame::END_STREAM)) {
-            self.reset_stream(id, reason);
+        match self.take_data(id, payload, start..end, head.has(frame::END_STREAM)) {
+            Some(reason) => self.reset_stream(id, reason),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Hands a DATA frame's payload (`data` of it, the rest padding) to its stream's body; the
@@ -545,7 +598,7 @@ where
             inner.discard(id, flow);
         } else {
             if !data.is_empty() {
-                stream.inbox.push_back(data);
+                stream.push_data(data);
             }
             if padding > 0 {
                 inner.discard(id, padding);
@@ -632,14 +685,12 @@ where
             Ok(trailers) if end_stream => trailers,
             _ => {
                 drop(inner);
-                self.reset_stream(id, Reason::Protocol);
-                return Ok(());
+                return self.reset_stream(id, Reason::Protocol);
             }
         };
         if stream.content_length.is_some_and(|length| stream.received != length) {
             drop(inner);
-            self.reset_stream(id, Reason::Protocol);
-            return Ok(());
+            return self.reset_stream(id, Reason::Protocol);
         }
         stream.trailers = Some(trailers);
         stream.recv = Recv::Ended;
@@ -656,8 +707,13 @@ where
                 return self.refuse_stream(id, Reason::Protocol);
             }
             Err(Refused::TooLarge(limit)) => {
-                self.service.head_too_large(limit);
-                return self.start(id, Recv::Ended, None, false, too_large_request());
+                // Answered by the gateway; a body that follows is taken in and thrown away.
+                let recv = if end_stream { Recv::Ended } else { Recv::Open };
+                self.start(id, recv, None, false, too_large_request(limit));
+                if let Some(stream) = self.shared.lock().streams.get_mut(&id) {
+                    stream.discard = true;
+                }
+                return;
             }
         };
         if end_stream && content_length.is_some_and(|length| length != 0) {
@@ -735,22 +791,31 @@ where
                 Poll::Ready(Ok(written)) => {
                     self.written += written;
                     wrote = true;
+                    self.unflushed = true;
                     if self.timer_for == Timer::WriteStall {
                         self.timer_for = Timer::Off;
                     }
                 }
                 Poll::Pending => {
-                    if self.timer_for != Timer::WriteStall {
-                        self.timer_for = Timer::WriteStall;
-                        self.timer.as_mut().reset(Instant::now() + self.settings.idle_timeout);
-                    }
+                    self.arm(Timer::WriteStall);
                     return if wrote { Poll::Ready(Ok(true)) } else { Poll::Pending };
                 }
             }
         }
+        self.unflushed |= wrote;
+        if !self.unflushed {
+            return Poll::Ready(Ok(false));
+        }
         match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Poll::Ready(Ok(wrote))
+            }
             Poll::Ready(Err(_)) => Poll::Ready(Err(())),
-            _ => Poll::Ready(Ok(wrote)),
+            Poll::Pending => {
+                self.arm(Timer::WriteStall);
+                if wrote { Poll::Ready(Ok(true)) } else { Poll::Pending }
+            }
         }
     }
 }
@@ -764,8 +829,9 @@ fn priority(head: Head) -> Result<(), ConnError> {
 }
 
 /// What a request over the head limits is handed to the gateway as: the gateway answers 431.
-fn too_large_request() -> Request<ClientBody> {
+fn too_large_request(limit: HeadLimit) -> Request<ClientBody> {
     let mut request = Request::new(ClientBody::Empty);
     *request.version_mut() = http::Version::HTTP_2;
+    request.extensions_mut().insert(RefusedHead(limit));
     request
 }

@@ -61,13 +61,14 @@ pub(crate) trait Service: Clone + Send + Sync + 'static {
     /// Answers a request.
     fn call(&self, request: Request<ClientBody>) -> impl Future<Output = Answer<Self::Body>> + Send;
 
-    /// The request about to be handed over stands for a header block over the listener's `limit`:
-    /// it is to be refused as too large.
-    fn head_too_large(&self, limit: HeadLimit);
-
     /// The server ended a stream (RST_STREAM) or the connection (GOAWAY) with an error.
     fn protocol_error(&self, scope: ErrorScope, reason: Reason);
 }
+
+/// A request extension: the request stands for a header block over the listener's limit, and is
+/// to be refused as too large without being routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RefusedHead(pub(crate) HeadLimit);
 
 /// What an HTTP/2 error ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -90,7 +90,7 @@ impl Collect {
             return;
         }
         self.fields += 1;
-        self.list_size += field.value.len() + FIELD_OVERHEAD;
+        self.list_size += field.name.len() + field.value.len() + FIELD_OVERHEAD;
         if self.fields > self.limits.max_fields {
             self.refused = Some(Refused::TooLarge(HeadLimit::Fields));
             return;
@@ -108,7 +108,6 @@ impl Collect {
         match field.name {
             Name::Pseudo(pseudo) => self.pseudo(pseudo, field.value),
             Name::Header(name) => {
-                self.list_size += name.as_str().len();
                 self.regular_seen = true;
                 self.header(name, field.value)
             }
@@ -130,7 +129,6 @@ impl Collect {
             Pseudo::Path => PATH,
             Pseudo::Status | Pseudo::Protocol => return Err("a pseudo-header requests do not carry"),
         };
-        self.list_size += [7, 7, 10, 5][slot];
         if self.pseudo[slot].replace(value).is_some() {
             return Err("a pseudo-header given twice");
         }
@@ -141,7 +139,17 @@ impl Collect {
         if is_connection_specific(&name) {
             return Err("a connection-specific field");
         }
+        if self.trailers && is_kept_from_trailers(&name) {
+            // Framing, routing and credentials belong in the head (RFC 9110 section 6.5.1).
+            return Ok(());
+        }
         let value = field_value(value)?;
+        if name == HOST {
+            if self.headers.contains_key(HOST) {
+                return Err("host given twice");
+            }
+            authority(value.as_bytes().to_vec().into()).map_err(|_| "an invalid host")?;
+        }
         if name == http::header::TE && value != "trailers" {
             return Err("te other than trailers");
         }
@@ -149,6 +157,10 @@ impl Collect {
             let length = parse_length(value.as_bytes()).ok_or("an invalid content-length")?;
             if self.content_length.replace(length).is_some_and(|before| before != length) {
                 return Err("conflicting content-length fields");
+            }
+            if self.headers.contains_key(CONTENT_LENGTH) {
+                // The same length again: one field says it.
+                return Ok(());
             }
         }
         if name == COOKIE
@@ -209,12 +221,8 @@ fn uri(
     path: Option<Bytes>,
 ) -> Result<Uri, &'static str> {
     if method == Method::CONNECT {
-        if scheme.is_some() || path.is_some() {
-            return Err("CONNECT with :scheme or :path");
-        }
-        let authority = authority.ok_or("CONNECT without :authority")?;
-        let authority = Authority::from_maybe_shared(authority).map_err(|_| "an invalid :authority")?;
-        return Uri::builder().authority(authority).build().map_err(|_| "an invalid :authority");
+        // weir tunnels nothing over HTTP/2: a CONNECT would reach an upstream as a plain request.
+        return Err("CONNECT, which weir does not tunnel over HTTP/2");
     }
     let scheme = scheme.ok_or("no :scheme")?;
     let path = path.filter(|path| !path.is_empty()).ok_or("no :path")?;
@@ -224,12 +232,28 @@ fn uri(
     let path = PathAndQuery::from_maybe_shared(path).map_err(|_| "an invalid :path")?;
     let Some(authority) = authority else { return Ok(Uri::from(path)) };
     let scheme = Scheme::try_from(&scheme[..]).map_err(|_| "an invalid :scheme")?;
-    let authority = Authority::from_maybe_shared(authority).map_err(|_| "an invalid :authority")?;
+    let authority = self::authority(authority).map_err(|_| "an invalid :authority")?;
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(scheme);
     parts.authority = Some(authority);
     parts.path_and_query = Some(path);
     Uri::from_parts(parts).map_err(|_| "an invalid request target")
+}
+
+/// An authority as a request may name it: host and port, no userinfo (RFC 9113 section 8.3.1).
+fn authority(bytes: Bytes) -> Result<Authority, ()> {
+    if bytes.contains(&b'@') {
+        return Err(());
+    }
+    Authority::from_maybe_shared(bytes).map_err(|_| ())
+}
+
+/// Fields a request's trailers may not carry, dropped from them: what frames, routes or
+/// authorizes a request is the head's.
+fn is_kept_from_trailers(name: &HeaderName) -> bool {
+    use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, EXPECT, PROXY_AUTHORIZATION, TE};
+    [CONTENT_LENGTH, HOST, AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE, TE, EXPECT, CONTENT_TYPE, CONTENT_ENCODING]
+        .contains(name)
 }
 
 /// A field value as RFC 9113 section 8.2.1 allows it.
@@ -301,11 +325,28 @@ mod tests {
     }
 
     #[test]
-    fn connect_names_only_an_authority() {
-        let request = request(&[(":method", "CONNECT"), (":authority", "a.test:443")]).unwrap();
-        assert_eq!(request.uri().authority().unwrap(), "a.test:443");
-        let refused = super::tests::request(&[(":method", "CONNECT"), (":authority", "a:1"), (":path", "/")]);
+    fn connect_is_refused() {
+        let refused = request(&[(":method", "CONNECT"), (":authority", "a.test:443")]);
         assert!(matches!(refused, Err(Refused::Malformed(_))));
+    }
+
+    #[test]
+    fn a_repeated_content_length_is_sent_once() {
+        let mut fields = GET.to_vec();
+        fields.extend([("content-length", "5"), ("content-length", "5")]);
+        let request = request(&fields).unwrap();
+        assert_eq!(request.headers().get_all("content-length").iter().count(), 1);
+    }
+
+    #[test]
+    fn trailers_drop_what_belongs_in_the_head() {
+        let mut collect = Collect::trailers(LIMITS);
+        for (name, value) in [("host", "evil.test"), ("content-length", "9"), ("authorization", "x"), ("x-sum", "1")] {
+            collect.field(field(name, value));
+        }
+        let trailers = collect.into_trailers().unwrap();
+        assert_eq!(trailers.len(), 1);
+        assert_eq!(trailers["x-sum"], "1");
     }
 
     #[test]
@@ -340,6 +381,10 @@ mod tests {
                 ("content-length", "2"),
             ],
             vec![(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/"), ("host", "b")],
+            vec![(":method", "GET"), (":scheme", "https"), (":authority", "user@a"), (":path", "/")],
+            vec![(":method", "GET"), (":scheme", "https"), (":path", "/"), ("host", "a"), ("host", "a")],
+            vec![(":method", "GET"), (":scheme", "https"), (":path", "/"), ("host", "u@a")],
+            vec![(":method", "GET"), (":scheme", "https"), (":path", "/"), ("host", "a b")],
         ];
         for fields in cases {
             assert!(matches!(request(&fields), Err(Refused::Malformed(_))), "{fields:?}");

@@ -38,14 +38,16 @@ where
     let status = parts.status;
     let bodyless = head_request || status.is_informational() || matches!(status.as_u16(), 204 | 304);
     let end = bodyless || body.is_end_stream();
-    let length = (!status.is_informational() && !matches!(status.as_u16(), 204 | 304))
+    // After HEAD the body says nothing of the length a GET would have.
+    let length = (!head_request && !status.is_informational() && !matches!(status.as_u16(), 204 | 304))
         .then(|| body.size_hint().exact())
         .flatten();
     {
         let mut inner = shared.lock();
-        if inner.closed || !inner.streams.contains_key(&id) {
-            return Sent::Reset;
-        }
+        let closed = inner.closed;
+        let Some(stream) = inner.streams.get_mut(&id).filter(|_| !closed) else { return Sent::Reset };
+        // Answered already: a `100 Continue` would come after the answer.
+        stream.expect_continue = false;
         let max_frame = inner.max_send_frame;
         put_header_frames(&mut inner.out, id, end, max_frame, |block| {
             encode_head(status, &parts.headers, length, block)

@@ -19,6 +19,10 @@ pub(super) const STREAM_WINDOW: u32 = 1 << 20;
 pub(super) const CONNECTION_WINDOW: u32 = 1 << 20;
 /// Frames queued beyond this wait for the connection to write; nor does it read meanwhile.
 pub(super) const OUT_LIMIT: usize = 128 * 1024;
+/// DATA payloads smaller than this are copied out of the read buffer (and run together), so small
+/// frames waiting to be read cannot each hold a whole read buffer; larger ones are kept as slices
+/// of it, holding at most a few times their size.
+const COPY_BELOW: usize = 8 * 1024;
 
 /// Stream ids are the keys of maps hashed on every frame: a multiplication is hash enough.
 #[derive(Default)]
@@ -60,7 +64,9 @@ pub(super) enum Recv {
 
 /// One open stream.
 pub(super) struct StreamState {
-    pub(super) inbox: VecDeque<Bytes>,
+    inbox: VecDeque<Bytes>,
+    /// Small payloads run together, after everything in `inbox`.
+    tail: BytesMut,
     pub(super) trailers: Option<HeaderMap>,
     pub(super) recv: Recv,
     pub(super) body_waker: Option<Waker>,
@@ -76,12 +82,15 @@ pub(super) struct StreamState {
     pub(super) expect_continue: bool,
     pub(super) send_window: i64,
     pub(super) send_waker: Option<Waker>,
+    /// The response waits for this stream's window.
+    window_blocked: bool,
 }
 
 impl StreamState {
     pub(super) fn new(recv: Recv, send_window: i64, content_length: Option<u64>, expect_continue: bool) -> Self {
         StreamState {
             inbox: VecDeque::new(),
+            tail: BytesMut::new(),
             trailers: None,
             recv,
             body_waker: None,
@@ -93,7 +102,35 @@ impl StreamState {
             expect_continue,
             send_window,
             send_waker: None,
+            window_blocked: false,
         }
+    }
+
+    /// Queues a DATA payload for the body's reader.
+    pub(super) fn push_data(&mut self, data: Bytes) {
+        if data.len() < COPY_BELOW {
+            self.tail.extend_from_slice(&data);
+            if self.tail.len() >= COPY_BELOW {
+                self.inbox.push_back(self.tail.split().freeze());
+            }
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.inbox.push_back(self.tail.split().freeze());
+        }
+        self.inbox.push_back(data);
+    }
+
+    /// The next piece of body to hand out, in arrival order.
+    fn pop_data(&mut self) -> Option<Bytes> {
+        self.inbox.pop_front().or_else(|| (!self.tail.is_empty()).then(|| self.tail.split().freeze()))
+    }
+
+    /// Drops what the body's reader has not taken; how many bytes that was.
+    fn clear_unread(&mut self) -> usize {
+        let unread = self.inbox.drain(..).map(|data| data.len()).sum::<usize>() + self.tail.len();
+        self.tail = BytesMut::new();
+        unread
     }
 
     /// Ends the request body with `reason`, waking its reader.
@@ -128,6 +165,10 @@ pub(super) struct Inner {
     conn_recv_consumed: u32,
     /// Responses waiting for room in `out` or in the connection's window.
     space_waiters: Vec<Waker>,
+    /// Streams whose responses wait for their own window.
+    windows_blocked: usize,
+    /// A response waits for the connection's window.
+    conn_window_blocked: bool,
     /// The connection is closing: responses stop sending.
     pub(super) closed: bool,
 }
@@ -168,20 +209,49 @@ impl Inner {
         }
     }
 
-    /// Applies a new SETTINGS_INITIAL_WINDOW_SIZE to every open stream (RFC 9113 section 6.9.2).
-    pub(super) fn set_initial_send_window(&mut self, window: i64) {
+    /// Applies a new SETTINGS_INITIAL_WINDOW_SIZE to every open stream (RFC 9113 section 6.9.2);
+    /// false when that takes a window past the largest allowed.
+    pub(super) fn set_initial_send_window(&mut self, window: i64) -> bool {
         let delta = window - self.initial_send_window;
         self.initial_send_window = window;
-        for stream in self.streams.values_mut() {
-            stream.send_window += delta;
-            wake(&mut stream.send_waker);
+        let mut valid = true;
+        for id in self.streams.keys().copied().collect::<Vec<_>>() {
+            valid &= self.add_send_window(id, delta);
         }
+        valid
+    }
+
+    /// Adds to stream `id`'s send window, waking its response; false past the largest window.
+    pub(super) fn add_send_window(&mut self, id: u32, delta: i64) -> bool {
+        let Some(stream) = self.streams.get_mut(&id) else { return true };
+        stream.send_window += delta;
+        if stream.send_window > 0 && std::mem::take(&mut stream.window_blocked) {
+            self.windows_blocked -= 1;
+        }
+        wake(&mut stream.send_waker);
+        stream.send_window <= frame::MAX_WINDOW
+    }
+
+    /// Adds to the connection's send window, waking the responses waiting for it.
+    pub(super) fn add_conn_send_window(&mut self, increment: i64) -> bool {
+        self.conn_send_window += increment;
+        self.conn_window_blocked = false;
+        self.wake_space_waiters();
+        self.conn_send_window <= frame::MAX_WINDOW
+    }
+
+    /// Some response waits for a window the client has not opened.
+    pub(super) fn blocked_on_windows(&self) -> bool {
+        self.windows_blocked > 0 || self.conn_window_blocked
     }
 
     /// Takes a stream out, giving what its body never read back to the connection's window.
     pub(super) fn remove(&mut self, id: u32) -> Option<StreamState> {
         let mut stream = self.streams.remove(&id)?;
-        let unread: usize = stream.inbox.iter().map(Bytes::len).sum();
+        if stream.window_blocked {
+            self.windows_blocked -= 1;
+        }
+        let unread = stream.clear_unread();
         self.credit_connection(unread);
         stream.wake_all();
         Some(stream)
@@ -229,6 +299,8 @@ impl Shared {
             conn_recv_window: i64::from(CONNECTION_WINDOW),
             conn_recv_consumed: 0,
             space_waiters: Vec::new(),
+            windows_blocked: 0,
+            conn_window_blocked: false,
             closed: false,
         };
         Arc::new(Shared { inner: Mutex::new(inner), ready: Mutex::new(Ready::default()) })
@@ -290,12 +362,16 @@ impl Shared {
             return Poll::Ready(Err(()));
         }
         if inner.out.len() >= OUT_LIMIT || inner.conn_send_window <= 0 {
+            inner.conn_window_blocked |= inner.conn_send_window <= 0;
             inner.space_waiters.push(cx.waker().clone());
             return Poll::Pending;
         }
         let Some(stream) = inner.streams.get_mut(&id) else { return Poll::Ready(Err(())) };
         if stream.send_window <= 0 {
             stream.send_waker = Some(cx.waker().clone());
+            if !std::mem::replace(&mut stream.window_blocked, true) {
+                inner.windows_blocked += 1;
+            }
             return Poll::Pending;
         }
         let room = want.min(stream.send_window as usize).min(inner.conn_send_window as usize).min(inner.max_send_frame);
@@ -352,7 +428,7 @@ impl http_body::Body for Http2Body {
             super::send::put_continue(&mut inner.out, id);
             queued = true;
         }
-        let polled = if let Some(data) = stream.inbox.pop_front() {
+        let polled = if let Some(data) = stream.pop_data() {
             queued |= inner.credit(id, data.len());
             self.remaining = self.remaining.map(|left| left.saturating_sub(data.len() as u64));
             Poll::Ready(Some(Ok(http_body::Frame::data(data))))
@@ -393,8 +469,8 @@ impl Drop for Http2Body {
         let Some(stream) = inner.streams.get_mut(&self.id) else { return };
         stream.discard = true;
         stream.body_waker = None;
-        let unread: usize = stream.inbox.drain(..).map(|data| data.len()).sum();
-        if inner.credit_connection(unread) {
+        let unread = stream.clear_unread();
+        if inner.credit(self.id, unread) {
             drop(inner);
             self.shared.wake_connection();
         }

@@ -38,7 +38,6 @@ const SETTINGS: Http2Settings = Http2Settings {
 /// the limits is answered 431.
 #[derive(Clone, Default)]
 struct TestService {
-    too_large: Arc<AtomicUsize>,
     dropped: Arc<AtomicUsize>,
     /// The errors the server reported, in order.
     errors: Arc<std::sync::Mutex<Vec<(super::ErrorScope, Reason)>>>,
@@ -61,7 +60,7 @@ impl Service for TestService {
 
     #[allow(clippy::manual_async_fn)] // The trait asks for `Send`, which an `async fn` cannot say.
     fn call(&self, request: Request<ClientBody>) -> impl Future<Output = Answer<TestBody>> + Send {
-        let too_large = self.too_large.swap(0, Ordering::SeqCst) > 0;
+        let too_large = request.extensions().get::<super::RefusedHead>().is_some();
         // Made here, not in the future: a future dropped before it ever ran drops it too.
         let guard = (request.uri().path() == "/forever").then(|| CountDrop(self.dropped.clone()));
         async move {
@@ -110,10 +109,6 @@ impl Service for TestService {
             };
             Ok(response)
         }
-    }
-
-    fn head_too_large(&self, _: super::HeadLimit) {
-        self.too_large.fetch_add(1, Ordering::SeqCst);
     }
 
     fn protocol_error(&self, scope: super::ErrorScope, reason: Reason) {
@@ -239,7 +234,8 @@ async fn trailers_204_and_head_are_framed_as_http2_asks() {
     assert!(response.headers().get("content-length").is_none());
     let head = Request::head("http://weir.test/x").body(full("")).unwrap();
     let response = sender.send_request(head).await.unwrap();
-    assert_eq!(response.headers()["content-length"], "2");
+    // The body's own length is not a GET's length: none is said.
+    assert!(response.headers().get("content-length").is_none());
     assert!(response.into_body().collect().await.unwrap().to_bytes().is_empty());
 }
 
@@ -618,4 +614,76 @@ async fn random_frames_never_break_the_server() {
     for connection in served {
         connection.await.expect("a connection's task panicked");
     }
+}
+
+/// Resets weir makes the client provoke (here a WINDOW_UPDATE of zero on a stream at work) count
+/// against the same budget as the client's own.
+#[tokio::test]
+async fn a_flood_of_provoked_resets_ends_the_connection() {
+    let address = server(TestService::default(), SETTINGS, CancellationToken::new()).await;
+    let mut raw = Raw::connect(address).await;
+    let mut flood = BytesMut::new();
+    for stream in 0..super::conn::RESET_BUDGET {
+        flood.put_slice(&headers(2 * stream + 1, "/forever", &[], END));
+        frame::put_window_update(&mut flood, 2 * stream + 1, 0);
+    }
+    raw.send(&flood).await;
+    // Each reset is answered with RST_STREAM until the budget is spent.
+    let mut resets = 0;
+    let code = loop {
+        let (head, payload) = raw.frame().await.expect("the connection closed without GOAWAY");
+        match head.kind {
+            frame::RST_STREAM => resets += 1,
+            frame::GOAWAY => break u32::from_be_bytes(payload[4..8].try_into().unwrap()),
+            _ => {}
+        }
+    };
+    assert_eq!(code, Reason::EnhanceYourCalm as u32);
+    assert_eq!(resets, super::conn::RESET_BUDGET);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_opens_its_window_is_cut_off_after_the_idle_timeout() {
+    let address = server(TestService::default(), SETTINGS, CancellationToken::new()).await;
+    let mut raw = Raw::connect(address).await;
+    let mut closed = BytesMut::new();
+    frame::put_settings(&mut closed, &[(frame::SETTINGS_INITIAL_WINDOW_SIZE, 0)]);
+    raw.send(&closed).await;
+    raw.send(&headers(1, "/x", &[], END)).await;
+    let (head, _) = raw.expect(frame::HEADERS).await;
+    assert!(!head.has(frame::END_STREAM), "the body waits for the window");
+    let waited = tokio::time::Instant::now();
+    raw.expect_closed().await;
+    assert!(waited.elapsed() >= SETTINGS.idle_timeout);
+}
+
+#[tokio::test]
+async fn each_oversized_block_is_refused_on_its_own_stream() {
+    let address = server(TestService::default(), SETTINGS, CancellationToken::new()).await;
+    let mut raw = Raw::connect(address).await;
+    let big = "v".repeat(200);
+    let fields: Vec<(&str, &str)> = (0..30).map(|_| ("x-big", big.as_str())).collect();
+    // Two in one write, the second with a body still to come.
+    let mut both = headers(1, "/", &fields, END);
+    both.put_slice(&headers(3, "/", &fields, frame::END_HEADERS));
+    frame::put_data(&mut both, 3, b"body", true);
+    raw.send(&both).await;
+    assert_eq!(raw.expect_response(1).await.0, "431");
+    assert_eq!(raw.expect_response(3).await.0, "431");
+}
+
+/// Many one-byte DATA frames: run together as they arrive, handed out in order.
+#[tokio::test]
+async fn a_body_in_tiny_frames_arrives_whole_and_in_order() {
+    let address = server(TestService::default(), SETTINGS, CancellationToken::new()).await;
+    let mut raw = Raw::connect(address).await;
+    let body: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let mut frames = headers(1, "/echo", &[], frame::END_HEADERS);
+    for (at, byte) in body.iter().enumerate() {
+        frame::put_data(&mut frames, 1, &[*byte], at + 1 == body.len());
+    }
+    raw.send(&frames).await;
+    let (status, echoed) = raw.expect_response(1).await;
+    assert_eq!(status, "200");
+    assert!(echoed == body, "the body came back changed");
 }

@@ -46,7 +46,11 @@ impl UpstreamHead {
         // Room for what weir adds (forwarding headers, the request id), made once rather than by
         // the map doubling as they go in.
         headers.reserve(FORWARDING_HEADERS);
-        forward::strip_hop_by_hop(headers);
+        // An HTTP/2 request carries no hop-by-hop field but `te: trailers`: the server refuses
+        // the others as malformed (http2/request.rs).
+        if parts.version != Version::HTTP_2 {
+            forward::strip_hop_by_hop(headers);
+        }
         headers.remove(EXPECT);
         forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
         if let Some(host) = route.host_rewrite.as_ref().or(client_host.as_ref())

@@ -41,7 +41,7 @@ impl Name {
     }
 
     /// The name's length as the table counts it.
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Name::Pseudo(Pseudo::Method | Pseudo::Scheme | Pseudo::Status) => 7,
             Name::Pseudo(Pseudo::Authority) => 10,
