@@ -63,8 +63,9 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Htt
         // Shared with the head's bytes, not copied.
         let value = HeaderValue::from_maybe_shared(head.slice(field.value()))
             .map_err(|_| Http1Error::Protocol("malformed header value"))?;
-        framing_fields.note(&name, value.as_bytes());
-        headers.append(name, value);
+        if framing_fields.note(&name, value.as_bytes()) {
+            headers.append(name, value);
+        }
     }
     let framing = framing_fields.body_framing(status, head_request)?;
     let keep_alive = framing != BodyFraming::UntilClose && framing_fields.keeps_alive(version);
@@ -103,7 +104,9 @@ impl Default for FramingFields {
 }
 
 impl FramingFields {
-    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+    /// Notes one field; false for a `Connection` that says only `keep-alive` or `close`, which this
+    /// connection has acted on and nobody after it reads (a proxy would strip it anyway).
+    fn note(&mut self, name: &HeaderName, value: &[u8]) -> bool {
         if name == CONTENT_LENGTH {
             if let Ok(length) = self.length {
                 self.length = agreed_length(length, value);
@@ -112,11 +115,17 @@ impl FramingFields {
             let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
             self.chunked_last = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == CONNECTION {
+            let mut others = false;
             for token in tokens(value) {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                let close = token.eq_ignore_ascii_case(b"close");
+                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                self.close |= close;
+                self.keep_alive |= keep_alive;
+                others |= !(close || keep_alive);
             }
+            return others;
         }
+        true
     }
 
     /// RFC 9112 section 6.3, strictly: a response with both `Transfer-Encoding` and

@@ -354,3 +354,19 @@ async fn a_large_body_does_not_leave_its_buffer_with_the_idle_connection() {
     let connection = response.body_mut().take_reusable().expect("reusable");
     assert!(connection.write.capacity() <= KEPT_WRITE_CAPACITY, "kept {} bytes", connection.write.capacity());
 }
+
+#[test]
+fn a_connection_field_of_keep_alive_or_close_is_acted_on_and_not_kept() {
+    let parse = |head: &[u8]| response::parse(&mut BytesMut::from(head), false).unwrap().unwrap();
+    let plain = parse(b"HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n");
+    assert!(plain.keep_alive);
+    assert!(!plain.headers.contains_key("connection"));
+    let closing = parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n");
+    assert!(!closing.keep_alive);
+    assert!(!closing.headers.contains_key("connection"));
+    // A field naming others stays, for whoever removes what it names.
+    let upgrade = parse(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n");
+    assert_eq!(upgrade.headers["connection"], "Upgrade");
+    let listing = parse(b"HTTP/1.1 200 OK\r\nconnection: keep-alive, x-private\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(listing.headers["connection"], "keep-alive, x-private");
+}
