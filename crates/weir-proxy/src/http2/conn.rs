@@ -100,6 +100,8 @@ pub(super) struct Connection<S, Svc> {
     settings_seen: bool,
     /// The highest stream id the client opened.
     last_stream: u32,
+    /// The highest stream id acted on: what GOAWAY names (streams opened after it are ignored).
+    last_served: u32,
     /// GOAWAY was sent: no new streams; the connection closes once the open ones end.
     going_away: bool,
     /// A connection error was sent, or the socket failed: close once what is queued is written.
@@ -152,6 +154,7 @@ where
             preface_read: false,
             settings_seen: false,
             last_stream: 0,
+            last_served: 0,
             going_away: false,
             closing: false,
             ending: false,
@@ -259,7 +262,7 @@ where
             return;
         }
         self.going_away = true;
-        frame::put_goaway(&mut self.shared.lock().out, self.last_stream, reason);
+        frame::put_goaway(&mut self.shared.lock().out, self.last_served, reason);
     }
 
     /// Sets the timer for `why` (the listener's idle timeout from now) unless it is set for it.
@@ -389,16 +392,27 @@ where
             frame::DATA => self.data(head, payload),
             frame::HEADERS => self.headers(head, payload),
             frame::CONTINUATION => self.continuation(head, payload),
-            frame::PRIORITY => priority(head),
+            frame::PRIORITY => self.priority(head),
             frame::RST_STREAM => self.rst_stream(head, &payload),
             frame::SETTINGS => self.settings(head, &payload),
             frame::PUSH_PROMISE => fail(Reason::Protocol, "PUSH_PROMISE from a client"),
             frame::PING => self.ping(head, &payload),
-            frame::GOAWAY => self.goaway(head),
+            frame::GOAWAY => self.goaway(head, &payload),
             frame::WINDOW_UPDATE => self.window_update(head, &payload),
             // Unknown frame types are ignored (RFC 9113 section 4.1).
             _ => Ok(()),
         }
+    }
+
+    fn priority(&mut self, head: Head) -> Result<(), ConnError> {
+        if head.stream == 0 {
+            return fail(Reason::Protocol, "PRIORITY on stream 0");
+        }
+        if head.length != 5 {
+            return self.reset_stream(head.stream, Reason::FrameSize);
+        }
+        // Priorities are advice weir does not take.
+        Ok(())
     }
 
     fn settings(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
@@ -459,9 +473,12 @@ where
         Ok(())
     }
 
-    fn goaway(&mut self, head: Head) -> Result<(), ConnError> {
+    fn goaway(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
         if head.stream != 0 {
             return fail(Reason::Protocol, "GOAWAY on a stream");
+        }
+        if payload.len() < 8 {
+            return fail(Reason::FrameSize, "a GOAWAY payload shorter than 8 bytes");
         }
         // The client opens no more streams: the connection closes once the open ones end.
         self.peer_went_away = true;
@@ -663,6 +680,7 @@ where
         if self.going_away || self.peer_went_away {
             return Ok(());
         }
+        self.last_served = id;
         if self.tasks.len() >= self.settings.max_concurrent_streams as usize {
             self.refuse_stream(id, Reason::RefusedStream);
             return Ok(());
@@ -818,14 +836,6 @@ where
             }
         }
     }
-}
-
-fn priority(head: Head) -> Result<(), ConnError> {
-    if head.stream == 0 {
-        return fail(Reason::Protocol, "PRIORITY on stream 0");
-    }
-    // Priorities are advice weir does not take.
-    Ok(())
 }
 
 /// What a request over the head limits is handed to the gateway as: the gateway answers 431.

@@ -485,6 +485,8 @@ async fn a_drain_sends_goaway_and_lets_open_streams_finish() {
     let (head, payload) = raw.expect(frame::GOAWAY).await;
     assert_eq!(head.stream, 0);
     assert_eq!(u32::from_be_bytes(payload[..4].try_into().unwrap()), 3, "the last stream served");
+    // A stream opened after GOAWAY is not served.
+    raw.send(&headers(5, "/x", &[], END)).await;
     let mut data = BytesMut::new();
     frame::put_data(&mut data, 1, b"bye", true);
     raw.send(&data).await;
