@@ -46,7 +46,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Headers weir adds to a request on its way upstream, room for which is made when its head is
 /// parsed (forwarding headers, the request id, `traceparent`).
-const ADDED_HEADERS: usize = 6;
+pub(crate) const ADDED_HEADERS: usize = 6;
 /// Body bytes read and thrown away so a connection can carry the next request when a response came
 /// before the request's body was read; a longer body closes the connection.
 const DISCARD_BUDGET: u64 = 64 * 1024;

@@ -9,11 +9,10 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::hpack::{Field, Name, Pseudo};
+use crate::http1::ADDED_HEADERS;
 
 /// What the HPACK table adds to each field's size when limits count a header list (RFC 9113 6.5.2).
 const FIELD_OVERHEAD: usize = 32;
-/// Headers weir adds to a request on its way upstream, room for which is made up front.
-const ADDED_HEADERS: usize = 6;
 
 /// Why a header block is not a request (or trailers) weir forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
