@@ -35,7 +35,10 @@ SCENARIOS = {
     "rate_limit_local": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one local rate-limit rule "
     "keyed by client address, never reached (weir-rate-limit-local.yaml). Compare its ratios with small_get's.",
     "rate_limit_redis": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one global rate-limit rule "
-    "decided on a local redis-server, never reached (weir-rate-limit-redis.yaml). Compare with small_get's.",
+    "decided on a local redis-server, never reached (weir-rate-limit-redis.yaml): one round trip per request. "
+    "Compare with small_get's.",
+    "rate_limit_redis_lease": "GET / (13-byte body), 64 connections, wrk -t1; the same global rule with `lease: 100` "
+    "(weir-rate-limit-redis.yaml, second listener): one round trip per 100 requests. Compare with small_get's.",
     "tls_h1": "GET / over TLS 1.3 and HTTP/1.1 (no ALPN), 64 keep-alive connections, wrk -t1. Every proxy serves "
     "the same ECDSA P-256 certificate with the same versions, suites and groups (weir-tls.yaml).",
     "tls_h2": "GET / over TLS 1.3 and HTTP/2 (ALPN h2), h2load -t1 -c16 -m16.",
@@ -252,7 +255,7 @@ def render_scenario(name, runs):
             label = "weir (retries, breaker, limit)"
         if name.startswith("tls_") and target == "weir":
             label = "weir (TLS)"
-        if name in ("rate_limit_local", "rate_limit_redis") and target == "weir":
+        if name in ("rate_limit_local", "rate_limit_redis", "rate_limit_redis_lease") and target == "weir":
             label = f"weir ({name})"
         errors = [f"r{r}: {describe_problems(run['problems'])}" for r, run in sorted(by_round.items())
                   if run["problems"]]

@@ -23,6 +23,7 @@ routes:
         rate: 10/s
         mode: global
         on_redis_error: refuse
+        lease: 50
         response_headers: true
         exempt: { cidrs: [10.0.0.0/8], header: { name: x-bypass, secret: "0123456789abcdef" } }
 "#;
@@ -43,11 +44,13 @@ fn rules_parse_with_defaults() {
     assert_eq!(global.rate.period, Duration::from_secs(60));
     assert_eq!(global.mode, LimitMode::Local);
     assert_eq!(global.redis_failure(), RedisFailure::Local);
+    assert_eq!(global.lease, None);
     let rule = &config.routes[0].rate_limit[0];
     assert_eq!(rule.display_name(), "header:x-api-key+path:tenant");
     assert_eq!(rule.effective_burst(), 10);
     assert_eq!(rule.mode, LimitMode::Global);
     assert_eq!(rule.redis_failure(), RedisFailure::Refuse);
+    assert_eq!(rule.lease, Some(50));
     assert_eq!(config.rate_limit.redis.as_ref().unwrap().timeout.0, Duration::from_millis(50));
 }
 
@@ -73,6 +76,9 @@ fn rule_mistakes_are_caught() {
         ("      - key: [", "      - name: per-ip\n        key: [", "used twice"),
         ("key: client_ip,", "key: \"path:tenant\",", "use them on a route"),
         ("burst: 20 }", "burst: 20, on_redis_error: refuse }", "global rules only"),
+        ("burst: 20 }", "burst: 20, lease: 10 }", "global rules only"),
+        ("lease: 50", "lease: 0", "between 1 and 10000"),
+        ("lease: 50", "lease: 10001", "between 1 and 10000"),
     ];
     for (from, to, expected) in cases {
         let text = GOOD.replace(from, to);

@@ -1,16 +1,20 @@
 //! weir's rate limiter. [`gcra`] holds the math; [`LocalLimiter`] keeps one bucket per key in
-//! memory with a hard bound on keys; [`redis`] decides global rules on a shared Redis. The proxy's rate-limit stage builds the keys and turns
-//! decisions into responses; this crate knows nothing about HTTP.
+//! memory with a hard bound on keys; [`redis`] decides global rules on a shared Redis, and
+//! [`LeaseTable`] serves a global rule's leases (several requests per round trip) from memory.
+//! The proxy's rate-limit stage builds the keys and turns decisions into responses; this crate
+//! knows nothing about HTTP.
 
 pub mod gcra;
+mod lease;
 mod local;
 mod metrics;
 pub mod redis;
 
 pub use gcra::{Decision, Quota};
+pub use lease::{LEASE_TTL, LeaseTable};
 pub use local::LocalLimiter;
 pub use metrics::LocalMetrics;
-pub use redis::{ClusterClient, RedisBackend, RedisClient, RedisError, RedisSettings};
+pub use redis::{ClusterClient, Granted, RedisBackend, RedisClient, RedisError, RedisSettings};
 
 /// Nanoseconds on a monotonic clock shared by every limiter in the process.
 pub fn monotonic_nanos() -> u64 {

@@ -154,7 +154,7 @@ fn table_bytes(capacity: usize) -> usize {
 /// bits (they chose the shard). One multiplication by an odd constant spreads the rest over the whole
 /// word, which the map's slot and tag bits need.
 #[derive(Default)]
-struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {

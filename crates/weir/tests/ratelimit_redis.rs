@@ -169,6 +169,38 @@ async fn buckets_live_in_redis_and_survive_a_flushed_script_cache() {
     assert!(metrics(&first).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"shared\"} 0"));
 }
 
+/// Round trips a gateway made to Redis for the rule `shared` on the route `api`.
+async fn round_trips(gateway: &TestGateway) -> u64 {
+    let text = metrics(gateway).await;
+    let prefix = "weir_ratelimit_redis_duration_seconds_count{scope=\"api\",rule=\"shared\"} ";
+    let line = text.lines().find_map(|line| line.strip_prefix(prefix)).expect("the rule's round trips are counted");
+    line.trim().parse().expect("a count")
+}
+
+#[tokio::test]
+async fn leases_take_several_requests_per_round_trip_and_never_admit_more_than_the_budget() {
+    let redis = RedisServer::start().await;
+    let mock = MockUpstream::start("app").await;
+    // One request per three minutes refills the bucket: nothing comes back during the test.
+    let text = config(&mock, &redis, "{ name: shared, key: route, rate: 20/h, burst: 20, mode: global, lease: 5 }");
+    let gateways = [TestGateway::start(&text).await, TestGateway::start(&text).await];
+    let mut allowed = 0;
+    for i in 0..30 {
+        match status(&gateways[i % 2]).await {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("request {i} answered {other}"),
+        }
+    }
+    assert_eq!(allowed, 20, "the two gateways together admit the burst exactly");
+    let trips = round_trips(&gateways[0]).await + round_trips(&gateways[1]).await;
+    // Four leases of five, then one round trip per refused request (a refusal is not leased).
+    assert_eq!(trips, 4 + 10, "instead of one round trip per request (30)");
+    let rules = http1_request(gateways[0].admin(), Request::get("/ratelimits").body(Empty::<Bytes>::new()).unwrap());
+    let rules = rules.await.unwrap().text();
+    assert!(rules.contains("\"lease\": 5"), "{rules}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_crash_falls_back_to_local_limits_and_recovery_is_automatic() {
     let mut redis = RedisServer::start().await;

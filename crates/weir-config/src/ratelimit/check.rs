@@ -10,6 +10,8 @@ use crate::validate::Checker;
 
 const MAX_BURST: u32 = 1_000_000;
 const MAX_KEYS: usize = 100_000_000;
+/// Requests one Redis round trip may take for a global rule, at most.
+const MAX_LEASE: u32 = 10_000;
 
 /// Checks the top-level section and its rules.
 pub(crate) fn check_global(checker: &mut Checker, file: &ConfigFile) {
@@ -74,6 +76,12 @@ fn check_rule(checker: &mut Checker, limits: &RateLimits, field: &str, rule: &Ra
     }
     if rule.mode == LimitMode::Local && rule.on_redis_error.is_some() {
         checker.fail(format!("{field}.on_redis_error"), "applies to global rules only: add mode: global".into());
+    }
+    if rule.mode == LimitMode::Local && rule.lease.is_some() {
+        checker.fail(format!("{field}.lease"), "applies to global rules only: add mode: global".into());
+    }
+    if rule.lease.is_some_and(|lease| !(1..=MAX_LEASE).contains(&lease)) {
+        checker.fail(format!("{field}.lease"), format!("must be between 1 and {MAX_LEASE}"));
     }
     if rule.mode == LimitMode::Global && limits.redis.is_none() {
         checker.fail(format!("{field}.mode"), "a global rule needs rate_limit.redis { address: host:port }".into());

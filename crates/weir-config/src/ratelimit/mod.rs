@@ -55,6 +55,10 @@ pub struct RateLimitRule {
     /// Overrides `rate_limit.max_keys` for this rule.
     #[serde(default)]
     pub max_keys: Option<usize>,
+    /// Global rules only: requests' worth of a key's bucket taken from Redis per round trip, the
+    /// rest served from memory for up to a second; 1 (one round trip per request) when not set.
+    #[serde(default)]
+    pub lease: Option<u32>,
     #[serde(default)]
     pub exempt: Exempt,
 }

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::resp::Reply;
-use super::{RedisClient, RedisError, RedisSettings};
-use crate::gcra::{Decision, Quota};
+use super::{Granted, RedisClient, RedisError, RedisSettings};
+use crate::gcra::Quota;
 
 /// The slots a Redis Cluster has.
 const SLOTS: u16 = 16384;
@@ -57,18 +57,18 @@ impl ClusterClient {
         self.slots.load().is_some() && self.nodes.load().values().any(|node| node.is_connected())
     }
 
-    /// Decides one request for `key` on the node owning its slot.
-    pub async fn decide(self: &Arc<Self>, key: &[u8], quota: &Quota) -> Result<Decision, RedisError> {
+    /// Decides one request for `key` (up to `wanted` requests' worth) on the node owning its slot.
+    pub async fn decide(self: &Arc<Self>, key: &[u8], quota: &Quota, wanted: u32) -> Result<Granted, RedisError> {
         let map = match self.slots.load_full() {
             Some(map) => map,
             None => self.refresh().await?,
         };
         let node = map.node(slot(key)).ok_or(RedisError::Unavailable)?;
-        match self.client(node).decide(key, quota).await {
+        match self.client(node).decide(key, quota, wanted).await {
             Err(RedisError::Refused(message)) if message.starts_with("MOVED ") => {
                 self.refresh_in_background();
                 let target = moved_target(&message).ok_or(RedisError::Protocol)?;
-                self.client(&target).decide(key, quota).await
+                self.client(&target).decide(key, quota, wanted).await
             }
             other => other,
         }

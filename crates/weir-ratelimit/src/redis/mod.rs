@@ -84,24 +84,21 @@ impl RedisClient {
         })
     }
 
-    /// Decides one request for `key` on Redis. The caller bounds the wait with its own timeout.
-    pub async fn decide(self: &Arc<Self>, key: &[u8], quota: &Quota) -> Result<Decision, RedisError> {
+    /// Decides one request for `key` on Redis, taking up to `wanted` requests' worth of its bucket
+    /// at once (a lease). The caller bounds the wait with its own timeout.
+    pub async fn decide(self: &Arc<Self>, key: &[u8], quota: &Quota, wanted: u32) -> Result<Granted, RedisError> {
         let connected = self.connected().await?;
         let interval = quota.interval().to_string();
         let tolerance = quota.tolerance().to_string();
+        let wanted = wanted.max(1).to_string();
+        let args = [interval.as_bytes(), tolerance.as_bytes(), wanted.as_bytes()];
         let mut command = Vec::with_capacity(128 + key.len());
-        resp::write_command(
-            &mut command,
-            &[b"EVALSHA", &connected.sha, b"1", key, interval.as_bytes(), tolerance.as_bytes()],
-        );
+        resp::write_command(&mut command, &[b"EVALSHA", &connected.sha, b"1", key, args[0], args[1], args[2]]);
         let reply = match connected.link.call(command).await? {
             Reply::Error(message) if message.starts_with("NOSCRIPT") => {
                 // The script cache was flushed or a replica took over: send the script itself.
                 let mut command = Vec::with_capacity(SCRIPT.len() + 128 + key.len());
-                resp::write_command(
-                    &mut command,
-                    &[b"EVAL", SCRIPT.as_bytes(), b"1", key, interval.as_bytes(), tolerance.as_bytes()],
-                );
+                resp::write_command(&mut command, &[b"EVAL", SCRIPT.as_bytes(), b"1", key, args[0], args[1], args[2]]);
                 connected.link.call(command).await?
             }
             reply => reply,
@@ -182,8 +179,16 @@ impl RedisClient {
     }
 }
 
-/// Reads the script's `{allowed, remaining, retry_after_us, reset_after_us}`.
-fn decision(reply: Reply) -> Result<Decision, RedisError> {
+/// A global decision: what it says of the request, and how many requests' worth of the key's
+/// bucket it took (0 when refused; more than 1 for a lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    pub decision: Decision,
+    pub count: u32,
+}
+
+/// Reads the script's `{granted, remaining, retry_after_us, reset_after_us}`.
+fn decision(reply: Reply) -> Result<Granted, RedisError> {
     let items = match reply {
         Reply::Array(Some(items)) => items,
         Reply::Error(message) => return Err(RedisError::Refused(message)),
@@ -196,13 +201,14 @@ fn decision(reply: Reply) -> Result<Decision, RedisError> {
             _ => Err(RedisError::Protocol),
         })
         .collect::<Result<_, _>>()?;
-    let [allowed, remaining, retry_after_us, reset_after_us] = numbers[..] else { return Err(RedisError::Protocol) };
-    Ok(Decision {
-        allowed: allowed == 1,
+    let [granted, remaining, retry_after_us, reset_after_us] = numbers[..] else { return Err(RedisError::Protocol) };
+    let decision = Decision {
+        allowed: granted >= 1,
         remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
         retry_after: retry_after_us.saturating_mul(1000),
         reset_after: reset_after_us.saturating_mul(1000),
-    })
+    };
+    Ok(Granted { decision, count: u32::try_from(granted).unwrap_or(u32::MAX) })
 }
 
 /// Where global rules decide: one Redis, or a Redis Cluster.
@@ -230,11 +236,12 @@ impl RedisBackend {
         }
     }
 
-    /// Decides one request for `key`. The caller bounds the wait with its own timeout.
-    pub async fn decide(&self, key: &[u8], quota: &Quota) -> Result<Decision, RedisError> {
+    /// Decides one request for `key`, taking up to `wanted` requests' worth of its bucket. The
+    /// caller bounds the wait with its own timeout.
+    pub async fn decide(&self, key: &[u8], quota: &Quota, wanted: u32) -> Result<Granted, RedisError> {
         match self {
-            RedisBackend::Node(client) => client.decide(key, quota).await,
-            RedisBackend::Cluster(cluster) => cluster.decide(key, quota).await,
+            RedisBackend::Node(client) => client.decide(key, quota, wanted).await,
+            RedisBackend::Cluster(cluster) => cluster.decide(key, quota, wanted).await,
         }
     }
 }

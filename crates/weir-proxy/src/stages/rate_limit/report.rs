@@ -67,6 +67,8 @@ fn rule_json(rule: &Rule) -> Value {
             "on_error": match global.on_error { RedisFailure::Local => "local", RedisFailure::Refuse => "refuse" },
             "connected": global.client.is_connected(),
             "errors_total": rule.metrics.redis_errors.get(),
+            "lease": global.lease_size(),
+            "leased_keys": global.leased_keys(),
         })),
     })
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use weir_config::ratelimit::{LimitMode, RateLimitRule, RateLimits, RedisFailure};
-use weir_ratelimit::{Decision, LocalLimiter, LocalMetrics, Quota, RedisBackend, monotonic_nanos};
+use weir_ratelimit::{Decision, LeaseTable, LocalLimiter, LocalMetrics, Quota, RedisBackend, monotonic_nanos};
 use weir_telemetry::{Metrics, RuleMetrics};
 
 use super::carry::{Rebuild, fingerprint};
@@ -44,6 +44,20 @@ pub(super) struct Global {
     prefix: Box<[u8]>,
     timeout: Duration,
     pub(super) on_error: RedisFailure,
+    /// Requests taken per round trip beyond the one asking, when the rule leases.
+    leases: Option<LeaseTable>,
+}
+
+impl Global {
+    /// Requests one round trip takes (1: the rule does not lease).
+    pub(super) fn lease_size(&self) -> u32 {
+        self.leases.as_ref().map_or(1, LeaseTable::size)
+    }
+
+    /// Keys holding a lease now.
+    pub(super) fn leased_keys(&self) -> usize {
+        self.leases.as_ref().map_or(0, LeaseTable::len)
+    }
 }
 
 /// What a fail-closed rule tells a client to wait while Redis is unreachable.
@@ -83,6 +97,7 @@ impl Rule {
                 prefix: format!("weir:rl:{{{scope}/{name}/").into_bytes().into(),
                 timeout: settings.timeout.0,
                 on_error: rule.redis_failure(),
+                leases: rule.lease.filter(|&size| size > 1).map(|size| LeaseTable::new(size, max_keys)),
             }),
             _ => None,
         };
@@ -122,20 +137,42 @@ impl Rule {
         Some(self.limiter.check(std::hash::Hasher::finish(&sink.0), monotonic_nanos()))
     }
 
-    /// One round trip to Redis within the timeout; when it fails, the local limiter (fail open) or
+    /// From the key's lease when it holds one, else one round trip to Redis within the timeout
+    /// (taking a new lease when the rule leases); when that fails, the local limiter (fail open) or
     /// a refusal (fail closed).
     async fn decide_globally(&self, global: &Global, view: &RequestView<'_>) -> Option<Decision> {
+        // A leased key is looked up by its hash, so a request served from a lease builds no key.
+        let leased = match &global.leases {
+            Some(leases) => {
+                let mut sink = HashSink(self.limiter.key_hasher());
+                if !self.key.build(view, &mut sink) {
+                    self.metrics.decided(NO_KEY);
+                    return None;
+                }
+                let hash = std::hash::Hasher::finish(&sink.0);
+                if let Some(decision) = leases.take(hash, monotonic_nanos()) {
+                    return Some(decision);
+                }
+                Some((leases, hash))
+            }
+            None => None,
+        };
         let mut key = global.prefix.to_vec();
         if !self.key.build(view, &mut key) {
             self.metrics.decided(NO_KEY);
             return None;
         }
         key.push(b'}');
+        let wanted = leased.map_or(1, |(leases, _)| leases.size());
         let started = Instant::now();
-        let error = match tokio::time::timeout(global.timeout, global.client.decide(&key, self.limiter.quota())).await {
-            Ok(Ok(decision)) => {
+        let decided = global.client.decide(&key, self.limiter.quota(), wanted);
+        let error = match tokio::time::timeout(global.timeout, decided).await {
+            Ok(Ok(granted)) => {
                 self.metrics.redis_latency.observe(started.elapsed());
-                return Some(decision);
+                return Some(match leased {
+                    Some((leases, hash)) => leases.keep(hash, granted, monotonic_nanos()),
+                    None => granted.decision,
+                });
             }
             Ok(Err(error)) => error,
             Err(_) => weir_ratelimit::RedisError::Timeout,
