@@ -88,10 +88,13 @@ impl RedisClient {
     /// at once (a lease). The caller bounds the wait with its own timeout.
     pub async fn decide(self: &Arc<Self>, key: &[u8], quota: &Quota, wanted: u32) -> Result<Granted, RedisError> {
         let connected = self.connected().await?;
-        let interval = quota.interval().to_string();
-        let tolerance = quota.tolerance().to_string();
-        let wanted = wanted.max(1).to_string();
-        let args = [interval.as_bytes(), tolerance.as_bytes(), wanted.as_bytes()];
+        let mut digits = [resp::Decimal::default(), resp::Decimal::default(), resp::Decimal::default()];
+        let [interval, tolerance, wanted_digits] = &mut digits;
+        let args = [
+            interval.of(quota.interval()),
+            tolerance.of(quota.tolerance()),
+            wanted_digits.of(u64::from(wanted.max(1))),
+        ];
         let mut command = Vec::with_capacity(128 + key.len());
         resp::write_command(&mut command, &[b"EVALSHA", &connected.sha, b"1", key, args[0], args[1], args[2]]);
         let reply = match connected.link.call(command).await? {

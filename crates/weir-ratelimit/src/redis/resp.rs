@@ -19,15 +19,35 @@ const MAX_DEPTH: usize = 8;
 
 /// Appends one command to `out`.
 pub fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let mut digits = Decimal::default();
     out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
+    out.extend_from_slice(digits.of(args.len() as u64));
     out.extend_from_slice(b"\r\n");
     for arg in args {
         out.push(b'$');
-        out.extend_from_slice(arg.len().to_string().as_bytes());
+        out.extend_from_slice(digits.of(arg.len() as u64));
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Room to write a number in decimal without allocating.
+#[derive(Default)]
+pub struct Decimal([u8; 20]);
+
+impl Decimal {
+    /// `value` in decimal, borrowed from this buffer.
+    pub fn of(&mut self, mut value: u64) -> &[u8] {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                return &self.0[at..];
+            }
+        }
     }
 }
 
@@ -61,8 +81,15 @@ fn parse_at(buf: &[u8], start: usize, depth: usize) -> Result<Option<(Reply, usi
 
 /// The line starting at `start` without its CRLF, and where the next one starts.
 fn line(buf: &[u8], start: usize) -> Option<(&[u8], usize)> {
-    let end = buf.get(start..)?.windows(2).position(|w| w == b"\r\n")? + start;
-    Some((&buf[start..end], end + 2))
+    let mut from = start;
+    loop {
+        let end = buf.get(from..)?.iter().position(|&b| b == b'\r')? + from;
+        match buf.get(end + 1) {
+            Some(b'\n') => return Some((&buf[start..end], end + 2)),
+            Some(_) => from = end + 1,
+            None => return None,
+        }
+    }
 }
 
 fn bulk(buf: &[u8], after: usize, len: &str) -> Result<Option<(Reply, usize)>, Malformed> {
@@ -105,6 +132,19 @@ mod tests {
         let mut out = Vec::new();
         write_command(&mut out, &[b"GET", b"k"]);
         assert_eq!(out, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        let long = vec![b'x'; 1234];
+        out.clear();
+        write_command(&mut out, &[&long]);
+        assert!(out.starts_with(b"*1\r\n$1234\r\nxxx"));
+        let mut digits = Decimal::default();
+        assert_eq!(digits.of(0), b"0");
+        assert_eq!(digits.of(u64::MAX), u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn a_carriage_return_inside_a_line_does_not_end_it() {
+        let (reply, used) = parse(b"+a\rb\r\n:1\r\n").unwrap().unwrap();
+        assert_eq!((reply, used), (Reply::Status("a\rb".into()), 6));
     }
 
     #[test]

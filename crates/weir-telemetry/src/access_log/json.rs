@@ -91,19 +91,6 @@ pub fn push_u64(out: &mut Vec<u8>, mut value: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// An IPv4 address's byte in decimal, without the general loop.
-fn push_octet(out: &mut Vec<u8>, octet: u8) {
-    let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
-    let skip = if octet >= 100 {
-        0
-    } else if octet >= 10 {
-        1
-    } else {
-        2
-    };
-    out.extend_from_slice(&digits[skip..]);
-}
-
 /// Appends a duration in milliseconds with microsecond precision: `12.345`.
 pub fn push_millis(out: &mut Vec<u8>, duration: Duration) {
     let micros = duration.as_micros().min(u128::from(u64::MAX)) as u64;
@@ -124,26 +111,29 @@ fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
 }
 
 /// Appends a time as a quoted RFC 3339 UTC timestamp with milliseconds: `"2026-11-22T19:14:13.123Z"`.
+/// The digits are set in a fixed template on the stack, and the template is appended in one copy.
 pub fn push_time(out: &mut Vec<u8>, time: SystemTime) {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
     let (year, month, day) = civil_date(seconds / 86_400);
     let in_day = seconds % 86_400;
-    out.push(b'"');
-    push_padded(out, year, 4);
-    out.push(b'-');
-    push_padded(out, month, 2);
-    out.push(b'-');
-    push_padded(out, day, 2);
-    out.push(b'T');
-    push_padded(out, in_day / 3600, 2);
-    out.push(b':');
-    push_padded(out, in_day / 60 % 60, 2);
-    out.push(b':');
-    push_padded(out, in_day % 60, 2);
-    out.push(b'.');
-    push_padded(out, u64::from(since_epoch.subsec_millis()), 3);
-    out.extend_from_slice(b"Z\"");
+    let mut text = *b"\"0000-00-00T00:00:00.000Z\"";
+    set_digits(&mut text[1..5], year);
+    set_digits(&mut text[6..8], month);
+    set_digits(&mut text[9..11], day);
+    set_digits(&mut text[12..14], in_day / 3600);
+    set_digits(&mut text[15..17], in_day / 60 % 60);
+    set_digits(&mut text[18..20], in_day % 60);
+    set_digits(&mut text[21..24], u64::from(since_epoch.subsec_millis()));
+    out.extend_from_slice(&text);
+}
+
+/// Writes `value`'s last `digits.len()` decimal digits into `digits`, zero-padded.
+fn set_digits(digits: &mut [u8], mut value: u64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01, by the
@@ -161,26 +151,68 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// Appends a socket address as a quoted string: `"10.0.0.1:8080"`, `"[::1]:8080"`.
+/// Appends a socket address as a quoted string: `"10.0.0.1:8080"`, `"[::1]:8080"`. An IPv4 address
+/// is set on the stack and appended in one copy.
 pub fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    out.push(b'"');
     match addr.ip().to_canonical() {
         IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            push_octet(out, a);
-            for octet in [b, c, d] {
-                out.push(b'.');
-                push_octet(out, octet);
+            // `"255.255.255.255:65535"` at the longest.
+            let mut text = [0u8; 23];
+            let mut at = 0;
+            let mut put = |bytes: &[u8]| {
+                text[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            };
+            put(b"\"");
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    put(b".");
+                }
+                put(octet_digits(octet).as_slice());
             }
+            put(b":");
+            let mut port = [0u8; 5];
+            let width = decimal_width(u64::from(addr.port()));
+            set_digits(&mut port[..width], u64::from(addr.port()));
+            put(&port[..width]);
+            put(b"\"");
+            out.extend_from_slice(&text[..at]);
         }
         IpAddr::V6(v6) => {
             use std::io::Write;
-            let _ = write!(out, "[{v6}]");
+            let _ = write!(out, "\"[{v6}]:{}\"", addr.port());
         }
     }
-    out.push(b':');
-    push_u64(out, u64::from(addr.port()));
-    out.push(b'"');
+}
+
+/// An IPv4 address's byte in decimal.
+fn octet_digits(octet: u8) -> OctetDigits {
+    let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
+    let skip = if octet >= 100 {
+        0
+    } else if octet >= 10 {
+        1
+    } else {
+        2
+    };
+    OctetDigits { digits, skip }
+}
+
+/// One to three decimal digits.
+struct OctetDigits {
+    digits: [u8; 3],
+    skip: usize,
+}
+
+impl OctetDigits {
+    fn as_slice(&self) -> &[u8] {
+        &self.digits[self.skip..]
+    }
+}
+
+/// Decimal digits in `value` (at least 1).
+fn decimal_width(value: u64) -> usize {
+    value.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 #[cfg(test)]
