@@ -1,8 +1,15 @@
 //! Leases for global rules: one round trip to Redis takes several requests' worth of a key's
 //! bucket, and this instance serves the rest from memory. Requests are charged to the shared bucket
 //! before they are served, so the instances together never admit more than the rule allows over
-//! time; what a lease shifts is when: a request may be served up to [`LEASE_TTL`] after it was
-//! charged. A lease not used up by then is dropped, its requests lost (charged, never served).
+//! time; what a lease shifts is when: a lease lives [`LEASE_TTL`] from its last fetch (a refill
+//! carries what was left over). A lease not used up by then is dropped, its requests lost
+//! (charged, never served).
+//!
+//! One lease at a time is fetched per key: requests that miss while it is on its way ask Redis for
+//! themselves alone, so a burst of concurrent requests for a cold key cannot take many leases at
+//! once (and starve other instances of the key's budget). A busy key does not run dry: the request
+//! that leaves a lease at a quarter of its size or less (and is served from it) fetches the next
+//! one, so the requests after it find it there.
 //!
 //! Memory is bounded like the local limiter's: keys are spread over mutex'd shards, each holding at
 //! most its share of the rule's `max_keys`. A full shard first forgets expired leases; when none
@@ -40,6 +47,30 @@ struct Lease {
     decision: Decision,
     /// Monotonic nanoseconds after which the lease is void.
     expires: u64,
+    /// A lease for the key is being fetched until then (0: none is).
+    fetching_until: u64,
+}
+
+impl Lease {
+    fn live(&self, now: u64) -> bool {
+        self.expires > now && self.left > 0
+    }
+
+    fn forgettable(&self, now: u64) -> bool {
+        !self.live(now) && self.fetching_until <= now
+    }
+}
+
+/// What a request for a key takes from the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Served from the key's lease; with `refill`, this request fetches the key's next lease too,
+    /// then hands it to [`LeaseTable::refill`] (or [`LeaseTable::abandon`]).
+    Served { decision: Decision, refill: bool },
+    /// No lease: ask Redis for one, then [`LeaseTable::keep`] (or [`LeaseTable::abandon`]).
+    Fetch,
+    /// A lease is on its way: ask Redis for this request alone.
+    Single,
 }
 
 impl LeaseTable {
@@ -65,43 +96,79 @@ impl LeaseTable {
         self.len() == 0
     }
 
-    /// Serves one request for `key` (a hash) from its lease, if it holds a live one. `now` is
-    /// monotonic nanoseconds ([`crate::monotonic_nanos`]).
-    pub fn take(&self, key: u64, now: u64) -> Option<Decision> {
+    /// Serves one request for `key` (a hash) from its lease, if it holds a live one; otherwise says
+    /// whether this request fetches the key's next lease. `now` is monotonic nanoseconds
+    /// ([`crate::monotonic_nanos`]).
+    pub fn take(&self, key: u64, now: u64) -> Take {
         let mut shard = self.lock(shard_of(key));
-        let lease = shard.get_mut(&key)?;
-        if lease.expires <= now || lease.left == 0 {
-            shard.remove(&key);
-            return None;
+        if let Some(lease) = shard.get_mut(&key) {
+            if lease.live(now) {
+                lease.left -= 1;
+                let refill = lease.left <= self.size / 4 && lease.fetching_until <= now;
+                if refill {
+                    lease.fetching_until = now + LEASE_TTL;
+                }
+                let remaining = lease.decision.remaining.saturating_add(lease.left);
+                return Take::Served { decision: Decision { remaining, ..lease.decision }, refill };
+            }
+            if lease.fetching_until > now {
+                return Take::Single;
+            }
+            lease.fetching_until = now + LEASE_TTL;
+            return Take::Fetch;
         }
-        lease.left -= 1;
-        let decision = Decision { remaining: lease.decision.remaining.saturating_add(lease.left), ..lease.decision };
-        if lease.left == 0 {
-            shard.remove(&key);
+        if self.make_room(&mut shard, now) {
+            let decision = Decision { allowed: false, remaining: 0, retry_after: 0, reset_after: 0 };
+            shard.insert(key, Lease { left: 0, decision, expires: 0, fetching_until: now + LEASE_TTL });
         }
-        Some(decision)
+        Take::Fetch
     }
 
-    /// Keeps what Redis granted for `key` beyond the one request that asked; returns that request's
-    /// decision, its `remaining` counting the requests kept.
+    /// Keeps what Redis granted for `key` beyond the one request that asked, and ends the fetch;
+    /// returns that request's decision, its `remaining` counting the requests kept.
     pub fn keep(&self, key: u64, granted: Granted, now: u64) -> Decision {
-        let extra = granted.count.saturating_sub(1);
-        if extra == 0 || !granted.decision.allowed {
-            return granted.decision;
-        }
+        let extra = if granted.decision.allowed { granted.count.saturating_sub(1) } else { 0 };
+        self.store(key, granted.decision, extra, now)
+    }
+
+    /// Adds all that Redis granted for `key` to its lease (fetched by a request already served from
+    /// it), and ends the fetch.
+    pub fn refill(&self, key: u64, granted: Granted, now: u64) {
+        let extra = if granted.decision.allowed { granted.count } else { 0 };
+        self.store(key, granted.decision, extra, now);
+    }
+
+    fn store(&self, key: u64, decision: Decision, extra: u32, now: u64) -> Decision {
         let mut shard = self.lock(shard_of(key));
-        if shard.len() >= self.capacity && !shard.contains_key(&key) {
-            shard.retain(|_, lease| lease.expires > now);
-            if shard.len() >= self.capacity {
-                return granted.decision;
-            }
+        if !shard.contains_key(&key) && (extra == 0 || !self.make_room(&mut shard, now)) {
+            return decision;
         }
-        let lease = shard.entry(key).or_insert(Lease { left: 0, decision: granted.decision, expires: 0 });
-        // A lease fetched alongside this one (requests for the key that missed together) and still
-        // live keeps its requests: they were charged too.
+        let lease = shard.entry(key).or_insert(Lease { left: 0, decision, expires: 0, fetching_until: 0 });
+        lease.fetching_until = 0;
+        if extra == 0 {
+            return decision;
+        }
+        // Requests left of a lease still live were charged too: they are kept with the new ones.
         let carried = if lease.expires > now { lease.left } else { 0 };
-        *lease = Lease { left: carried.saturating_add(extra), decision: granted.decision, expires: now + LEASE_TTL };
-        Decision { remaining: granted.decision.remaining.saturating_add(lease.left), ..granted.decision }
+        lease.left = carried.saturating_add(extra);
+        lease.decision = decision;
+        lease.expires = now + LEASE_TTL;
+        Decision { remaining: decision.remaining.saturating_add(lease.left), ..decision }
+    }
+
+    /// Ends a fetch for `key` that got no answer, so the next request fetches again.
+    pub fn abandon(&self, key: u64) {
+        if let Some(lease) = self.lock(shard_of(key)).get_mut(&key) {
+            lease.fetching_until = 0;
+        }
+    }
+
+    /// Whether the shard can take one more key, forgetting expired leases when it is full.
+    fn make_room(&self, shard: &mut Shard, now: u64) -> bool {
+        if shard.len() >= self.capacity {
+            shard.retain(|_, lease| !lease.forgettable(now));
+        }
+        shard.len() < self.capacity
     }
 
     fn lock(&self, index: usize) -> std::sync::MutexGuard<'_, Shard> {
@@ -124,29 +191,69 @@ mod tests {
         Granted { decision, count }
     }
 
+    fn served(take: Take) -> Option<u32> {
+        match take {
+            Take::Served { decision, .. } => Some(decision.remaining),
+            _ => None,
+        }
+    }
+
     #[test]
     fn a_lease_serves_what_redis_granted_beyond_the_first_request_then_runs_out() {
         let table = LeaseTable::new(4, 100);
-        assert_eq!(table.take(7, 0), None);
+        assert_eq!(table.take(7, 0), Take::Fetch);
         let first = table.keep(7, granted(4, 10), 0);
         assert!(first.allowed);
         assert_eq!(first.remaining, 13, "Redis's remaining plus the three kept");
-        let served: Vec<u32> = (0..3).map(|_| table.take(7, 1).expect("leased").remaining).collect();
-        assert_eq!(served, [12, 11, 10]);
-        assert_eq!(table.take(7, 1), None, "the lease is used up");
-        assert!(table.is_empty());
+        let remaining: Vec<Option<u32>> = (0..3).map(|_| served(table.take(7, 1))).collect();
+        assert_eq!(remaining, [Some(12), Some(11), Some(10)]);
+        assert_eq!(table.take(7, 1), Take::Single, "used up, and the refill the last quarter started is on its way");
+        table.abandon(7);
+        assert_eq!(table.take(7, 1), Take::Fetch);
+    }
+
+    #[test]
+    fn the_request_that_leaves_a_quarter_fetches_the_next_lease_once() {
+        let table = LeaseTable::new(8, 100);
+        table.take(9, 0);
+        table.keep(9, granted(8, 0), 0);
+        let refills: Vec<bool> = (0..7)
+            .map(|_| match table.take(9, 1) {
+                Take::Served { refill, .. } => refill,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Left 6, 5, 4, 3, 2 (a quarter: fetch), 1, 0 (a fetch is under way).
+        assert_eq!(refills, [false, false, false, false, true, false, false]);
+        assert_eq!(table.take(9, 1), Take::Single, "dry while the lease is on its way");
+        table.refill(9, granted(8, 0), 2);
+        assert_eq!(std::iter::from_fn(|| served(table.take(9, 3))).count(), 8, "all eight are kept");
+    }
+
+    #[test]
+    fn one_fetch_at_a_time_per_key_and_an_abandoned_one_is_retried() {
+        let table = LeaseTable::new(4, 100);
+        assert_eq!(table.take(3, 0), Take::Fetch);
+        assert_eq!(table.take(3, 1), Take::Single, "a lease is on its way");
+        assert_eq!(table.take(3, LEASE_TTL + 1), Take::Fetch, "a fetch that never ended is given up");
+        table.abandon(3);
+        assert_eq!(table.take(3, LEASE_TTL + 2), Take::Fetch);
+        table.keep(3, granted(4, 0), LEASE_TTL + 3);
+        assert!(served(table.take(3, LEASE_TTL + 4)).is_some());
     }
 
     #[test]
     fn a_lease_expires_and_a_refusal_or_a_single_grant_keeps_nothing() {
         let table = LeaseTable::new(4, 100);
+        table.take(1, 0);
         table.keep(1, granted(4, 0), 0);
-        assert!(table.take(1, LEASE_TTL - 1).is_some());
-        assert_eq!(table.take(1, LEASE_TTL), None, "expired");
-        let refused = table.keep(2, granted(0, 0), 0);
+        assert!(served(table.take(1, LEASE_TTL - 1)).is_some());
+        assert_eq!(table.take(1, LEASE_TTL), Take::Fetch, "expired");
+        let refused = table.keep(1, granted(0, 0), LEASE_TTL);
         assert!(!refused.allowed);
-        table.keep(3, granted(1, 9), 0);
-        assert!(table.is_empty());
+        assert_eq!(table.take(1, LEASE_TTL), Take::Fetch, "a refusal ends the fetch and keeps nothing");
+        table.keep(1, granted(1, 9), LEASE_TTL);
+        assert_eq!(table.take(1, LEASE_TTL), Take::Fetch);
     }
 
     #[test]
@@ -154,21 +261,24 @@ mod tests {
         let table = LeaseTable::new(3, 100);
         table.keep(5, granted(3, 4), 0);
         table.keep(5, granted(3, 1), 10);
-        let served = std::iter::from_fn(|| table.take(5, 20)).count();
-        assert_eq!(served, 4, "two from each lease");
+        let count = std::iter::from_fn(|| served(table.take(5, 20))).count();
+        assert_eq!(count, 4, "two from each lease");
     }
 
     #[test]
     fn a_full_shard_forgets_expired_leases_and_otherwise_keeps_no_new_one() {
-        // One key per shard: keys that differ in their top bits land in different shards.
+        // One key per shard: keys that differ only in their low bits share a shard.
         let table = LeaseTable::new(2, 1);
-        let key = |n: u64| n << 58;
+        let key = |n: u64| n;
+        assert_eq!(table.take(key(0), 0), Take::Fetch);
         table.keep(key(0), granted(2, 0), 0);
-        table.keep(key(0) | 1, granted(2, 0), 0);
         assert_eq!(table.len(), 1, "the shard is full");
-        assert!(table.take(key(0) | 1, 1).is_none(), "no room: its surplus was not kept");
-        table.keep(key(0) | 2, granted(2, 0), LEASE_TTL);
-        assert!(table.take(key(0) | 2, LEASE_TTL + 1).is_some(), "the expired lease made room");
-        assert!(table.len() <= SHARDS);
+        assert_eq!(table.take(key(1), 0), Take::Fetch);
+        assert_eq!(table.take(key(1), 0), Take::Fetch, "no room to mark the fetch");
+        table.keep(key(1), granted(2, 0), 0);
+        assert_eq!(table.take(key(1), 1), Take::Fetch, "no room: its surplus was not kept");
+        table.keep(key(2), granted(2, 0), LEASE_TTL);
+        assert!(served(table.take(key(2), LEASE_TTL + 1)).is_some(), "the expired lease made room");
+        assert_eq!(table.len(), 1);
     }
 }

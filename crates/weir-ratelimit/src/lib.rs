@@ -11,7 +11,7 @@ mod metrics;
 pub mod redis;
 
 pub use gcra::{Decision, Quota};
-pub use lease::{LEASE_TTL, LeaseTable};
+pub use lease::{LEASE_TTL, LeaseTable, Take};
 pub use local::LocalLimiter;
 pub use metrics::LocalMetrics;
 pub use redis::{ClusterClient, Granted, RedisBackend, RedisClient, RedisError, RedisSettings};

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use weir_config::ratelimit::{LimitMode, RateLimitRule, RateLimits, RedisFailure};
-use weir_ratelimit::{Decision, LeaseTable, LocalLimiter, LocalMetrics, Quota, RedisBackend, monotonic_nanos};
+use weir_ratelimit::{
+    Decision, Granted, LeaseTable, LocalLimiter, LocalMetrics, Quota, RedisBackend, RedisError, Take, monotonic_nanos,
+};
 use weir_telemetry::{Metrics, RuleMetrics};
 
 use super::carry::{Rebuild, fingerprint};
@@ -142,41 +144,38 @@ impl Rule {
     /// a refusal (fail closed).
     async fn decide_globally(&self, global: &Global, view: &RequestView<'_>) -> Option<Decision> {
         // A leased key is looked up by its hash, so a request served from a lease builds no key.
-        let leased = match &global.leases {
-            Some(leases) => {
-                let mut sink = HashSink(self.limiter.key_hasher());
-                if !self.key.build(view, &mut sink) {
-                    self.metrics.decided(NO_KEY);
-                    return None;
-                }
-                let hash = std::hash::Hasher::finish(&sink.0);
-                if let Some(decision) = leases.take(hash, monotonic_nanos()) {
+        let mut fetching = None;
+        if let Some(leases) = &global.leases {
+            let mut sink = HashSink(self.limiter.key_hasher());
+            if !self.key.build(view, &mut sink) {
+                self.metrics.decided(NO_KEY);
+                return None;
+            }
+            let hash = std::hash::Hasher::finish(&sink.0);
+            match leases.take(hash, monotonic_nanos()) {
+                Take::Served { decision, refill: false } => return Some(decision),
+                Take::Served { decision, refill: true } => {
+                    self.refill(global, leases, hash, view).await;
                     return Some(decision);
                 }
-                Some((leases, hash))
+                Take::Fetch => fetching = Some((leases, hash)),
+                Take::Single => {}
             }
-            None => None,
-        };
-        let mut key = global.prefix.to_vec();
-        if !self.key.build(view, &mut key) {
-            self.metrics.decided(NO_KEY);
-            return None;
         }
-        key.push(b'}');
-        let wanted = leased.map_or(1, |(leases, _)| leases.size());
-        let started = Instant::now();
-        let decided = global.client.decide(&key, self.limiter.quota(), wanted);
-        let error = match tokio::time::timeout(global.timeout, decided).await {
-            Ok(Ok(granted)) => {
-                self.metrics.redis_latency.observe(started.elapsed());
-                return Some(match leased {
+        let key = self.redis_key(global, view)?;
+        let wanted = fetching.map_or(1, |(leases, _)| leases.size());
+        let error = match self.ask_redis(global, &key, wanted).await {
+            Ok(granted) => {
+                return Some(match fetching {
                     Some((leases, hash)) => leases.keep(hash, granted, monotonic_nanos()),
                     None => granted.decision,
                 });
             }
-            Ok(Err(error)) => error,
-            Err(_) => weir_ratelimit::RedisError::Timeout,
+            Err(error) => error,
         };
+        if let Some((leases, hash)) = fetching {
+            leases.abandon(hash);
+        }
         self.metrics.redis_errors.inc();
         tracing::debug!(rule = &*self.name, %error, "global rate limit undecided");
         Some(match global.on_error {
@@ -185,5 +184,39 @@ impl Rule {
                 Decision { allowed: false, remaining: 0, retry_after: CLOSED_RETRY, reset_after: CLOSED_RETRY }
             }
         })
+    }
+
+    /// The key's Redis name, `weir:rl:{<scope>/<rule>/<key>}`; `None` (counted) when a part is missing.
+    fn redis_key(&self, global: &Global, view: &RequestView<'_>) -> Option<Vec<u8>> {
+        let mut key = global.prefix.to_vec();
+        if !self.key.build(view, &mut key) {
+            self.metrics.decided(NO_KEY);
+            return None;
+        }
+        key.push(b'}');
+        Some(key)
+    }
+
+    /// One round trip taking up to `wanted` requests' worth of `key`'s bucket, timed.
+    async fn ask_redis(&self, global: &Global, key: &[u8], wanted: u32) -> Result<Granted, RedisError> {
+        let started = Instant::now();
+        let decided = global.client.decide(key, self.limiter.quota(), wanted);
+        let granted = tokio::time::timeout(global.timeout, decided).await.map_err(|_| RedisError::Timeout)??;
+        self.metrics.redis_latency.observe(started.elapsed());
+        Ok(granted)
+    }
+
+    /// Fetches a busy key's next lease before its current one runs out. The request asking was
+    /// served from the lease already, so a failure only ends the fetch (and is counted).
+    async fn refill(&self, global: &Global, leases: &LeaseTable, hash: u64, view: &RequestView<'_>) {
+        let Some(key) = self.redis_key(global, view) else { return leases.abandon(hash) };
+        match self.ask_redis(global, &key, leases.size()).await {
+            Ok(granted) => leases.refill(hash, granted, monotonic_nanos()),
+            Err(error) => {
+                leases.abandon(hash);
+                self.metrics.redis_errors.inc();
+                tracing::debug!(rule = &*self.name, %error, "lease not refilled");
+            }
+        }
     }
 }
