@@ -63,6 +63,8 @@ impl SharedRules {
 pub struct RateLimitStage {
     route: Arc<str>,
     rules: Box<[Arc<Rule>]>,
+    /// No rule asks Redis: requests are decided without a future of their own.
+    local_only: bool,
     trusted_proxies: Arc<[Cidr]>,
 }
 
@@ -79,9 +81,11 @@ impl RateLimitStage {
         let redis = shared.redis.as_ref();
         let build = |rule| Arc::new(Rule::build(rule, &config.rate_limit, template, name, redis, metrics, limiters));
         let own = route.rate_limit.iter().map(build);
+        let rules: Box<[Arc<Rule>]> = shared.rules.iter().cloned().chain(own).collect();
         RateLimitStage {
             route: name.clone(),
-            rules: shared.rules.iter().cloned().chain(own).collect(),
+            local_only: rules.iter().all(|rule| rule.is_local()),
+            rules,
             trusted_proxies: shared.trusted_proxies.clone(),
         }
     }
@@ -96,6 +100,9 @@ impl RateLimitStage {
         if self.rules.is_empty() {
             return Ok(Admission::default());
         }
+        if self.local_only {
+            return self.decide_here(peer, parts);
+        }
         // Boxed: deciding may wait on Redis, and that future inlined would make every request's
         // stages (limited or not) kilobytes larger to allocate.
         Box::pin(self.decide(peer, parts)).await
@@ -105,17 +112,39 @@ impl RateLimitStage {
         let mut admission = Admission::default();
         let view = RequestView::new(parts, &self.route, peer, &self.trusted_proxies);
         for rule in &self.rules {
-            let Some(decision) = rule.decide(&view).await else { continue };
-            if !decision.allowed {
-                tracing::debug!(rule = &*rule.name, client = %view.client_ip, "rate limited");
-                return Err(Limited { rule: rule.clone(), decision });
-            }
-            if rule.response_headers {
-                admission.fields.push((rule.policy.clone(), fields::state(&rule.name, &decision)));
-            }
+            admit(rule, rule.decide(&view).await, &view, &mut admission)?;
         }
         Ok(admission)
     }
+
+    /// [`Self::decide`] for rules that all decide in this process: nothing to wait for.
+    fn decide_here(&self, peer: &Peer, parts: &Parts) -> Result<Admission, Limited> {
+        let mut admission = Admission::default();
+        let view = RequestView::new(parts, &self.route, peer, &self.trusted_proxies);
+        for rule in &self.rules {
+            admit(rule, rule.decide_here(&view), &view, &mut admission)?;
+        }
+        Ok(admission)
+    }
+}
+
+/// Applies one rule's decision: a refusal ends the check; an allowed request may collect the
+/// rule's response fields.
+fn admit(
+    rule: &Arc<Rule>,
+    decision: Option<Decision>,
+    view: &RequestView<'_>,
+    admission: &mut Admission,
+) -> Result<(), Limited> {
+    let Some(decision) = decision else { return Ok(()) };
+    if !decision.allowed {
+        tracing::debug!(rule = &*rule.name, client = %view.client_ip, "rate limited");
+        return Err(Limited { rule: rule.clone(), decision });
+    }
+    if rule.response_headers {
+        admission.fields.push((rule.policy.clone(), fields::state(&rule.name, &decision)));
+    }
+    Ok(())
 }
 
 /// What an allowed request's response carries back: the fields of the rules that asked for them.

@@ -118,16 +118,40 @@ impl Rule {
 
     /// Decides one request; `None` when the rule does not apply (exempt, or a key part missing).
     pub async fn decide(&self, view: &RequestView<'_>) -> Option<Decision> {
-        if self.exemption.applies(view) {
-            self.metrics.decided(EXEMPT);
+        let Some(global) = &self.global else { return self.decide_here(view) };
+        if self.exempt(view) {
             return None;
         }
-        let decision = match &self.global {
-            None => self.decide_locally(view)?,
-            Some(global) => self.decide_globally(global, view).await?,
-        };
+        let decision = self.decide_globally(global, view).await?;
+        Some(self.counted(decision))
+    }
+
+    /// Whether the rule decides in this process alone (no Redis), so [`Self::decide_here`] does.
+    pub fn is_local(&self) -> bool {
+        self.global.is_none()
+    }
+
+    /// Decides one request on this process's limiter, without waiting; for a rule that
+    /// [`Self::is_local`].
+    pub fn decide_here(&self, view: &RequestView<'_>) -> Option<Decision> {
+        if self.exempt(view) {
+            return None;
+        }
+        let decision = self.decide_locally(view)?;
+        Some(self.counted(decision))
+    }
+
+    fn exempt(&self, view: &RequestView<'_>) -> bool {
+        let exempt = self.exemption.applies(view);
+        if exempt {
+            self.metrics.decided(EXEMPT);
+        }
+        exempt
+    }
+
+    fn counted(&self, decision: Decision) -> Decision {
         self.metrics.decided(if decision.allowed { ALLOWED } else { LIMITED });
-        Some(decision)
+        decision
     }
 
     fn decide_locally(&self, view: &RequestView<'_>) -> Option<Decision> {
