@@ -39,6 +39,7 @@ use crate::snapshot::Snapshot;
 use crate::stages::fault;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// Sends the request upstream and returns the upstream's response, or why there is none.
 ///
@@ -140,11 +141,14 @@ type Upstream = Response<PooledBody<RequestBody>>;
 impl Tries<'_> {
     /// Tries until one succeeds or the policy, the deadline or the budget says stop.
     async fn with_retries(&self, policy: &RetryPolicy, head: UpstreamHead, body: Bytes) -> Result<Upstream, Refusal> {
-        policy.budget.record_request(Instant::now());
+        let mut now = Instant::now();
+        policy.budget.record_request(now);
         let mut avoid = Vec::new();
         let mut head = Some(head);
         for retry in 0.. {
-            let now = Instant::now();
+            if retry > 0 {
+                now = Instant::now();
+            }
             if now >= self.deadline.at {
                 return Err(Refusal::DeadlineExceeded);
             }
@@ -221,7 +225,7 @@ impl Tries<'_> {
             // No try follows the last, so how it failed decides nothing.
             let failure = match &sent {
                 _ if last => None,
-                Ok(response) => response_failure(response),
+                Ok(response) => response_failure(response, self.grpc),
                 Err(refusal) => self.failure_of(*refusal),
             };
             if failure.is_some() {
@@ -275,9 +279,11 @@ fn failure_of(refusal: Refusal) -> Option<Failure> {
     }
 }
 
-/// A response's failure: its status when 4xx/5xx, or its gRPC status in a trailers-only answer.
-fn response_failure(response: &Upstream) -> Option<Failure> {
-    if let Some(code) = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<u8>().ok())
+/// A response's failure: its status when 4xx/5xx, or, for a gRPC request, its gRPC status in a
+/// trailers-only answer.
+fn response_failure(response: &Upstream, grpc: bool) -> Option<Failure> {
+    if grpc
+        && let Some(code) = response.headers().get(GRPC_STATUS).and_then(|v| v.to_str().ok()?.parse::<u8>().ok())
         && code != 0
     {
         return Some(Failure::Grpc(code));
