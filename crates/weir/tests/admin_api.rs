@@ -204,10 +204,16 @@ async fn a_redis_rule_shows_its_failure_mode_and_whether_redis_answers() {
     assert_eq!(weir_test::http1_request(gateway.addr(), get()).await.unwrap().status, 200);
     let healthy = rule(&gateway).await;
     assert_eq!(healthy["backend"], "redis");
-    assert_eq!(healthy["redis"], serde_json::json!({ "on_error": "refuse", "connected": true, "errors_total": 0 }));
+    assert_eq!(
+        healthy["redis"],
+        serde_json::json!({ "on_error": "refuse", "connected": true, "errors_total": 0, "lease": 1, "leased_keys": 0 })
+    );
     redis.kill();
     assert_eq!(weir_test::http1_request(gateway.addr(), get()).await.unwrap().status, 429, "fails closed");
     let down = rule(&gateway).await;
-    assert_eq!(down["redis"], serde_json::json!({ "on_error": "refuse", "connected": false, "errors_total": 1 }));
+    assert_eq!(
+        down["redis"],
+        serde_json::json!({ "on_error": "refuse", "connected": false, "errors_total": 1, "lease": 1, "leased_keys": 0 })
+    );
     assert_eq!((down["decisions"]["allowed"].as_u64(), down["decisions"]["limited"].as_u64()), (Some(1), Some(1)));
 }

@@ -146,6 +146,7 @@ impl Http1Connection {
         let mut sending = Sending {
             framing,
             written: 0,
+            pending: None,
             body_done: framing == Framing::Empty,
             flushed: false,
             wrote_any: false,
@@ -232,7 +233,7 @@ impl Http1Connection {
         B::Error: Into<BoxError>,
     {
         loop {
-            while !sending.body_done && self.write.len() - sending.written < WRITE_BATCH {
+            while !sending.body_done && sending.pending.is_none() && self.write.len() - sending.written < WRITE_BATCH {
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         sending.touched = true;
@@ -245,14 +246,9 @@ impl Http1Connection {
                     Poll::Pending => break,
                 }
             }
-            if sending.written < self.write.len() {
-                let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.write[sending.written..]))
-                    .map_err(Http1Error::Write)?;
-                if n == 0 {
-                    return Poll::Ready(Err(Http1Error::Write(io::ErrorKind::WriteZero.into())));
-                }
-                sending.written += n;
-                sending.wrote_any = true;
+            if sending.written < self.write.len() || sending.pending.is_some() {
+                let n = ready!(self.poll_write_out(cx, sending))?;
+                sending.advance(n, self.write.len());
                 continue;
             }
             self.write.clear();
@@ -272,11 +268,35 @@ impl Http1Connection {
     }
 }
 
+impl Http1Connection {
+    /// Writes what is buffered, and a large body piece after it in the same call when there is one.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>, sending: &Sending) -> Poll<Result<usize, Http1Error>> {
+        let buffered = &self.write[sending.written..];
+        let stream = Pin::new(&mut self.stream);
+        let n = match &sending.pending {
+            Some(piece) => {
+                ready!(stream.poll_write_vectored(cx, &[io::IoSlice::new(buffered), io::IoSlice::new(piece)]))
+            }
+            None => ready!(stream.poll_write(cx, buffered)),
+        }
+        .map_err(Http1Error::Write)?;
+        if n == 0 {
+            return Poll::Ready(Err(Http1Error::Write(io::ErrorKind::WriteZero.into())));
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// Body pieces at least this long are written from where they are, not copied into the write buffer.
+const UNCOPIED_PIECE: usize = 1024;
+
 /// How far a request's sending has got.
 struct Sending {
     framing: Framing,
     /// Bytes of the write buffer already written.
     written: usize,
+    /// A large body piece of a length-framed body, written after the buffer without being copied.
+    pending: Option<bytes::Bytes>,
     body_done: bool,
     flushed: bool,
     /// A byte of the request reached the connection.
@@ -286,8 +306,28 @@ struct Sending {
 }
 
 impl Sending {
+    /// Counts `n` bytes written: the buffer's (`buffered` long) first, then the pending piece's.
+    fn advance(&mut self, n: usize, buffered: usize) {
+        let from_buffer = n.min(buffered - self.written);
+        self.written += from_buffer;
+        self.wrote_any = true;
+        if let Some(piece) = &mut self.pending {
+            bytes::Buf::advance(piece, n - from_buffer);
+            if piece.is_empty() {
+                self.pending = None;
+            }
+        }
+    }
+
     fn encode(&mut self, frame: Frame<impl bytes::Buf>, out: &mut Vec<u8>) -> Result<(), Http1Error> {
         let frame = match frame.into_data() {
+            Ok(mut data) if matches!(self.framing, Framing::Length(_)) && data.remaining() >= UNCOPIED_PIECE => {
+                // Bytes hand themselves over without a copy.
+                let piece = data.copy_to_bytes(data.remaining());
+                self.count_length(piece.len())?;
+                self.pending = Some(piece);
+                return Ok(());
+            }
             Ok(mut data) => {
                 while data.has_remaining() {
                     let piece = data.chunk();
@@ -307,15 +347,23 @@ impl Sending {
 
     fn encode_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Http1Error> {
         match &mut self.framing {
-            Framing::Length(left) => {
-                *left = left
-                    .checked_sub(data.len() as u64)
-                    .ok_or(Http1Error::RequestBody("the request body is longer than its Content-Length".into()))?;
+            Framing::Length(_) => {
+                self.count_length(data.len())?;
                 out.extend_from_slice(data);
             }
             Framing::Chunked => request::encode_chunk(data, out),
             Framing::Empty if data.is_empty() => {}
             Framing::Empty => return Err(Http1Error::RequestBody("a request body where none was framed".into())),
+        }
+        Ok(())
+    }
+
+    /// Takes `len` bytes off what a length-framed body has left to send.
+    fn count_length(&mut self, len: usize) -> Result<(), Http1Error> {
+        if let Framing::Length(left) = &mut self.framing {
+            *left = left
+                .checked_sub(len as u64)
+                .ok_or(Http1Error::RequestBody("the request body is longer than its Content-Length".into()))?;
         }
         Ok(())
     }

@@ -343,6 +343,51 @@ fn response_framing_follows_rfc_9112() {
     assert_eq!(ok(close_later), (BodyFraming::Length(0), false));
 }
 
+/// Frames of a body whose length is declared.
+struct Declared(Frames, u64);
+
+impl Body for Declared {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.1)
+    }
+}
+
+#[tokio::test]
+async fn large_pieces_of_a_length_body_go_out_uncopied_in_order_through_partial_writes() {
+    let pattern =
+        |len: usize, seed: u8| Bytes::from((0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect::<Vec<_>>());
+    // Small pieces are copied into the buffer, large ones written from where they are; the last
+    // is far larger than a socket takes at once.
+    let pieces = [pattern(10, 1), pattern(3000, 2), pattern(7, 3), pattern(UNCOPIED_PIECE, 4), pattern(600 * 1024, 5)];
+    let total: usize = pieces.iter().map(Bytes::len).sum();
+    let (connection, upstream) = exchange_with(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", total).await;
+    let body = Declared(Frames::new(pieces.iter().cloned().map(Frame::data).collect()), total as u64);
+    let request = Request::post("/").header("host", "b").body(body).unwrap();
+    send_ok(connection, request).await;
+    let received = upstream.await.unwrap();
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(received[..head_end].ends_with(format!("content-length: {total}\r\n\r\n").as_bytes()));
+    assert!(received[head_end..] == pieces.concat()[..], "the body arrived whole and in order");
+}
+
+#[tokio::test]
+async fn a_length_body_longer_than_declared_is_refused_whatever_the_piece_size() {
+    for size in [100, 5000] {
+        let (connection, _upstream) = exchange_with(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 0).await;
+        let body = Declared(Frames::new(vec![Frame::data(Bytes::from(vec![b'x'; size]))]), 50);
+        let request = Request::post("/").header("host", "b").body(body).unwrap();
+        let error = send_err(connection, request).await;
+        assert!(error.to_string().contains("longer than its Content-Length"), "{size}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn a_large_body_does_not_leave_its_buffer_with_the_idle_connection() {
     const SIZE: usize = 200 * 1024;
