@@ -167,7 +167,7 @@ impl Rule {
     /// (taking a new lease when the rule leases); when that fails, the local limiter (fail open) or
     /// a refusal (fail closed).
     async fn decide_globally(&self, global: &Global, view: &RequestView<'_>) -> Option<Decision> {
-        // A leased key is looked up by its hash, so a request served from a lease builds no key.
+        // A leased key is looked up by its hash, so a request decided from memory builds no key.
         let mut fetching = None;
         if let Some(leases) = &global.leases {
             let mut sink = HashSink(self.limiter.key_hasher());
@@ -176,14 +176,29 @@ impl Rule {
                 return None;
             }
             let hash = std::hash::Hasher::finish(&sink.0);
-            match leases.take(hash, monotonic_nanos()) {
-                Take::Served { decision, refill: false } => return Some(decision),
-                Take::Served { decision, refill: true } => {
-                    self.refill(global, leases, hash, view).await;
-                    return Some(decision);
+            let deadline = tokio::time::Instant::now() + global.timeout;
+            loop {
+                let fetched = leases.fetched(hash).notified();
+                tokio::pin!(fetched);
+                fetched.as_mut().enable();
+                match leases.take(hash, monotonic_nanos()) {
+                    Take::Decided { decision, refill: false } => return Some(decision),
+                    Take::Decided { decision, refill: true } => {
+                        self.refill(global, leases, hash, view).await;
+                        return Some(decision);
+                    }
+                    Take::Fetch => {
+                        fetching = Some((leases, hash));
+                        break;
+                    }
+                    // Another request's fetch is on its way: wait for it, as long as this request
+                    // would wait for Redis itself, then ask alone.
+                    Take::Wait => {
+                        if tokio::time::timeout_at(deadline, fetched).await.is_err() {
+                            break;
+                        }
+                    }
                 }
-                Take::Fetch => fetching = Some((leases, hash)),
-                Take::Single => {}
             }
         }
         let key = self.redis_key(global, view)?;
