@@ -92,11 +92,14 @@ pub struct Http1Connection {
     read: BytesMut,
     /// Bytes to write: a request head and the body after it.
     write: Vec<u8>,
+    /// A large body piece of a length-framed body, written after `write` without being copied.
+    /// Here rather than in the send's future, which every request moves.
+    piece: Option<bytes::Bytes>,
 }
 
 impl Http1Connection {
     pub fn new(stream: Stream) -> Box<Self> {
-        Box::new(Http1Connection { stream, read: BytesMut::new(), write: Vec::new() })
+        Box::new(Http1Connection { stream, read: BytesMut::new(), write: Vec::new(), piece: None })
     }
 
     /// Whether an idle connection can take a request: the upstream has not closed it, and has sent
@@ -142,11 +145,11 @@ impl Http1Connection {
         let head_request = parts.method == Method::HEAD;
         let upgrade = parts.headers.contains_key(UPGRADE);
         self.write.clear();
+        self.piece = None;
         let framing = request::encode_head(&parts, body.is_end_stream(), body.size_hint().exact(), &mut self.write);
         let mut sending = Sending {
             framing,
             written: 0,
-            pending: None,
             body_done: framing == Framing::Empty,
             flushed: false,
             wrote_any: false,
@@ -233,11 +236,11 @@ impl Http1Connection {
         B::Error: Into<BoxError>,
     {
         loop {
-            while !sending.body_done && sending.pending.is_none() && self.write.len() - sending.written < WRITE_BATCH {
+            while !sending.body_done && self.piece.is_none() && self.write.len() - sending.written < WRITE_BATCH {
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         sending.touched = true;
-                        sending.encode(frame, &mut self.write)?;
+                        sending.encode(frame, &mut self.write, &mut self.piece)?;
                     }
                     Poll::Ready(None) => {
                         sending.finish(None, &mut self.write)?;
@@ -246,9 +249,9 @@ impl Http1Connection {
                     Poll::Pending => break,
                 }
             }
-            if sending.written < self.write.len() || sending.pending.is_some() {
-                let n = ready!(self.poll_write_out(cx, sending))?;
-                sending.advance(n, self.write.len());
+            if sending.written < self.write.len() || self.piece.is_some() {
+                let n = ready!(self.poll_write_out(cx, sending.written))?;
+                sending.advance(n, self.write.len(), &mut self.piece);
                 continue;
             }
             self.write.clear();
@@ -270,10 +273,10 @@ impl Http1Connection {
 
 impl Http1Connection {
     /// Writes what is buffered, and a large body piece after it in the same call when there is one.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>, sending: &Sending) -> Poll<Result<usize, Http1Error>> {
-        let buffered = &self.write[sending.written..];
+    fn poll_write_out(&mut self, cx: &mut Context<'_>, written: usize) -> Poll<Result<usize, Http1Error>> {
+        let buffered = &self.write[written..];
         let stream = Pin::new(&mut self.stream);
-        let n = match &sending.pending {
+        let n = match &self.piece {
             Some(piece) => {
                 ready!(stream.poll_write_vectored(cx, &[io::IoSlice::new(buffered), io::IoSlice::new(piece)]))
             }
@@ -295,8 +298,6 @@ struct Sending {
     framing: Framing,
     /// Bytes of the write buffer already written.
     written: usize,
-    /// A large body piece of a length-framed body, written after the buffer without being copied.
-    pending: Option<bytes::Bytes>,
     body_done: bool,
     flushed: bool,
     /// A byte of the request reached the connection.
@@ -306,26 +307,31 @@ struct Sending {
 }
 
 impl Sending {
-    /// Counts `n` bytes written: the buffer's (`buffered` long) first, then the pending piece's.
-    fn advance(&mut self, n: usize, buffered: usize) {
+    /// Counts `n` bytes written: the buffer's (`buffered` long) first, then the piece's.
+    fn advance(&mut self, n: usize, buffered: usize, piece: &mut Option<bytes::Bytes>) {
         let from_buffer = n.min(buffered - self.written);
         self.written += from_buffer;
         self.wrote_any = true;
-        if let Some(piece) = &mut self.pending {
-            bytes::Buf::advance(piece, n - from_buffer);
-            if piece.is_empty() {
-                self.pending = None;
+        if let Some(rest) = piece {
+            bytes::Buf::advance(rest, n - from_buffer);
+            if rest.is_empty() {
+                *piece = None;
             }
         }
     }
 
-    fn encode(&mut self, frame: Frame<impl bytes::Buf>, out: &mut Vec<u8>) -> Result<(), Http1Error> {
+    fn encode(
+        &mut self,
+        frame: Frame<impl bytes::Buf>,
+        out: &mut Vec<u8>,
+        uncopied: &mut Option<bytes::Bytes>,
+    ) -> Result<(), Http1Error> {
         let frame = match frame.into_data() {
             Ok(mut data) if matches!(self.framing, Framing::Length(_)) && data.remaining() >= UNCOPIED_PIECE => {
                 // Bytes hand themselves over without a copy.
                 let piece = data.copy_to_bytes(data.remaining());
                 self.count_length(piece.len())?;
-                self.pending = Some(piece);
+                *uncopied = Some(piece);
                 return Ok(());
             }
             Ok(mut data) => {
