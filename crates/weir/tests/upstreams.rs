@@ -102,9 +102,18 @@ async fn concurrent_load_survives_an_endpoint_dying() {
             // Keep going until well after the kill.
             loop {
                 let killed = *kill_rx.borrow_and_update();
-                let response = http1_request(addr, get("/", &[("x-mock-delay-ms", "5")])).await.unwrap();
+                let answered = http1_request(addr, get("/", &[("x-mock-delay-ms", "5")])).await;
+                // The kill may land while a request sent before it is in flight: look again. Status
+                // 0: the connection closed without a whole response, which only a request caught
+                // by the kill may see.
+                let killed = killed || *kill_rx.borrow();
+                let seen = match answered {
+                    Ok(response) => (response.status.as_u16(), response.header("proxy-status").map(str::to_string)),
+                    Err(error) if killed => (0, Some(error.to_string())),
+                    Err(error) => panic!("a request failed before any endpoint died: {error}"),
+                };
                 if killed {
-                    after_kill.push((response.status.as_u16(), response.header("proxy-status").map(str::to_string)));
+                    after_kill.push(seen);
                     if after_kill.len() == 30 {
                         return after_kill;
                     }
@@ -119,11 +128,16 @@ async fn concurrent_load_survives_an_endpoint_dying() {
     while let Some(done) = clients.join_next().await {
         failures.extend(done.unwrap().into_iter().filter(|(status, _)| *status != 200));
     }
-    // Only requests already sent to a when it died may fail, at most one per client.
+    // Only requests already sent to a when it died may fail, at most one per client: with a 502
+    // naming the reset, or (rarely) with the connection closed, when a's answer was cut short.
     assert!(failures.len() <= CLIENTS, "{failures:?}");
     for (status, proxy_status) in &failures {
-        assert_eq!(*status, 502);
-        assert!(proxy_status.as_deref().unwrap_or("").contains("upstream_reset"), "{failures:?}");
+        let detail = proxy_status.as_deref().unwrap_or("");
+        match status {
+            502 => assert!(detail.contains("upstream_reset"), "{failures:?}"),
+            0 => {}
+            _ => panic!("{failures:?}"),
+        }
     }
 }
 
