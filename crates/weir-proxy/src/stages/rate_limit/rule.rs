@@ -46,7 +46,7 @@ pub(super) struct Global {
     prefix: Box<[u8]>,
     timeout: Duration,
     pub(super) on_error: RedisFailure,
-    /// Requests taken per round trip beyond the one asking, when the rule leases.
+    /// The rule's leases, when it takes them (`lease` above 1).
     leases: Option<LeaseTable>,
 }
 
@@ -60,6 +60,17 @@ impl Global {
     pub(super) fn leased_keys(&self) -> usize {
         self.leases.as_ref().map_or(0, LeaseTable::len)
     }
+}
+
+/// What a global rule's lease table settled for a request.
+enum Leased {
+    Decided(Decision),
+    /// A key part is missing: the rule does not apply.
+    NoKey,
+    /// This request fetches the key's next lease (its hash).
+    Fetch(u64),
+    /// A lease on its way did not come in time: this request asks Redis for itself alone.
+    AskAlone,
 }
 
 /// What a fail-closed rule tells a client to wait while Redis is unreachable.
@@ -167,38 +178,13 @@ impl Rule {
     /// (taking a new lease when the rule leases); when that fails, the local limiter (fail open) or
     /// a refusal (fail closed).
     async fn decide_globally(&self, global: &Global, view: &RequestView<'_>) -> Option<Decision> {
-        // A leased key is looked up by its hash, so a request decided from memory builds no key.
         let mut fetching = None;
         if let Some(leases) = &global.leases {
-            let mut sink = HashSink(self.limiter.key_hasher());
-            if !self.key.build(view, &mut sink) {
-                self.metrics.decided(NO_KEY);
-                return None;
-            }
-            let hash = std::hash::Hasher::finish(&sink.0);
-            let deadline = tokio::time::Instant::now() + global.timeout;
-            loop {
-                let fetched = leases.fetched(hash).notified();
-                tokio::pin!(fetched);
-                fetched.as_mut().enable();
-                match leases.take(hash, monotonic_nanos()) {
-                    Take::Decided { decision, refill: false } => return Some(decision),
-                    Take::Decided { decision, refill: true } => {
-                        self.refill(global, leases, hash, view).await;
-                        return Some(decision);
-                    }
-                    Take::Fetch => {
-                        fetching = Some((leases, hash));
-                        break;
-                    }
-                    // Another request's fetch is on its way: wait for it, as long as this request
-                    // would wait for Redis itself, then ask alone.
-                    Take::Wait => {
-                        if tokio::time::timeout_at(deadline, fetched).await.is_err() {
-                            break;
-                        }
-                    }
-                }
+            match self.consult_lease(global, leases, view).await {
+                Leased::Decided(decision) => return Some(decision),
+                Leased::NoKey => return None,
+                Leased::Fetch(hash) => fetching = Some((leases, hash)),
+                Leased::AskAlone => {}
             }
         }
         let key = self.redis_key(global, view)?;
@@ -223,6 +209,38 @@ impl Rule {
                 Decision { allowed: false, remaining: 0, retry_after: CLOSED_RETRY, reset_after: CLOSED_RETRY }
             }
         })
+    }
+
+    /// Decides from the key's lease or last refusal when they allow, waiting for a lease on its way
+    /// (as long as this request would wait for Redis itself); otherwise says how to ask Redis. A
+    /// leased key is looked up by its hash, so a request decided from memory builds no key.
+    async fn consult_lease(&self, global: &Global, leases: &LeaseTable, view: &RequestView<'_>) -> Leased {
+        let mut sink = HashSink(self.limiter.key_hasher());
+        if !self.key.build(view, &mut sink) {
+            self.metrics.decided(NO_KEY);
+            return Leased::NoKey;
+        }
+        let hash = std::hash::Hasher::finish(&sink.0);
+        let deadline = tokio::time::Instant::now() + global.timeout;
+        loop {
+            let fetched = leases.fetched(hash).notified();
+            tokio::pin!(fetched);
+            fetched.as_mut().enable();
+            match leases.take(hash, monotonic_nanos()) {
+                Take::Decided { decision, refill } => {
+                    if refill {
+                        self.refill(global, leases, hash, view).await;
+                    }
+                    return Leased::Decided(decision);
+                }
+                Take::Fetch => return Leased::Fetch(hash),
+                Take::Wait => {
+                    if tokio::time::timeout_at(deadline, fetched).await.is_err() {
+                        return Leased::AskAlone;
+                    }
+                }
+            }
+        }
     }
 
     /// The key's Redis name, `weir:rl:{<scope>/<rule>/<key>}`; `None` (counted) when a part is missing.
