@@ -18,7 +18,7 @@ mod io;
 mod response;
 mod switch;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::future::{Future, poll_fn};
 use std::task::{Context, Poll};

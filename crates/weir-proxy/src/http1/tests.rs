@@ -139,8 +139,8 @@ fn full(bytes: Bytes) -> TestBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
-/// A body of given frames, its length unknown.
-struct Frames(std::collections::VecDeque<http_body::Frame<Bytes>>);
+/// A body of given frames, its length unknown (the HTTP/2 server's tests use it too).
+pub(crate) struct Frames(pub(crate) std::collections::VecDeque<http_body::Frame<Bytes>>);
 
 impl http_body::Body for Frames {
     type Data = Bytes;

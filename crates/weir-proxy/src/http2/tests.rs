@@ -20,6 +20,7 @@ use super::hpack;
 use super::{BlockLimits, Http2Settings, PREFACE, Service, serve};
 use crate::client_body::ClientBody;
 use crate::http1::Answer;
+use crate::http1::tests::Frames;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The size of `/large`'s body: more than a socket's buffers hold.
@@ -113,21 +114,6 @@ impl Service for TestService {
 
     fn protocol_error(&self, scope: super::ErrorScope, reason: Reason) {
         self.errors.lock().unwrap().push((scope, reason));
-    }
-}
-
-/// A body of the frames given.
-struct Frames(std::collections::VecDeque<http_body::Frame<Bytes>>);
-
-impl http_body::Body for Frames {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(Ok))
     }
 }
 
