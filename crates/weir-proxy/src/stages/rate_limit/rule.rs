@@ -221,7 +221,8 @@ impl Rule {
             return Leased::NoKey;
         }
         let hash = std::hash::Hasher::finish(&sink.0);
-        let deadline = tokio::time::Instant::now() + global.timeout;
+        // Read only if the request has to wait: most are decided from memory at once.
+        let mut deadline = None;
         loop {
             let fetched = leases.fetched(hash).notified();
             tokio::pin!(fetched);
@@ -235,6 +236,7 @@ impl Rule {
                 }
                 Take::Fetch => return Leased::Fetch(hash),
                 Take::Wait => {
+                    let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + global.timeout);
                     if tokio::time::timeout_at(deadline, fetched).await.is_err() {
                         return Leased::AskAlone;
                     }
