@@ -204,7 +204,11 @@ impl Http1Connection {
             return Poll::Ready(Err(error));
         }
         loop {
-            if let Some(head) = response::parse(&mut self.read, head_request)? {
+            // Nothing read yet is the usual case right after the request is written: no head to
+            // look for.
+            if !self.read.is_empty()
+                && let Some(head) = response::parse(&mut self.read, head_request)?
+            {
                 if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
                     // 100 Continue, 103 Early Hints: the final response follows.
                     continue;
