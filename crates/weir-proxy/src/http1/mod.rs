@@ -21,7 +21,8 @@ mod switch;
 pub(crate) mod tests;
 
 use std::future::{Future, poll_fn};
-use std::task::{Context, Poll};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,7 +30,8 @@ use http::header::{CONNECTION, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::Body;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use weir_upstream::wire::ChunkLimits;
 
 pub use body::Http1Body;
@@ -120,8 +122,10 @@ where
         io.set_write_timeout(settings.idle_timeout);
         let mut first = true;
         let mut linger = false;
+        let mut idle = std::pin::pin!(tokio::time::sleep(settings.idle_timeout));
+        let mut drained = std::pin::pin!(drain.cancelled());
         loop {
-            let head = match read_head(&mut io, &settings, &drain, first).await {
+            let head = match read_head(&mut io, &settings, idle.as_mut(), drained.as_mut(), first).await {
                 Arrived::Head(head) => head,
                 Arrived::Malformed => {
                     service.malformed();
@@ -147,7 +151,9 @@ where
                 }
             }
         }
-        io.close(linger).await;
+        // Boxed: once per connection, and inline its future would be the largest thing the
+        // connection's holds while it waits for a request.
+        Box::pin(io.close(linger)).await;
         Ended::Closed
     }
 }
@@ -257,10 +263,38 @@ enum Arrived {
     Nothing,
 }
 
+/// Ready when a connection's wait for its next request, begun at `since`, has lasted
+/// `idle_timeout`, or a drain has begun.
+///
+/// The timer and the drain's watch live as long as the connection (`serve` pins them), so a busy
+/// keep-alive connection neither arms a timer nor joins the drain's waiters per request. The timer
+/// is moved only when it fires early, still set for an earlier wait: then it is set for this one's
+/// end.
+fn poll_idle_end(
+    cx: &mut Context<'_>,
+    mut idle: Pin<&mut Sleep>,
+    drained: Pin<&mut WaitForCancellationFuture<'_>>,
+    since: Instant,
+    idle_timeout: Duration,
+) -> Poll<()> {
+    if drained.poll(cx).is_ready() {
+        return Poll::Ready(());
+    }
+    let Some(due) = since.checked_add(idle_timeout) else { return Poll::Pending };
+    loop {
+        ready!(idle.as_mut().poll(cx));
+        if idle.deadline() >= due {
+            return Poll::Ready(());
+        }
+        idle.as_mut().reset(due);
+    }
+}
+
 async fn read_head<S: ClientStream>(
     io: &mut ConnIo<S>,
     settings: &Http1Settings,
-    drain: &CancellationToken,
+    mut idle: Pin<&mut Sleep>,
+    mut drained: Pin<&mut WaitForCancellationFuture<'_>>,
     first: bool,
 ) -> Arrived {
     loop {
@@ -278,11 +312,16 @@ async fn read_head<S: ClientStream>(
             }
         }
         let filled = if io.read.is_empty() {
-            tokio::select! {
-                biased;
-                filled = poll_fn(|cx| io.poll_fill(cx)) => filled,
-                () = tokio::time::sleep(settings.idle_timeout) => return Arrived::Nothing,
-                () = drain.cancelled() => return Arrived::Nothing,
+            let since = Instant::now();
+            let waited = poll_fn(|cx| match io.poll_fill(cx) {
+                Poll::Ready(filled) => Poll::Ready(Some(filled)),
+                Poll::Pending => {
+                    poll_idle_end(cx, idle.as_mut(), drained.as_mut(), since, settings.idle_timeout).map(|()| None)
+                }
+            });
+            match waited.await {
+                Some(filled) => filled,
+                None => return Arrived::Nothing,
             }
         } else {
             // A head on its way: the guard bounds how long it may take.

@@ -455,6 +455,23 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert!(waited.elapsed() >= Duration::from_secs(5));
 }
 
+/// The connection's one idle timer, set when it began, is moved to the end of each later wait.
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_response() {
+    let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
+    let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    read_response(&mut stream, &mut Vec::new(), false).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stream.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
+    read_response(&mut stream, &mut Vec::new(), false).await;
+    let waited = tokio::time::Instant::now();
+    assert!(closes(&mut stream).await);
+    let idle = waited.elapsed();
+    assert!(idle >= Duration::from_secs(5) && idle < Duration::from_secs(6), "closed after {idle:?} idle");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
