@@ -59,6 +59,8 @@ pub struct Server {
     pub drain_delay: Duration,
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// Set `X-Forwarded-For/-Proto/-Host` and `Forwarded` on requests to upstreams.
+    pub forwarded_headers: bool,
     pub request_id: RequestId,
     /// A request header holding the client's deadline in milliseconds (besides `grpc-timeout`).
     pub deadline_header: Option<HeaderName>,
@@ -71,6 +73,7 @@ impl Default for Server {
             drain_timeout: Duration::from_secs(30),
             drain_delay: Duration::from_secs(0),
             trusted_proxies: Vec::new(),
+            forwarded_headers: true,
             request_id: RequestId::default(),
             deadline_header: None,
         }
@@ -81,6 +84,8 @@ impl Default for Server {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RequestId {
+    /// Give requests ids at all.
+    pub enabled: bool,
     /// The header carrying the id, to the upstream and back to the client.
     pub header: HeaderName,
     /// Keep an id the client sent (when it is a sane token) instead of generating one.
@@ -92,6 +97,7 @@ pub struct RequestId {
 impl Default for RequestId {
     fn default() -> Self {
         RequestId {
+            enabled: true,
             header: HeaderName(http::HeaderName::from_static("x-request-id")),
             keep_incoming: true,
             in_response: true,

@@ -280,6 +280,7 @@ mod tests {
     #[test]
     fn request_ids_are_kept_when_sane_and_unique_when_made() {
         let settings = RequestIdSettings {
+            enabled: true,
             header: HeaderName::from_static("x-request-id"),
             keep_incoming: true,
             in_response: true,

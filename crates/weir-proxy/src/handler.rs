@@ -67,7 +67,7 @@ pub async fn serve_request(
     }
     let grpc = fault::is_grpc(request.headers());
     let tunnel = request.extensions().get::<TunnelRequested>().is_some();
-    let id = forward::request_id(request.headers(), &snapshot.request_id);
+    let id = snapshot.request_id.enabled.then(|| forward::request_id(request.headers(), &snapshot.request_id));
     let (mut parts, body) = request.into_parts();
     if let Some(tls) = conn.tls.as_ref().filter(|tls| tls.client.is_some()) {
         // For routes that match on the client's identity.
@@ -80,14 +80,16 @@ pub async fn serve_request(
     metrics.received(&parts.method);
     let timer = metrics.timer(started);
     if let Some(record) = &mut record {
-        record.identified(&id);
+        if let Some(id) = &id {
+            record.identified(id);
+        }
         route.inspect(|route| record.routed(&route.name));
         record.traced(&span);
     }
     let want_tally = record.as_ref().is_some_and(|record| record.wants_bytes_in());
     let stages = async {
         match matched {
-            Ok(route) => run_route(&snapshot, route, conn, parts, body, &id, started, grpc).await,
+            Ok(route) => run_route(&snapshot, route, conn, parts, body, id.as_ref(), started, grpc).await,
             Err(refusal) => Err(refusal),
         }
     };
@@ -119,7 +121,7 @@ pub async fn serve_request(
     if let Some(record) = &mut record {
         record.answered(response.status().as_u16(), refusal, attempts);
     }
-    if snapshot.request_id.in_response {
+    if let Some(id) = id.filter(|_| snapshot.request_id.in_response) {
         response.headers_mut().insert(snapshot.request_id.header.clone(), id);
     }
     if let Some(record) = &mut record {
@@ -172,7 +174,7 @@ async fn run_route(
     conn: &ConnContext,
     mut parts: Parts,
     body: ClientBody,
-    id: &HeaderValue,
+    id: Option<&HeaderValue>,
     arrived: Instant,
     grpc: bool,
 ) -> Result<Response<ResponseBody>, Refusal> {

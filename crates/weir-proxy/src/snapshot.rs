@@ -35,6 +35,8 @@ pub struct Snapshot {
     /// One router per listener, by listener name, in the configuration's listener order.
     pub routers: Vec<(Arc<str>, Router)>,
     pub trusted_proxies: Vec<Cidr>,
+    /// Requests to upstreams get `X-Forwarded-*` and `Forwarded`.
+    pub forwarded_headers: bool,
     pub request_id: RequestIdSettings,
     /// The request header clients send their deadline in (milliseconds), besides `grpc-timeout`.
     pub deadline_header: Option<http::HeaderName>,
@@ -46,6 +48,7 @@ pub struct Snapshot {
 
 /// How requests get their ids.
 pub struct RequestIdSettings {
+    pub enabled: bool,
     pub header: http::HeaderName,
     pub keep_incoming: bool,
     pub in_response: bool,
@@ -139,7 +142,9 @@ impl Snapshot {
             unmatched: metrics.route("", &Refusal::REASONS),
             routers,
             trusted_proxies: config.server.trusted_proxies.clone(),
+            forwarded_headers: config.server.forwarded_headers,
             request_id: RequestIdSettings {
+                enabled: request_id.enabled,
                 header: request_id.header.0.clone(),
                 keep_incoming: request_id.keep_incoming,
                 in_response: request_id.in_response,

@@ -58,6 +58,34 @@ async fn incoming_request_id_is_kept() {
 }
 
 #[tokio::test]
+async fn forwarding_headers_and_request_ids_can_be_turned_off() {
+    let mock = MockUpstream::start("a").await;
+    let routes = "  - upstream: backend\n";
+    let text = format!(
+        "server:\n  forwarded_headers: false\n  request_id: {{ enabled: false }}\n{}",
+        config(&[("backend", &mock, 1)], routes)
+    );
+    let gateway = TestGateway::start(&text).await;
+    let request = Request::get("/")
+        .header("host", "example.com")
+        .header("x-forwarded-for", "10.9.9.9")
+        .header("x-request-id", "client-id-1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = http1_request(gateway.addr(), request).await.unwrap();
+    assert_eq!(response.status, 200);
+    let received = &mock.received()[0];
+    // The client's own pass through as sent; weir adds none.
+    assert_eq!(received.headers["x-forwarded-for"], "10.9.9.9");
+    assert_eq!(received.headers["x-request-id"], "client-id-1");
+    for added in ["x-forwarded-proto", "x-forwarded-host", "forwarded"] {
+        assert!(!received.headers.contains_key(added), "{added} was added");
+    }
+    assert_eq!(received.headers["host"], "example.com");
+    assert_eq!(response.header("x-request-id"), None);
+}
+
+#[tokio::test]
 async fn bodies_pass_through_intact() {
     let mock = MockUpstream::start("a").await;
     let gateway = gateway_to(&mock).await;

@@ -1,5 +1,6 @@
 //! The upstream request's head, built once per request and sent on every try: HTTP/1.1, origin-form
-//! target (absolute form on an HTTP/2 connection), hop-by-hop headers gone, forwarding headers and the request id added, the route's path,
+//! target (absolute form on an HTTP/2 connection), hop-by-hop headers gone, forwarding headers and the request id added
+//! (unless turned off), the route's path,
 //! host and header edits applied. `Expect` is answered by weir itself (its server sends `100 Continue`
 //! when the body is first read), so it is not passed on.
 
@@ -35,7 +36,7 @@ impl UpstreamHead {
         route: &Route,
         conn: &ConnContext,
         mut parts: Parts,
-        id: &HeaderValue,
+        id: Option<&HeaderValue>,
     ) -> Result<UpstreamHead, Refusal> {
         let authority = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
         // An HTTP/1 head has one Host line at most (the framing guard refuses more): when it names
@@ -52,13 +53,17 @@ impl UpstreamHead {
             forward::strip_hop_by_hop(headers);
         }
         headers.remove(EXPECT);
-        forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
+        if snapshot.forwarded_headers {
+            forward::add_forwarding_headers(headers, &conn.peer, client_host.as_ref());
+        }
         if let Some(host) = route.host_rewrite.as_ref().or(client_host.as_ref())
             && !keep_host
         {
             headers.insert(HOST, host.clone());
         }
-        headers.insert(snapshot.request_id.header.clone(), id.clone());
+        if let Some(id) = id {
+            headers.insert(snapshot.request_id.header.clone(), id.clone());
+        }
         // The route's edits come last, so they can change anything weir set, Host included.
         route.request_headers.apply(headers);
         let uri = upstream_target(route, &parts.uri)?;

@@ -54,7 +54,7 @@ pub fn proxy<'r>(
     conn: &'r ConnContext,
     mut parts: Parts,
     body: ClientBody,
-    id: &'r HeaderValue,
+    id: Option<&'r HeaderValue>,
     arrived: Instant,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Refusal>> + Send + 'r {
     async move {
