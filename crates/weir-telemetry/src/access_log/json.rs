@@ -156,57 +156,39 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
 pub fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr.ip().to_canonical() {
         IpAddr::V4(v4) => {
-            // `"255.255.255.255:65535"` at the longest.
+            // `"255.255.255.255:65535"` at the longest, written a byte at a time: the pieces are
+            // one to five bytes, too short to be worth a copy each.
             let mut text = [0u8; 23];
             let mut at = 0;
-            let mut put = |bytes: &[u8]| {
-                text[at..at + bytes.len()].copy_from_slice(bytes);
-                at += bytes.len();
+            let mut put = |byte: u8| {
+                text[at] = byte;
+                at += 1;
             };
-            put(b"\"");
+            put(b'"');
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    put(b".");
+                    put(b'.');
                 }
-                put(octet_digits(octet).as_slice());
+                if octet >= 100 {
+                    put(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    put(b'0' + octet / 10 % 10);
+                }
+                put(b'0' + octet % 10);
             }
-            put(b":");
+            put(b':');
             let mut port = [0u8; 5];
             let width = decimal_width(u64::from(addr.port()));
             set_digits(&mut port[..width], u64::from(addr.port()));
-            put(&port[..width]);
-            put(b"\"");
+            port[..width].iter().for_each(|&digit| put(digit));
+            put(b'"');
             out.extend_from_slice(&text[..at]);
         }
         IpAddr::V6(v6) => {
             use std::io::Write;
             let _ = write!(out, "\"[{v6}]:{}\"", addr.port());
         }
-    }
-}
-
-/// An IPv4 address's byte in decimal.
-fn octet_digits(octet: u8) -> OctetDigits {
-    let digits = [b'0' + octet / 100, b'0' + octet / 10 % 10, b'0' + octet % 10];
-    let skip = if octet >= 100 {
-        0
-    } else if octet >= 10 {
-        1
-    } else {
-        2
-    };
-    OctetDigits { digits, skip }
-}
-
-/// One to three decimal digits.
-struct OctetDigits {
-    digits: [u8; 3],
-    skip: usize,
-}
-
-impl OctetDigits {
-    fn as_slice(&self) -> &[u8] {
-        &self.digits[self.skip..]
     }
 }
 
@@ -287,7 +269,9 @@ mod tests {
         push_addr(&mut out, "[::1]:80".parse().unwrap());
         push_addr(&mut out, "[::ffff:127.0.0.1]:9".parse().unwrap());
         push_addr(&mut out, "192.10.200.0:1".parse().unwrap());
-        let expected = r#""10.0.0.1:8080""[::1]:80""127.0.0.1:9""192.10.200.0:1""#;
+        push_addr(&mut out, "255.255.255.255:65535".parse().unwrap());
+        push_addr(&mut out, "0.0.0.0:0".parse().unwrap());
+        let expected = r#""10.0.0.1:8080""[::1]:80""127.0.0.1:9""192.10.200.0:1""255.255.255.255:65535""0.0.0.0:0""#;
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 }
