@@ -152,7 +152,7 @@ where
             }
         }
         // Boxed: once per connection, and inline its future would be the largest thing the
-        // connection's holds while it waits for a request.
+        // connection's future holds while it waits for a request.
         Box::pin(io.close(linger)).await;
         Ended::Closed
     }
