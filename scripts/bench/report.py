@@ -181,14 +181,22 @@ def median_of(values):
 
 
 def load_scenario(directory):
-    """{target: {round: run}} for one scenario directory."""
+    """{target: {round: run}} for one scenario directory; a run's CPU seconds, when measured, under "cpu"."""
     runs = {}
     for round_dir in sorted(directory.glob("r*"), key=lambda p: int(p.name[1:])):
         number = int(round_dir.name[1:])
         for raw in sorted(round_dir.iterdir()):
             if raw.suffix in (".wrk", ".h2load", ".stime"):
                 runs.setdefault(raw.stem, {})[number] = parse_file(raw)
+        for raw in round_dir.glob("*.cpu"):
+            if run := runs.get(raw.stem, {}).get(number):
+                run["cpu"] = parse_cpu(raw.read_text())
     return runs
+
+
+def parse_cpu(text):
+    """`proxy=S backend=S client=S`: CPU seconds each spent during a measured run."""
+    return {key: float(value) for key, _, value in (field.partition("=") for field in text.split()) if value}
 
 
 def round_ratios(runs, peer, metric, own="weir"):
@@ -283,7 +291,31 @@ def render_scenario(name, runs):
         out.append("")
     if name == "default_features" and "weir_plain" in runs:
         out += feature_cost(runs, rounds)
+    out += cpu_per_request(runs, targets)
     return out
+
+
+def cpu_per_request(runs, targets):
+    """CPU microseconds per request served, by process, median over rounds."""
+    rows = []
+    for target in (t for t in targets if t != "backend"):
+        per_round = [(run["cpu"], run["requests"]) for run in runs[target].values()
+                     if run.get("cpu") and run.get("requests") and not run["problems"]]
+        if not per_round:
+            continue
+        cells = []
+        for key in ("proxy", "backend", "client", None):
+            values = [(sum(cpu.values()) if key is None else cpu.get(key, 0.0)) * 1e6 / requests
+                      for cpu, requests in per_round]
+            cells.append(fmt(median_of(values), 1))
+        rows.append(f"| {LABELS.get(target, target)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["CPU per request served, microseconds (median over rounds; runs with errors left out): the "
+            "proxy's process (nginx: its worker), the backend's worker, the load generator, and the three "
+            "together. Where weir's path also loads Redis, Redis is not counted.", "",
+            "| target | proxy | backend | load generator | all three |", "|---|---:|---:|---:|---:|",
+            *rows, ""]
 
 
 def feature_cost(runs, rounds):
