@@ -254,17 +254,7 @@ def render_scenario(name, runs):
     out += [head, "|---|---:|---:|---:|---|"]
     for target in targets:
         by_round = runs[target]
-        label = LABELS.get(target, target)
-        if name == "default_features" and target == "weir":
-            label = "weir (default features)"
-        if name == "least_request" and target == "weir":
-            label = "weir (least_request)"
-        if name == "resilience" and target == "weir":
-            label = "weir (retries, breaker, limit)"
-        if name.startswith("tls_") and target == "weir":
-            label = "weir (TLS)"
-        if name in ("rate_limit_local", "rate_limit_redis", "rate_limit_redis_lease") and target == "weir":
-            label = f"weir ({name})"
+        label = label_of(name, target)
         errors = [f"r{r}: {describe_problems(run['problems'])}" for r, run in sorted(by_round.items())
                   if run["problems"]]
         rps = median_of(run.get("rps") for run in by_round.values())
@@ -291,11 +281,28 @@ def render_scenario(name, runs):
         out.append("")
     if name == "default_features" and "weir_plain" in runs:
         out += feature_cost(runs, rounds)
-    out += cpu_per_request(runs, targets)
+    out += cpu_per_request(name, runs, targets)
     return out
 
 
-def cpu_per_request(runs, targets):
+def label_of(scenario, target):
+    """A target's name in a scenario's tables: weir's says which configuration it ran."""
+    if target != "weir":
+        return LABELS.get(target, target)
+    if scenario == "default_features":
+        return "weir (default features)"
+    if scenario == "least_request":
+        return "weir (least_request)"
+    if scenario == "resilience":
+        return "weir (retries, breaker, limit)"
+    if scenario.startswith("tls_"):
+        return "weir (TLS)"
+    if scenario in ("rate_limit_local", "rate_limit_redis", "rate_limit_redis_lease"):
+        return f"weir ({scenario})"
+    return "weir"
+
+
+def cpu_per_request(name, runs, targets):
     """CPU microseconds per request served, by process, median over rounds."""
     rows = []
     for target in (t for t in targets if t != "backend"):
@@ -308,7 +315,7 @@ def cpu_per_request(runs, targets):
             values = [(sum(cpu.values()) if key is None else cpu.get(key, 0.0)) * 1e6 / requests
                       for cpu, requests in per_round]
             cells.append(fmt(median_of(values), 1))
-        rows.append(f"| {LABELS.get(target, target)} | " + " | ".join(cells) + " |")
+        rows.append(f"| {label_of(name, target)} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     return ["CPU per request served, microseconds (median over rounds; runs with errors left out): the "
