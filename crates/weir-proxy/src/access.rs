@@ -177,7 +177,7 @@ impl Record {
         self.log.wants(Field::BytesIn)
     }
 
-    /// The framing guard refused the request: what the server parsed is a stand-in, not the client's
+    /// The request's head was refused: what the server parsed is a stand-in, not the client's
     /// head, so the line leaves method, host, path and user agent out.
     pub fn head_unread(&mut self) {
         (self.method, self.host, self.target, self.user_agent) = (None, None, None, None);

@@ -49,7 +49,8 @@ pub struct ConnContext {
 #[error("connection reset by an injected fault")]
 pub struct FaultReset;
 
-/// Serves one request. `violation` is what the connection's framing guard refused, if anything.
+/// Serves one request. `violation` is what its head was refused for, if anything: the request is
+/// then a stand-in and is answered with the refusal.
 pub async fn serve_request(
     gateway: &Gateway,
     conn: &ConnContext,
@@ -110,7 +111,7 @@ pub async fn serve_request(
         response = crate::refusal::grpc_form(response);
     }
     if tunnel && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        // The guard stopped validating after the upgrade head: nothing more is read from this connection.
+        // What follows the upgrade head may be the tunnel's bytes: nothing more is read from this connection.
         response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     metrics.answered(response.status().as_u16());
@@ -130,7 +131,7 @@ pub async fn serve_request(
     Ok(response.map(|body| TimedBody::new(body, timer, record).traced(span)))
 }
 
-/// Answers a request refused by the framing guard, before its head was looked at.
+/// Answers a request whose head was refused, before anything of it is looked at.
 fn refuse_unread(
     snapshot: &Snapshot,
     conn: &ConnContext,

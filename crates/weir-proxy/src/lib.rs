@@ -1,8 +1,8 @@
-//! weir's data plane: listeners and connections, TLS, the framing guard in front of the HTTP/1 parser,
-//! route matching, forwarding to upstreams, and the one place refusals become responses.
+//! weir's data plane: listeners and connections, TLS, weir's own HTTP/1.1 and HTTP/2 servers, route
+//! matching, forwarding to upstreams, and the one place refusals become responses.
 //!
 //! A request's way: [`server`] accepts and serves a connection -> [`tls`] terminates TLS on TLS
-//! listeners -> [`framing`] validates HTTP/1 framing -> [`http1`] (hyper for HTTP/2) parses -> [`handler::serve_request`]
+//! listeners -> [`http1`] or [`http2`] parses (HTTP/1.1 held to the [`framing`] rules) -> [`handler::serve_request`]
 //! loads the [`Snapshot`], matches a route ([`router`]) and runs its action -> [`refusal`] answers
 //! for anything refused -> [`body`] streams the response and, at its end, finishes the request's
 //! metrics, [`access`] log record and [`trace`] span.

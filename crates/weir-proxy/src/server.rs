@@ -1,6 +1,6 @@
 //! Listeners and connections: binding (SO_REUSEPORT), accepting up to a cap, the TLS handshake on
 //! TLS listeners ([`crate::tls`]), serving HTTP/1.1 and HTTP/2 (h2c, or h2 after ALPN) on each
-//! connection behind the framing guard, and draining on shutdown.
+//! connection, and draining on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,12 +20,11 @@ use crate::body::TimedBody;
 use crate::client_body::ClientBody;
 use crate::closing::{self, Drain, Watch};
 use crate::forward::Peer;
-use crate::framing::{ConnSignal, FramingGuard};
+use crate::framing::Refused;
 use crate::handler::{ConnContext, FaultReset, serve_request};
 use crate::http1::{self, ClientStream, ConnIo, Ended, Http1Settings};
 use crate::inherited::InheritedSockets;
 use crate::listeners::{AcceptContext, BindError, ListenerId, ListenerSet, ListenerSettings, adopt_or_bind};
-use crate::proxy::tunnel::TunnelRequested;
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -413,7 +412,6 @@ where
     S: ClientStream + 'static,
 {
     let alpn_h2 = tls.as_ref().and_then(|tls| tls.alpn).map(|alpn| alpn == "h2");
-    let signal = Arc::new(ConnSignal::default());
     let conn = ConnContext {
         listener: listener.id.clone(),
         peer: Peer::new(peer, &gateway.snapshot().trusted_proxies),
@@ -421,7 +419,7 @@ where
         protocol: std::sync::OnceLock::new(),
         tls: tls.map(Arc::new),
     };
-    let dispatch = Arc::new(Dispatch { gateway, conn, signal: signal.clone(), metrics: listener.metrics.clone() });
+    let dispatch = Arc::new(Dispatch { gateway, conn, listener: listener.clone() });
     let http1 = match (alpn_h2, listener.http1) {
         (Some(true), _) | (_, None) => None,
         // ALPN settled HTTP/1.1: no HTTP/2 preface is looked for.
@@ -429,7 +427,6 @@ where
         (None, Some(settings)) => Some(settings),
     };
     async move {
-        let stream = FramingGuard::new(stream, listener.limits, signal);
         let stopping = held.watch.stopping().clone();
         match http1 {
             // Boxed: an HTTP/2 connection's future is several times an HTTP/1.1 one's.
@@ -460,26 +457,11 @@ async fn serve_http2<S: ClientStream + 'static>(
 struct Dispatch {
     gateway: Arc<Gateway>,
     conn: ConnContext,
-    /// Shared with the connection's framing guard.
-    signal: Arc<ConnSignal>,
-    metrics: weir_telemetry::ListenerMetrics,
+    /// The listener's settings, for its metrics (shared, not copied: each connection has a `Dispatch`).
+    listener: Arc<ListenerSettings>,
 }
 
 impl Dispatch {
-    /// Answers one request. What the guard raised is taken before the future is: when the server
-    /// hands the request over, before any later read can raise another.
-    fn answer(
-        &self,
-        mut request: hyper::Request<ClientBody>,
-        http1: bool,
-    ) -> impl Future<Output = Result<hyper::Response<TimedBody>, FaultReset>> + Send + '_ {
-        let violation = self.signal.take();
-        if self.signal.take_tunnel() {
-            request.extensions_mut().insert(TunnelRequested);
-        }
-        self.serve(violation, request, http1)
-    }
-
     /// Answers one request, `violation` being what its head was refused for.
     fn serve(
         &self,
@@ -488,7 +470,7 @@ impl Dispatch {
         http1: bool,
     ) -> impl Future<Output = Result<hyper::Response<TimedBody>, FaultReset>> + Send + '_ {
         if self.conn.protocol.get().is_none() {
-            let _ = self.conn.protocol.set(self.metrics.protocol_seen(!http1));
+            let _ = self.conn.protocol.set(self.listener.metrics.protocol_seen(!http1));
         }
         async move {
             let mut response = serve_request(&self.gateway, &self.conn, violation, request).await;
@@ -504,7 +486,7 @@ impl crate::http2::Service for Arc<Dispatch> {
     type Body = TimedBody;
 
     fn call(&self, mut request: hyper::Request<ClientBody>) -> impl Future<Output = http1::Answer<TimedBody>> + Send {
-        // The guard passes HTTP/2 through untouched: a refused head comes with its request.
+        // A head over the limits comes with its request.
         let refused = request.extensions_mut().remove::<crate::http2::RefusedHead>();
         let violation = refused.map(|crate::http2::RefusedHead(limit)| match limit {
             crate::http2::HeadLimit::Size => crate::framing::Violation::HeadTooLarge,
@@ -514,18 +496,15 @@ impl crate::http2::Service for Arc<Dispatch> {
     }
 
     fn protocol_error(&self, scope: crate::http2::ErrorScope, reason: crate::http2::Reason) {
-        self.metrics.http2_error(scope.as_str(), reason.as_str());
+        self.listener.metrics.http2_error(scope.as_str(), reason.as_str());
     }
 }
 
 impl http1::Service for Arc<Dispatch> {
     type Body = TimedBody;
 
-    fn call(&self, request: hyper::Request<ClientBody>) -> impl Future<Output = http1::Answer<TimedBody>> + Send {
-        self.answer(request, true)
-    }
-
-    fn malformed(&self) {
-        self.signal.raise(crate::framing::Violation::InvalidRequestLine);
+    fn call(&self, mut request: hyper::Request<ClientBody>) -> impl Future<Output = http1::Answer<TimedBody>> + Send {
+        let refused = request.extensions_mut().remove::<Refused>();
+        self.serve(refused.map(|Refused(violation)| violation), request, true)
     }
 }

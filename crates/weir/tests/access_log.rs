@@ -138,7 +138,7 @@ async fn hostile_bytes_stay_inside_their_strings() {
     assert_eq!(lines[0]["host"], "evil\"}\u{fffd}\u{fffd}.example");
     assert_eq!(lines[0]["path"], "/users/q'x?a=%22b&c=d|e");
     assert_eq!(lines[0]["route"], "users");
-    // A head the framing guard refuses is logged without the parts it could not trust.
+    // A refused head is logged without the parts it could not trust.
     let refused = raw_exchange(gateway.addr(), b"GET /caf\xc3\xa9\xff HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(refused.status(), Some(400));
     let lines = read_lines(&path, 2).await;

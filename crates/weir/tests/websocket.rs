@@ -26,7 +26,7 @@ async fn an_upgrade_is_tunneled_both_ways_and_counted() {
     assert!(head.contains("upgrade: websocket") && head.contains("connection: upgrade"), "{head}");
     let upstream_head = heads.recv().await.unwrap().to_ascii_lowercase();
     assert!(upstream_head.contains("upgrade: websocket") && upstream_head.contains("sec-websocket-key"));
-    // Bytes the HTTP/1 framing guard would refuse pass untouched once the tunnel is up.
+    // Bytes the HTTP/1.1 server would refuse as a request pass untouched once the tunnel is up.
     for message in [&b"\x81\x05hello"[..], b"bare\nline", &[0u8; 3000]] {
         client.get_mut().write_all(message).await.unwrap();
         let mut echoed = vec![0; message.len()];
@@ -62,7 +62,7 @@ async fn a_refused_upgrade_closes_the_connection_after_the_answer() {
     let mock = MockUpstream::start("plain").await;
     let gateway = TestGateway::start(&config(mock.addr(), "")).await;
     let mut client = BufReader::new(TcpStream::connect(gateway.addr()).await.unwrap());
-    // A second request pipelined behind the upgrade is never read: the guard stopped validating.
+    // A second request pipelined behind the upgrade is never read: it may be the tunnel's bytes.
     client.get_mut().write_all(&[UPGRADE_REQUEST, b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"].concat()).await.unwrap();
     let mut answer = String::new();
     tokio::time::timeout(TEST_TIMEOUT, client.read_to_string(&mut answer)).await.unwrap().unwrap();

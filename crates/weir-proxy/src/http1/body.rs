@@ -12,10 +12,12 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
-use weir_upstream::wire::{Chunk, ChunkLimits, Decoded, take_length};
+use weir_upstream::wire::{ChunkLimits, Decoded, take_length};
 
+use super::chunks::Chunks;
 use super::head::BodyFraming;
 use super::io::ConnIo;
+use crate::framing::BodyFramingError;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -119,7 +121,7 @@ pub(super) struct Feed {
 
 enum Framing {
     Length(u64),
-    Chunked(Chunk, ChunkLimits),
+    Chunked(Chunks, ChunkLimits),
 }
 
 impl Drop for Feed {
@@ -158,7 +160,7 @@ impl Feed {
         let slot = Arc::new(Shared::default());
         let (framing, remaining) = match framing {
             BodyFraming::Length(length) => (Framing::Length(length), Some(length)),
-            BodyFraming::Chunked | BodyFraming::None => (Framing::Chunked(Chunk::Size, limits), None),
+            BodyFraming::Chunked | BodyFraming::None => (Framing::Chunked(Chunks::Size, limits), None),
         };
         let body = Http1Body { slot: slot.clone(), remaining, ended: false };
         (
@@ -299,8 +301,9 @@ impl Feed {
                         return Poll::Ready(Ok(None));
                     }
                     Ok(Decoded::More) => {}
-                    Err(error) => {
+                    Err(violation) => {
                         self.state = FeedState::Broken;
+                        let error = BodyFramingError(violation);
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
                     }
                 },

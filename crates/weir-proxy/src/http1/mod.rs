@@ -8,15 +8,20 @@
 //! stream at the same time.
 //!
 //! Between requests a connection holds no buffer: it waits for bytes with a scratch array on the
-//! stack (`io.rs`). Everything a client sends passes the framing guard first, which refuses
-//! ambiguous or malformed framing before a byte of it reaches this parser.
+//! stack (`io.rs`). A request head is checked as it is parsed (`head.rs`) and a chunked body as it
+//! is decoded (`chunks.rs`): ambiguous or malformed framing is refused, with the [`Violation`] that
+//! names it, before any of the request reaches the gateway.
 
 mod body;
+mod chunks;
 mod date;
 mod head;
 mod io;
+#[cfg(test)]
+mod random_tests;
 mod response;
 mod switch;
+mod syntax;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -38,9 +43,12 @@ pub use body::Http1Body;
 pub use switch::{ClientStream, ClientSwitch, Rewound, Switched};
 
 use crate::client_body::ClientBody;
+use crate::framing::{Refused, Violation};
+use crate::proxy::tunnel::TunnelRequested;
 use body::{Feed, FeedState};
 pub(crate) use date::push_now as push_date;
-use head::{BodyFraming, Head};
+pub(crate) use head::HeadLimits;
+use head::{BodyFraming, Head, Progress};
 pub(crate) use io::ConnIo;
 use response::{Asked, Sending};
 
@@ -61,20 +69,21 @@ pub(crate) struct Http1Settings {
     /// How long a connection may wait for the first byte of its next request, and how long a
     /// response write may wait for the client to take bytes.
     pub(crate) idle_timeout: Duration,
-    /// Field lines in a request head, at most (the guard refuses more); also in a chunked body's
-    /// trailer section.
-    pub(crate) max_headers: usize,
-    /// Bytes in a request head, at most (the guard refuses more); also in a chunk-size line and in
-    /// a chunked body's trailer section, as the guard allows.
-    pub(crate) max_head_bytes: usize,
+    /// How long a request head may take to arrive from its first byte to its last; also how long
+    /// a new connection may take to send its first byte.
+    pub(crate) head_timeout: Duration,
+    /// What a request head may hold; the byte and field limits also bound a chunked body's
+    /// chunk-size lines and trailer section.
+    pub(crate) head: HeadLimits,
     /// A connection that opens with the HTTP/2 preface is handed to the HTTP/2 server.
     pub(crate) h2c: bool,
 }
 
 impl Http1Settings {
-    /// What a request's chunked body may hold: what the framing guard lets through.
+    /// What a request's chunked body may hold.
     fn chunk_limits(&self) -> ChunkLimits {
-        ChunkLimits { line: self.max_head_bytes, trailer_bytes: self.max_head_bytes, trailers: self.max_headers }
+        let HeadLimits { max_head_bytes, max_headers, .. } = self.head;
+        ChunkLimits { line: max_head_bytes, trailer_bytes: max_head_bytes, trailers: max_headers }
     }
 }
 
@@ -94,12 +103,9 @@ pub(crate) type Answer<B> = Result<Response<B>, crate::handler::FaultReset>;
 pub(crate) trait Service {
     type Body: Body<Data = Bytes> + Unpin;
 
-    /// Answers a request.
+    /// Answers a request. One whose head was refused stands in for it, marked [`Refused`] with
+    /// the violation, and is to be answered with a refusal; the connection closes after it.
     fn call(&self, request: Request<ClientBody>) -> impl Future<Output = Answer<Self::Body>> + Send;
-
-    /// The request about to be handed over stands for a head that could not be represented: it is
-    /// to be refused as a malformed request line.
-    fn malformed(&self);
 }
 
 /// Serves requests on a connection until either side closes it or a drain ends it.
@@ -127,10 +133,7 @@ where
         loop {
             let head = match read_head(&mut io, &settings, idle.as_mut(), drained.as_mut(), first).await {
                 Arrived::Head(head) => head,
-                Arrived::Malformed => {
-                    service.malformed();
-                    refused_head()
-                }
+                Arrived::Refused(violation) => refused_head(violation),
                 Arrived::Http2 => return Ended::Http2(Box::new(io.into_rewound())),
                 Arrived::Nothing => break,
             };
@@ -257,30 +260,34 @@ where
 #[allow(clippy::large_enum_variant)]
 enum Arrived {
     Head(Head),
-    Malformed,
+    /// A head refused for its framing or syntax, or for taking too long.
+    Refused(Violation),
     Http2,
     /// The client closed, went idle too long, or a drain began before a request started.
     Nothing,
 }
 
-/// Ready when a connection's wait for its next request, begun at `since`, has lasted
-/// `idle_timeout`, or a drain has begun.
+/// Ready when a connection's wait for its next request, begun at `since`, has lasted `wait`, or a
+/// drain has begun.
 ///
 /// The timer and the drain's watch live as long as the connection (`serve` pins them), so a busy
 /// keep-alive connection neither arms a timer nor joins the drain's waiters per request. The timer
-/// is moved only when it fires early, still set for an earlier wait: then it is set for this one's
-/// end.
+/// is moved only when it fires early, still set for an earlier wait (then it is set for this one's
+/// end), or when it is set past this wait's end (after a head's own deadline).
 fn poll_idle_end(
     cx: &mut Context<'_>,
     mut idle: Pin<&mut Sleep>,
     drained: Pin<&mut WaitForCancellationFuture<'_>>,
     since: Instant,
-    idle_timeout: Duration,
+    wait: Duration,
 ) -> Poll<()> {
     if drained.poll(cx).is_ready() {
         return Poll::Ready(());
     }
-    let Some(due) = since.checked_add(idle_timeout) else { return Poll::Pending };
+    let Some(due) = since.checked_add(wait) else { return Poll::Pending };
+    if idle.deadline() > due {
+        idle.as_mut().reset(due);
+    }
     loop {
         ready!(idle.as_mut().poll(cx));
         if idle.deadline() >= due {
@@ -290,52 +297,92 @@ fn poll_idle_end(
     }
 }
 
-async fn read_head<S: ClientStream>(
-    io: &mut ConnIo<S>,
-    settings: &Http1Settings,
-    mut idle: Pin<&mut Sleep>,
-    mut drained: Pin<&mut WaitForCancellationFuture<'_>>,
+/// Waits for the next request's head and parses it.
+///
+/// A connection waits for the first byte of a request for the idle timeout (on a new connection,
+/// at most the head timeout: a connection that never sends a byte is closed without a word), and
+/// for the rest of the head for the head timeout from when it first had to wait for more of it (a
+/// slower head is refused). The connection's one timer serves both.
+///
+/// Not an `async fn`: its future is what an idle connection's task holds, and a poll function
+/// over a small state keeps it small (an `async fn` keeps its arguments twice).
+fn read_head<'a, S: ClientStream>(
+    io: &'a mut ConnIo<S>,
+    settings: &'a Http1Settings,
+    mut idle: Pin<&'a mut Sleep>,
+    mut drained: Pin<&'a mut WaitForCancellationFuture<'_>>,
     first: bool,
-) -> Arrived {
-    loop {
-        if !io.read.is_empty() {
-            if first && settings.h2c && H2_PREFACE.starts_with(&io.read[..io.read.len().min(H2_PREFACE.len())]) {
-                if io.read.len() >= H2_PREFACE.len() {
-                    return Arrived::Http2;
-                }
-            } else {
-                match head::parse(&mut io.read, settings.max_headers) {
-                    Ok(Some(head)) => return Arrived::Head(head),
-                    Ok(None) => {}
-                    Err(head::Malformed) => return Arrived::Malformed,
+) -> impl Future<Output = Arrived> + 'a {
+    let mut wait = HeadWait { progress: Progress::default(), idle_since: None, head_begun: false };
+    poll_fn(move |cx| wait.poll(cx, io, settings, idle.as_mut(), drained.as_mut(), first))
+}
+
+/// What [`read_head`] keeps between polls.
+struct HeadWait {
+    /// How far the head arriving in pieces was checked.
+    progress: Progress,
+    /// When the wait for a request's first byte began.
+    idle_since: Option<Instant>,
+    /// The head's deadline is set on the connection's timer.
+    head_begun: bool,
+}
+
+impl HeadWait {
+    fn poll<S: ClientStream>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut ConnIo<S>,
+        settings: &Http1Settings,
+        mut idle: Pin<&mut Sleep>,
+        drained: Pin<&mut WaitForCancellationFuture<'_>>,
+        first: bool,
+    ) -> Poll<Arrived> {
+        loop {
+            if !io.read.is_empty() {
+                if first && settings.h2c && H2_PREFACE.starts_with(&io.read[..io.read.len().min(H2_PREFACE.len())]) {
+                    if io.read.len() >= H2_PREFACE.len() {
+                        return Poll::Ready(Arrived::Http2);
+                    }
+                } else {
+                    match head::parse(&mut io.read, &settings.head, &mut self.progress) {
+                        Ok(Some(head)) => return Poll::Ready(Arrived::Head(head)),
+                        Ok(None) => {}
+                        Err(violation) => return Poll::Ready(Arrived::Refused(violation)),
+                    }
                 }
             }
-        }
-        let filled = if io.read.is_empty() {
-            let since = Instant::now();
-            let waited = poll_fn(|cx| match io.poll_fill(cx) {
-                Poll::Ready(filled) => Poll::Ready(Some(filled)),
+            let waiting_for_head = !io.read.is_empty();
+            let filled = match io.poll_fill(cx) {
+                Poll::Ready(filled) => {
+                    self.idle_since = None;
+                    filled
+                }
+                Poll::Pending if waiting_for_head => {
+                    // A head on its way: it has the head timeout from when it first had to wait.
+                    if !std::mem::replace(&mut self.head_begun, true) {
+                        idle.as_mut().reset(Instant::now() + settings.head_timeout);
+                    }
+                    ready!(idle.as_mut().poll(cx));
+                    return Poll::Ready(Arrived::Refused(Violation::HeadTimeout));
+                }
                 Poll::Pending => {
-                    poll_idle_end(cx, idle.as_mut(), drained.as_mut(), since, settings.idle_timeout).map(|()| None)
+                    let since = *self.idle_since.get_or_insert_with(Instant::now);
+                    let wait =
+                        if first { settings.idle_timeout.min(settings.head_timeout) } else { settings.idle_timeout };
+                    ready!(poll_idle_end(cx, idle.as_mut(), drained, since, wait));
+                    return Poll::Ready(Arrived::Nothing);
                 }
-            });
-            match waited.await {
-                Some(filled) => filled,
-                None => return Arrived::Nothing,
+            };
+            if !matches!(filled, Ok(n) if n > 0) {
+                return Poll::Ready(Arrived::Nothing);
             }
-        } else {
-            // A head on its way: the guard bounds how long it may take.
-            poll_fn(|cx| io.poll_fill(cx)).await
-        };
-        if !matches!(filled, Ok(n) if n > 0) {
-            return Arrived::Nothing;
         }
     }
 }
 
-/// What a request whose head cannot be represented is answered as: the handler refuses it (the
-/// violation is raised) and the connection closes.
-fn refused_head() -> Head {
+/// What stands in for a refused head: the gateway answers it with the refusal, and the connection
+/// closes.
+fn refused_head(violation: Violation) -> Head {
     let mut headers = HeaderMap::with_capacity(2);
     headers.insert(HOST, HeaderValue::from_static("weir.invalid"));
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
@@ -348,7 +395,9 @@ fn refused_head() -> Head {
         keep_alive: false,
         expect_continue: false,
         upgrade: false,
+        websocket: false,
         trailers: false,
+        refused: Some(violation),
     }
 }
 
@@ -380,6 +429,12 @@ fn into_request(
         request.extensions_mut().insert(switch);
         sender
     });
+    if head.websocket {
+        request.extensions_mut().insert(TunnelRequested);
+    }
+    if let Some(violation) = head.refused {
+        request.extensions_mut().insert(Refused(violation));
+    }
     (request, feed, switch)
 }
 

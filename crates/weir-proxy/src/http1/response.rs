@@ -39,7 +39,9 @@ impl Asked {
         Asked {
             head_request: head.method == Method::HEAD,
             http10: head.version == http::Version::HTTP_10,
-            keep_alive: head.keep_alive,
+            // What follows a WebSocket upgrade may be the tunnel's bytes: unless the answer switches
+            // protocols, no request is read after it.
+            keep_alive: head.keep_alive && !head.websocket,
             trailers: head.trailers,
         }
     }

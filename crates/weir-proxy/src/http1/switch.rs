@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 pub use weir_upstream::wire::Rewound;
 
-/// A client connection's stream, whatever it is (TCP or TLS, behind the framing guard).
+/// A client connection's stream, whatever it is (TCP or TLS).
 pub trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin> ClientStream for S {}

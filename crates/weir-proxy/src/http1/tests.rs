@@ -4,7 +4,6 @@
 //! timeout, a drain, protocol switches and malformed heads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{Answer, ClientSwitch, ConnIo, Http1Settings, Service, serve};
+use super::{Answer, ClientSwitch, ConnIo, HeadLimits, Http1Settings, Service, serve};
 use crate::client_body::ClientBody;
+use crate::framing::{Refused, Violation};
 
 type TestBody = BoxBody<Bytes, BoxError>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,7 +28,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// else answers `ok` unread.
 #[derive(Clone, Default)]
 struct TestService {
-    malformed: Arc<AtomicUsize>,
+    /// What the heads the server refused were refused for.
+    refused: Arc<std::sync::Mutex<Vec<Violation>>>,
     /// What `/elsewhere` reports of the body it reads on a task of its own.
     elsewhere: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<bool>>>>,
     /// Sent to when `/forever`'s work is dropped.
@@ -51,7 +52,16 @@ impl Service for TestService {
 
     #[allow(clippy::manual_async_fn)] // The trait asks for `Send`, which an `async fn` cannot say.
     fn call(&self, request: Request<ClientBody>) -> impl Future<Output = Answer<TestBody>> + Send {
+        let refused = request.extensions().get::<Refused>().map(|Refused(violation)| *violation);
+        if let Some(violation) = refused {
+            self.refused.lock().unwrap().push(violation);
+        }
         async move {
+            if let Some(violation) = refused {
+                let mut response = Response::new(full(Bytes::from_static(violation.as_str().as_bytes())));
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+                return Ok(response);
+            }
             let response = match request.uri().path() {
                 "/echo" => {
                     let collected = request.into_body().collect().await.unwrap();
@@ -129,10 +139,6 @@ impl Service for TestService {
             Ok(response)
         }
     }
-
-    fn malformed(&self) {
-        self.malformed.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 fn full(bytes: Bytes) -> TestBody {
@@ -173,8 +179,12 @@ impl http_body::Body for Endless {
     }
 }
 
-const SETTINGS: Http1Settings =
-    Http1Settings { idle_timeout: Duration::from_secs(60), max_headers: 100, max_head_bytes: 64 * 1024, h2c: false };
+const SETTINGS: Http1Settings = Http1Settings {
+    idle_timeout: Duration::from_secs(60),
+    head_timeout: Duration::from_secs(60),
+    head: HeadLimits { max_head_bytes: 64 * 1024, max_headers: 100, max_uri_len: 8 * 1024 },
+    h2c: false,
+};
 
 /// A server on a fresh port serving connections with `service`; `drain` stops them.
 async fn start(service: TestService, drain: CancellationToken) -> std::net::SocketAddr {
@@ -251,7 +261,7 @@ async fn closes(stream: &mut TcpStream) -> bool {
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nPOST /echo HTTP/1.1\r\ncontent-length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nPOST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     let mut pending = Vec::new();
     let (head, body) = read_response(&mut stream, &mut pending, false).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -266,7 +276,7 @@ async fn a_chunked_request_body_arrives_whole_with_its_trailers() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-sum: 11\r\n\r\n")
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-sum: 11\r\n\r\n")
         .await
         .unwrap();
     let (head, body) = read_response(&mut stream, &mut Vec::new(), false).await;
@@ -282,7 +292,7 @@ async fn chunk_framing_is_bounded_by_the_listener_limits_the_guard_applies() {
     let trailers: String = (0..40).map(|i| format!("x-t{i}: {i}\r\n")).collect();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5;e={extension}\r\nhello\r\n0\r\n{trailers}\r\n"
+        "POST /echo HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5;e={extension}\r\nhello\r\n0\r\n{trailers}\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let (head, body) = read_response(&mut stream, &mut Vec::new(), false).await;
@@ -290,10 +300,12 @@ async fn chunk_framing_is_bounded_by_the_listener_limits_the_guard_applies() {
     assert_eq!(body, b"hello");
 
     // Past the listener's limits, the body fails and the connection ends.
-    let settings = Http1Settings { max_headers: 10, ..SETTINGS };
+    let settings = Http1Settings { head: HeadLimits { max_headers: 10, ..SETTINGS.head }, ..SETTINGS };
     let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n{trailers}\r\n");
+    let request = format!(
+        "POST /echo HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n{trailers}\r\n"
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answered = Vec::new();
     let _ = stream.read_to_end(&mut answered).await;
@@ -304,7 +316,10 @@ async fn chunk_framing_is_bounded_by_the_listener_limits_the_guard_applies() {
 async fn a_client_expecting_100_continue_is_told_to_send_its_body() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"POST /echo HTTP/1.1\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
     let mut pending = Vec::new();
     let (interim, _) = read_response(&mut stream, &mut pending, false).await;
     assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -317,7 +332,9 @@ async fn an_unread_short_body_is_skipped_and_the_connection_kept() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"POST /ignored HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcGET /next HTTP/1.1\r\n\r\n")
+        .write_all(
+            b"POST /ignored HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\n\r\nabcGET /next HTTP/1.1\r\nhost: t\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut pending = Vec::new();
@@ -335,7 +352,9 @@ async fn a_client_still_sending_an_unread_body_gets_its_answer_not_a_reset() {
     let length = 64 * 1024 * 1024;
     let (mut read, mut write) = stream.into_split();
     let writer = tokio::spawn(async move {
-        write.write_all(format!("POST /ignored HTTP/1.1\r\ncontent-length: {length}\r\n\r\n").as_bytes()).await?;
+        write
+            .write_all(format!("POST /ignored HTTP/1.1\r\nhost: t\r\ncontent-length: {length}\r\n\r\n").as_bytes())
+            .await?;
         let piece = vec![b'a'; 1024 * 1024];
         for _ in 0..64 {
             write.write_all(&piece).await?;
@@ -356,7 +375,10 @@ async fn an_unread_long_body_closes_the_connection_after_the_answer() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let length = 200 * 1024;
-    stream.write_all(format!("POST /ignored HTTP/1.1\r\ncontent-length: {length}\r\n\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(format!("POST /ignored HTTP/1.1\r\nhost: t\r\ncontent-length: {length}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let writer = tokio::spawn(async move {
         let (mut read, mut write) = stream.into_split();
         let _ = write.write_all(&vec![b'a'; length]).await;
@@ -373,7 +395,10 @@ async fn an_unread_long_body_closes_the_connection_after_the_answer() {
 async fn a_request_withholding_its_body_for_100_continue_gets_its_answer_and_a_close() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"POST /ignored HTTP/1.1\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"POST /ignored HTTP/1.1\r\nhost: t\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
     let (head, body) = read_response(&mut stream, &mut Vec::new(), false).await;
     assert!(head.starts_with("HTTP/1.1 200") && head.contains("connection: close\r\n"), "{head}");
     assert_eq!(body, b"ok");
@@ -384,7 +409,7 @@ async fn a_request_withholding_its_body_for_100_continue_gets_its_answer_and_a_c
 async fn head_and_204_answers_carry_no_body() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"HEAD /a HTTP/1.1\r\n\r\nGET /empty HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"HEAD /a HTTP/1.1\r\nhost: t\r\n\r\nGET /empty HTTP/1.1\r\nhost: t\r\n\r\nGET /a HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     let mut pending = Vec::new();
     let (head, _) = read_response(&mut stream, &mut pending, true).await;
     assert!(head.contains("content-length: 2\r\n"), "a HEAD answer states the length: {head}");
@@ -398,7 +423,10 @@ async fn head_and_204_answers_carry_no_body() {
 async fn a_body_of_unknown_length_is_chunked_with_trailers_only_for_clients_that_take_them() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /stream HTTP/1.1\r\n\r\nGET /stream HTTP/1.1\r\nte: trailers\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\nGET /stream HTTP/1.1\r\nhost: t\r\nte: trailers\r\n\r\n")
+        .await
+        .unwrap();
     let mut pending = Vec::new();
     let (head, plain) = read_response(&mut stream, &mut pending, false).await;
     assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
@@ -436,7 +464,7 @@ async fn an_http10_keep_alive_request_with_a_known_length_keeps_the_connection()
 async fn a_body_shorter_than_its_stated_length_cuts_the_connection() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /short HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /short HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     let mut answered = Vec::new();
     let _ = stream.read_to_end(&mut answered).await;
     let answered = String::from_utf8(answered).unwrap();
@@ -448,7 +476,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
     let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     read_response(&mut stream, &mut Vec::new(), false).await;
     let waited = tokio::time::Instant::now();
     assert!(closes(&mut stream).await);
@@ -461,10 +489,10 @@ async fn the_idle_timeout_counts_from_the_last_response() {
     let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
     let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     read_response(&mut stream, &mut Vec::new(), false).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stream.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /b HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     read_response(&mut stream, &mut Vec::new(), false).await;
     let waited = tokio::time::Instant::now();
     assert!(closes(&mut stream).await);
@@ -477,7 +505,7 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
     let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /endless HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /endless HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     // Not reading: the socket's buffers fill and the server's write waits. Sleeping lets the
     // paused clock run on to the server's write timeout.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -499,7 +527,7 @@ async fn a_client_reading_slowly_but_steadily_gets_the_whole_response() {
     let settings = Http1Settings { idle_timeout: Duration::from_secs(5), ..SETTINGS };
     let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /large HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /large HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     // 1 MiB a second (of paused time): the whole takes three times the write timeout, and the
     // server's write goes on as the socket's buffers drain (the kernel wakes a writer only once a
     // good part of its buffer is free, so the pace must stay well above buffer size per timeout).
@@ -525,10 +553,10 @@ async fn a_drain_closes_idle_connections_and_ends_busy_ones_after_their_answer()
     let drain = CancellationToken::new();
     let addr = start(TestService::default(), drain.clone()).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     read_response(&mut idle, &mut Vec::new(), false).await;
     let mut busy = TcpStream::connect(addr).await.unwrap();
-    busy.write_all(b"POST /echo HTTP/1.1\r\ncontent-length: 4\r\n\r\nab").await.unwrap();
+    busy.write_all(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 4\r\n\r\nab").await.unwrap();
     // The busy connection's request is under way (its head is read) before the drain.
     tokio::task::yield_now().await;
     drain.cancel();
@@ -543,7 +571,10 @@ async fn a_drain_closes_idle_connections_and_ends_busy_ones_after_their_answer()
 async fn a_switch_hands_the_connection_over_with_the_bytes_read_past_the_head() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /switch HTTP/1.1\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\nearly").await.unwrap();
+    stream
+        .write_all(b"GET /switch HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\nearly")
+        .await
+        .unwrap();
     let mut pending = Vec::new();
     let (head, _) = read_response(&mut stream, &mut pending, false).await;
     assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
@@ -563,11 +594,11 @@ async fn a_head_that_cannot_be_represented_is_refused_and_the_connection_closed(
     let service = TestService::default();
     let addr = start(service.clone(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /caf\xff HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /caf\xff HTTP/1.1\r\nhost: t\r\n\r\nGET /a HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     let (head, _) = read_response(&mut stream, &mut Vec::new(), false).await;
     assert!(head.contains("connection: close\r\n"), "{head}");
     assert!(closes(&mut stream).await);
-    assert_eq!(service.malformed.load(Ordering::Relaxed), 1);
+    assert_eq!(*service.refused.lock().unwrap(), [Violation::InvalidRequestLine]);
 }
 
 #[tokio::test]
@@ -592,7 +623,7 @@ async fn a_client_that_goes_away_cancels_the_work_on_its_request() {
     *service.cancelled.lock().unwrap() = Some(cancelled);
     let addr = start(service, CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /forever HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /forever HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     drop(stream);
     on_cancel.await.unwrap();
 }
@@ -604,7 +635,7 @@ async fn a_body_read_on_another_task_fails_when_the_connection_ends_before_it() 
     *service.elsewhere.lock().unwrap() = Some(report);
     let addr = start(service, CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"POST /elsewhere HTTP/1.1\r\ncontent-length: 100\r\n\r\npartial").await.unwrap();
+    stream.write_all(b"POST /elsewhere HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\npartial").await.unwrap();
     let (_, body) = read_response(&mut stream, &mut Vec::new(), false).await;
     assert_eq!(body, b"taken");
     drop(stream);
@@ -615,11 +646,90 @@ async fn a_body_read_on_another_task_fails_when_the_connection_ends_before_it() 
 async fn large_pieces_of_a_body_are_gathered_and_written_in_order() {
     let addr = start(TestService::default(), CancellationToken::new()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /pieces HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /pieces HTTP/1.1\r\nhost: t\r\n\r\nGET /a HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
     let mut pending = Vec::new();
     let (head, body) = read_response(&mut stream, &mut pending, false).await;
     assert!(head.contains("content-length: 100000\r\n"), "{head}");
     let expected: Vec<u8> = (0..20u8).flat_map(|i| vec![b'a' + i; 5_000]).collect();
     assert!(body == expected, "the body's pieces came out of order or incomplete");
     assert_eq!(read_response(&mut stream, &mut pending, false).await.1, b"ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_head_is_refused_and_a_connection_that_never_speaks_is_closed_without_a_word() {
+    let settings =
+        Http1Settings { idle_timeout: Duration::from_secs(10), head_timeout: Duration::from_secs(3), ..SETTINGS };
+    let service = TestService::default();
+    let addr = start_with(service.clone(), CancellationToken::new(), settings).await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let opened = tokio::time::Instant::now();
+    assert!(closes(&mut silent).await);
+    let waited = opened.elapsed();
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(10), "closed after {waited:?}");
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /a HTTP/1.1\r\nhost: t\r\n\r\nGET /b HTTP/1.1\r\nho").await.unwrap();
+    let mut pending = Vec::new();
+    let (_, body) = read_response(&mut slow, &mut pending, false).await;
+    assert_eq!(body, b"ok");
+    let began = tokio::time::Instant::now();
+    let (head, body) = read_response(&mut slow, &mut pending, false).await;
+    assert!(head.starts_with("HTTP/1.1 400 ") && head.contains("connection: close\r\n"), "{head}");
+    assert_eq!(body, b"head_timeout");
+    assert!(began.elapsed() >= Duration::from_secs(3), "{:?}", began.elapsed());
+    assert!(closes(&mut slow).await);
+    assert_eq!(*service.refused.lock().unwrap(), [Violation::HeadTimeout]);
+}
+
+/// A head's own deadline, later than the idle timeout would be, does not stretch the next wait.
+#[tokio::test(start_paused = true)]
+async fn after_a_head_that_came_in_pieces_the_idle_timeout_is_its_own() {
+    let settings =
+        Http1Settings { idle_timeout: Duration::from_secs(5), head_timeout: Duration::from_secs(20), ..SETTINGS };
+    let addr = start_with(TestService::default(), CancellationToken::new(), settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /a HTTP/1.1\r\nho").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stream.write_all(b"st: t\r\n\r\n").await.unwrap();
+    read_response(&mut stream, &mut Vec::new(), false).await;
+    let waited = tokio::time::Instant::now();
+    assert!(closes(&mut stream).await);
+    let idle = waited.elapsed();
+    assert!(idle >= Duration::from_secs(5) && idle < Duration::from_secs(6), "closed after {idle:?} idle");
+}
+
+#[tokio::test]
+async fn a_bad_head_after_good_ones_is_refused_by_name_and_nothing_after_it_is_read() {
+    let service = TestService::default();
+    let addr = start(service.clone(), CancellationToken::new()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let smuggled = b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n";
+    stream
+        .write_all(
+            &[b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n".as_slice(), smuggled, b"GET /b HTTP/1.1\r\nhost: t\r\n\r\n"]
+                .concat(),
+        )
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    let (_, body) = read_response(&mut stream, &mut pending, false).await;
+    assert_eq!(body, b"ok");
+    let (head, body) = read_response(&mut stream, &mut pending, false).await;
+    assert!(head.starts_with("HTTP/1.1 400 ") && head.contains("connection: close\r\n"), "{head}");
+    assert_eq!(body, b"content_length_with_transfer_encoding");
+    assert!(pending.is_empty() && closes(&mut stream).await);
+    assert_eq!(*service.refused.lock().unwrap(), [Violation::ContentLengthWithTransferEncoding]);
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_answered_without_switching_closes_the_connection() {
+    let addr = start(TestService::default(), CancellationToken::new()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // What follows the upgrade head may be the tunnel's first bytes: never read as a request.
+    let upgrade = b"GET /a HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+    stream.write_all(&[upgrade.as_slice(), b"GET /b HTTP/1.1\r\nhost: t\r\n\r\n"].concat()).await.unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = read_response(&mut stream, &mut pending, false).await;
+    assert!(head.starts_with("HTTP/1.1 200 ") && head.contains("connection: close\r\n"), "{head}");
+    assert_eq!(body, b"ok");
+    assert!(pending.is_empty() && closes(&mut stream).await);
 }

@@ -164,7 +164,9 @@ where
             reset_budget: RESET_BUDGET,
             service,
             stopping: Box::pin(stopping),
-            timer: Box::pin(tokio::time::sleep_until(Instant::now() + settings.idle_timeout)),
+            timer: Box::pin(tokio::time::sleep_until(
+                Instant::now() + settings.idle_timeout.min(settings.preface_timeout),
+            )),
             timer_for: Timer::Idle,
             settings,
         }
@@ -362,6 +364,10 @@ where
             }
             self.read.advance(PREFACE.len());
             self.preface_read = true;
+            if self.timer_for == Timer::Idle {
+                // The timer ran for the preface; from now on it is the idle timeout's.
+                self.timer.as_mut().reset(Instant::now() + self.settings.idle_timeout);
+            }
         }
         while self.read.len() >= frame::HEADER_LEN {
             let head = Head::parse(&self.read);

@@ -52,6 +52,9 @@ pub(crate) struct Http2Settings {
     /// How long a connection with no open stream stays, and how long a client may take no bytes
     /// while some wait for it.
     pub(crate) idle_timeout: Duration,
+    /// How long a new connection may take to send its first bytes: one that sends nothing is
+    /// closed without a word.
+    pub(crate) preface_timeout: Duration,
 }
 
 /// What a connection's requests are handed to.

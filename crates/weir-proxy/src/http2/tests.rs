@@ -31,6 +31,7 @@ const SETTINGS: Http2Settings = Http2Settings {
     limits: BlockLimits { max_list_size: 4096, max_fields: 50 },
     max_concurrent_streams: 8,
     idle_timeout: Duration::from_secs(30),
+    preface_timeout: Duration::from_secs(30),
 };
 
 /// Answers by path: `/echo` sends the body back with its trailers, `/forever` never answers (and
@@ -490,6 +491,23 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(raw.expect_goaway().await, Reason::NoError as u32);
     raw.expect_closed().await;
     assert!(waited.elapsed() >= SETTINGS.idle_timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_sends_nothing_is_closed_after_the_preface_timeout_one_that_does_after_the_idle_timeout() {
+    let settings = Http2Settings { preface_timeout: Duration::from_secs(5), ..SETTINGS };
+    let address = server(TestService::default(), settings, CancellationToken::new()).await;
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    let opened = tokio::time::Instant::now();
+    // The server's SETTINGS (and its GOAWAY) come, then the end.
+    silent.read_to_end(&mut Vec::new()).await.unwrap();
+    let waited = opened.elapsed();
+    assert!(waited >= settings.preface_timeout && waited < SETTINGS.idle_timeout, "{waited:?}");
+    let mut raw = Raw::connect(address).await;
+    let opened = tokio::time::Instant::now();
+    assert_eq!(raw.expect_goaway().await, Reason::NoError as u32);
+    raw.expect_closed().await;
+    assert!(opened.elapsed() >= SETTINGS.idle_timeout, "{:?}", opened.elapsed());
 }
 
 #[tokio::test(start_paused = true)]

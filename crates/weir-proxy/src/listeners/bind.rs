@@ -11,8 +11,7 @@ use weir_config::{Listener as ListenerConfig, Protocol};
 use weir_telemetry::{ListenerMetrics, Metrics};
 
 use super::identity::ListenerId;
-use crate::framing::FramingLimits;
-use crate::http1::Http1Settings;
+use crate::http1::{HeadLimits, Http1Settings};
 use crate::http2::{BlockLimits, Http2Settings};
 use crate::inherited::InheritedSockets;
 use crate::tls::TlsListener;
@@ -31,7 +30,6 @@ pub struct BindError {
 /// listener replaced or removed by a reload still serves the connections it accepted.
 pub(crate) struct ListenerSettings {
     pub(crate) id: Arc<ListenerId>,
-    pub(crate) limits: FramingLimits,
     pub(crate) max_uri_length: usize,
     /// The connection cap; a listener replaced under the same name and cap shares it.
     pub(crate) connections: Arc<Semaphore>,
@@ -54,12 +52,6 @@ impl ListenerSettings {
     ) -> ListenerSettings {
         ListenerSettings {
             id,
-            limits: FramingLimits {
-                max_head_bytes: config.max_head_size.0 as usize,
-                max_headers: config.max_headers,
-                max_uri_len: config.max_uri_length.0 as usize,
-                head_timeout: config.header_read_timeout.0,
-            },
             max_uri_length: config.max_uri_length.0 as usize,
             connections,
             http1: http1_settings(config),
@@ -107,14 +99,18 @@ fn reuse_port_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// HTTP/1.1 service, unless the listener serves only h2c. The idle timeout runs while a connection
-/// waits for a request's first byte; the framing guard bounds the head after it with
-/// `header_read_timeout`.
+/// waits for a request's first byte; `header_read_timeout` bounds the head after it (and a new
+/// connection's first byte).
 fn http1_settings(config: &ListenerConfig) -> Option<Http1Settings> {
     let h2c = config.protocols.contains(&Protocol::H2c);
     config.protocols.contains(&Protocol::Http1).then_some(Http1Settings {
         idle_timeout: config.idle_timeout.0,
-        max_headers: config.max_headers,
-        max_head_bytes: config.max_head_size.0 as usize,
+        head_timeout: config.header_read_timeout.0,
+        head: HeadLimits {
+            max_head_bytes: config.max_head_size.0 as usize,
+            max_headers: config.max_headers,
+            max_uri_len: config.max_uri_length.0 as usize,
+        },
         h2c,
     })
 }
@@ -125,5 +121,6 @@ fn http2_settings(config: &ListenerConfig) -> Http2Settings {
         limits: BlockLimits { max_list_size: config.max_head_size.0 as usize, max_fields: config.max_headers },
         max_concurrent_streams: 256,
         idle_timeout: config.idle_timeout.0,
+        preface_timeout: config.header_read_timeout.0,
     }
 }

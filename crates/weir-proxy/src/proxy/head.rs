@@ -39,7 +39,7 @@ impl UpstreamHead {
         id: Option<&HeaderValue>,
     ) -> Result<UpstreamHead, Refusal> {
         let authority = parts.uri.authority().map(|a| a.as_str()).and_then(|a| HeaderValue::from_str(a).ok());
-        // An HTTP/1 head has one Host line at most (the framing guard refuses more): when it names
+        // An HTTP/1 head has one Host line at most (the HTTP/1.1 server refuses more): when it names
         // the target and no rewrite applies, it stays as it is.
         let keep_host = authority.is_none() && route.host_rewrite.is_none() && parts.version <= Version::HTTP_11;
         let client_host = authority.or_else(|| parts.headers.get(HOST).cloned());

@@ -1,9 +1,9 @@
-//! WebSocket tunnels. The framing guard lets a WebSocket upgrade head through and stops validating
-//! the connection; the server marks the request with [`TunnelRequested`]. On a route that allows
+//! WebSocket tunnels. The HTTP/1.1 server marks a WebSocket upgrade request with
+//! [`TunnelRequested`] and reads no other request after it. On a route that allows
 //! tunnels the proxy keeps the upgrade headers for the upstream, and when the upstream answers 101
 //! the two connections are spliced in a task of their own: bytes are copied both ways, counted, and
 //! the tunnel is closed after `idle_timeout` of silence. Any other answer closes the client
-//! connection after the response (the guard no longer validates it).
+//! connection after the response.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use weir_upstream::{PendingUpgrade, Upgraded};
 
 use crate::http1::{ClientSwitch, Switched};
 
-/// Marks a request whose head the framing guard let through as a WebSocket upgrade.
+/// Marks a WebSocket upgrade request (a bodiless HTTP/1.1 `GET` asking for `websocket`).
 #[derive(Debug, Clone, Copy)]
 pub struct TunnelRequested;
 
@@ -43,7 +43,7 @@ pub struct ClientUpgrade {
 }
 
 impl ClientUpgrade {
-    /// The upgrade of a request the guard let through, when the route tunnels.
+    /// The upgrade of a WebSocket upgrade request, when the route tunnels.
     pub fn take(parts: &mut Parts, route: Option<&TunnelRoute>) -> Option<ClientUpgrade> {
         parts.extensions.remove::<TunnelRequested>()?;
         route?;

@@ -1,5 +1,5 @@
 //! Scanning head bytes a word at a time (no memchr dependency; a byte loop is several times slower on
-//! long heads), shared by weir's server, its framing guard and its upstream client.
+//! long heads), shared by weir's server and its upstream client.
 
 const LOW: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;

@@ -1,7 +1,6 @@
 //! Splitting a message head into its lines: where the start line ends and where each field's name
 //! and value sit. Nothing here judges what the pieces hold: the `http` types they become (method,
-//! target, status, names, values) check that, and the framing guard has checked a client's head
-//! before it gets here.
+//! target, status, names, values) check that.
 
 use std::ops::Range;
 
@@ -49,7 +48,7 @@ pub enum SplitError {
 /// How a line may end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineEnds {
-    /// CRLF only (a client's head, already held to it by the framing guard).
+    /// CRLF only.
     Crlf,
     /// CRLF or a bare LF, as RFC 9112 section 2.2 lets a recipient accept (an upstream's head).
     CrlfOrLf,

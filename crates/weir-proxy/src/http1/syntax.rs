@@ -2,7 +2,7 @@
 
 use weir_upstream::wire::{find_byte, is_field_byte, is_field_value};
 
-use super::Violation;
+use crate::framing::Violation;
 
 /// `tchar` from RFC 9110 §5.6.2, as a lookup table so token checks are one load per byte.
 static TCHAR: [bool; 256] = tchar_table();
@@ -41,7 +41,7 @@ fn trim_ows(s: &[u8]) -> &[u8] {
 }
 
 /// Validates `method SP request-target SP HTTP-version`; returns whether the version is HTTP/1.0.
-pub(super) fn request_line(line: &[u8], max_uri_len: usize) -> Result<bool, Violation> {
+pub(crate) fn request_line(line: &[u8], max_uri_len: usize) -> Result<bool, Violation> {
     let first = find_byte(b' ', line).ok_or(Violation::InvalidRequestLine)?;
     let last = line.iter().rposition(|&b| b == b' ').ok_or(Violation::InvalidRequestLine)?;
     if first == last {
@@ -66,14 +66,14 @@ pub(super) fn request_line(line: &[u8], max_uri_len: usize) -> Result<bool, Viol
 
 /// Length of the request-target in a request line that has not ended yet, for telling an overlong URI from an
 /// overlong head before the line is complete.
-pub(super) fn partial_target_len(partial_line: &[u8]) -> usize {
+pub(crate) fn partial_target_len(partial_line: &[u8]) -> usize {
     let Some(space) = find_byte(b' ', partial_line) else { return 0 };
     let rest = &partial_line[space + 1..];
     find_byte(b' ', rest).unwrap_or(rest.len())
 }
 
 /// Validates one field line (no CRLF) and splits it into name and OWS-trimmed value.
-pub(super) fn field_line(line: &[u8]) -> Result<(&[u8], &[u8]), Violation> {
+pub(crate) fn field_line(line: &[u8]) -> Result<(&[u8], &[u8]), Violation> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
         return Err(Violation::ObsoleteLineFolding);
     }
@@ -90,26 +90,26 @@ pub(super) fn field_line(line: &[u8]) -> Result<(&[u8], &[u8]), Violation> {
 }
 
 /// Parses a Content-Length value: 1 to 19 digits, so it always fits in a u64. Lists ("5, 5") are refused.
-pub(super) fn content_length(value: &[u8]) -> Result<u64, Violation> {
+pub(crate) fn content_length(value: &[u8]) -> Result<u64, Violation> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return Err(Violation::InvalidContentLength);
     }
     Ok(value.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
-/// Whether a (trimmed) Transfer-Encoding value is exactly `chunked`, the only coding the guard lets through.
-pub(super) fn is_chunked(value: &[u8]) -> bool {
+/// Whether a (trimmed) Transfer-Encoding value is exactly `chunked`, the only coding weir accepts.
+pub(crate) fn is_chunked(value: &[u8]) -> bool {
     value.eq_ignore_ascii_case(b"chunked")
 }
 
 /// Whether a comma-separated field value lists `token` (case-insensitive), like `upgrade` in
 /// `Connection: keep-alive, Upgrade`.
-pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     weir_upstream::wire::tokens(value).any(|item| item.eq_ignore_ascii_case(token))
 }
 
 /// Validates `chunk-size [chunk-ext]` (no CRLF) and returns the size.
-pub(super) fn chunk_size_line(line: &[u8]) -> Result<u64, Violation> {
+pub(crate) fn chunk_size_line(line: &[u8]) -> Result<u64, Violation> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     // 16 hex digits is the most a u64 holds; longer sizes, even zero-padded, are refused rather than parsed.
     if digits == 0 || digits > 16 || !chunk_ext_ok(&line[digits..]) {
