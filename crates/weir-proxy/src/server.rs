@@ -420,6 +420,7 @@ where
         tls: tls.map(Arc::new),
     };
     let dispatch = Arc::new(Dispatch { gateway, conn, listener: listener.clone() });
+    // The connection's future keeps `dispatch`, which has the listener: not `listener` beside it.
     let http1 = match (alpn_h2, listener.http1) {
         (Some(true), _) | (_, None) => None,
         // ALPN settled HTTP/1.1: no HTTP/2 preface is looked for.
@@ -430,12 +431,12 @@ where
         let stopping = held.watch.stopping().clone();
         match http1 {
             // Boxed: an HTTP/2 connection's future is several times an HTTP/1.1 one's.
-            None => Box::pin(serve_http2(&listener, stream, dispatch, stopping)).await,
+            None => Box::pin(serve_http2(stream, dispatch, stopping)).await,
             Some(settings) => {
                 let ended = http1::serve(ConnIo::new(stream), settings, stopping.clone(), dispatch.clone()).await;
                 if let Ended::Http2(stream) = ended {
                     let stream = *stream;
-                    Box::pin(serve_http2(&listener, stream, dispatch, stopping)).await;
+                    Box::pin(serve_http2(stream, dispatch, stopping)).await;
                 }
             }
         }
@@ -444,13 +445,9 @@ where
 }
 
 /// Serves HTTP/2 on a connection until it closes; a drain sends GOAWAY and lets open streams finish.
-async fn serve_http2<S: ClientStream + 'static>(
-    listener: &ListenerSettings,
-    stream: S,
-    dispatch: Arc<Dispatch>,
-    stopping: CancellationToken,
-) {
-    crate::http2::serve(stream, listener.http2, stopping, dispatch).await;
+async fn serve_http2<S: ClientStream + 'static>(stream: S, dispatch: Arc<Dispatch>, stopping: CancellationToken) {
+    let settings = dispatch.listener.http2;
+    crate::http2::serve(stream, settings, stopping, dispatch).await;
 }
 
 /// What a connection's requests are served with.

@@ -48,16 +48,17 @@ pub(super) struct Head {
     pub(super) refused: Option<Violation>,
 }
 
-/// What a request head may hold, from the listener's config.
+/// What a request head may hold, from the listener's config (which keeps each far below 4 GiB;
+/// `u32`, as every connection keeps a copy).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadLimits {
     /// Bytes from the request line through the empty line that ends the head (empty lines before
     /// the request line count too).
-    pub(crate) max_head_bytes: usize,
+    pub(crate) max_head_bytes: u32,
     /// Field lines.
-    pub(crate) max_headers: usize,
+    pub(crate) max_headers: u32,
     /// Bytes in the request target.
-    pub(crate) max_uri_len: usize,
+    pub(crate) max_uri_len: u32,
 }
 
 /// How far a head arriving in pieces has been checked. Empty for a head not yet begun.
@@ -100,7 +101,7 @@ fn parse_inner(buf: &mut BytesMut, limits: &HeadLimits, progress: &mut Progress)
         }
     }
     if progress.is_fresh() {
-        let limit = limits.max_head_bytes.saturating_sub(progress.skipped);
+        let limit = (limits.max_head_bytes as usize).saturating_sub(progress.skipped);
         if let Some((length, fields)) = find_end(buf, limit)? {
             *progress = Progress::default();
             return build(buf.split_to(length).freeze(), fields, limits).map(Some);
@@ -108,7 +109,7 @@ fn parse_inner(buf: &mut BytesMut, limits: &HeadLimits, progress: &mut Progress)
     }
     // A head that did not come whole: its whole lines are checked as they come, so a bad one is
     // refused at once rather than when the head ends, and none is scanned twice.
-    let limit = limits.max_head_bytes.saturating_sub(progress.skipped);
+    let limit = (limits.max_head_bytes as usize).saturating_sub(progress.skipped);
     if let Some(length) = check_lines(buf, limits, limit, progress)? {
         let fields = progress.fields;
         *progress = Progress::default();
@@ -175,12 +176,13 @@ fn check_lines(
         let first = progress.checked == 0;
         progress.checked = line_feed + 1;
         if first {
-            syntax::request_line(line, limits.max_uri_len).map_err(|violation| bare_cr_first(line, violation))?;
+            syntax::request_line(line, limits.max_uri_len as usize)
+                .map_err(|violation| bare_cr_first(line, violation))?;
         } else if line.is_empty() {
             return Ok(Some(progress.checked));
         } else {
             progress.fields += 1;
-            if progress.fields > limits.max_headers {
+            if progress.fields > limits.max_headers as usize {
                 return Err(Violation::TooManyHeaders);
             }
             syntax::field_line(line).map_err(|violation| bare_cr_first(line, violation))?;
@@ -194,7 +196,11 @@ fn check_lines(
 /// holds one, whether or not it has ended.
 fn too_large(buf: &[u8], limits: &HeadLimits) -> Violation {
     let line = &buf[..find_byte(b'\n', buf).unwrap_or(buf.len())];
-    if syntax::partial_target_len(line) > limits.max_uri_len { Violation::UriTooLong } else { Violation::HeadTooLarge }
+    if syntax::partial_target_len(line) > limits.max_uri_len as usize {
+        Violation::UriTooLong
+    } else {
+        Violation::HeadTooLarge
+    }
 }
 
 /// A line refused for `violation` that holds a CR not followed by LF is refused for that instead.
@@ -208,16 +214,16 @@ fn build(head: Bytes, fields: usize, limits: &HeadLimits) -> Result<Head, Violat
     let mut lines = Lines { head: &head, at: 0 };
     let line = lines.next().unwrap_or(0..0);
     let request_line = &head[line.clone()];
-    let http10 = syntax::request_line(request_line, limits.max_uri_len)
+    let http10 = syntax::request_line(request_line, limits.max_uri_len as usize)
         .map_err(|violation| bare_cr_first(request_line, violation))?;
     let (method, target) = method_and_target(request_line).ok_or(Violation::InvalidRequestLine)?;
     let target = line.start + target.start..line.start + target.end;
     // The target and the values share the head's bytes, not copies.
     let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| Violation::InvalidRequestLine)?;
-    let mut headers = HeaderMap::with_capacity(fields.min(limits.max_headers) + super::ADDED_HEADERS);
+    let mut headers = HeaderMap::with_capacity(fields.min(limits.max_headers as usize) + super::ADDED_HEADERS);
     let mut noted = Noted::default();
     for (index, line) in lines.take_while(|line| !line.is_empty()).enumerate() {
-        if index == limits.max_headers {
+        if index == limits.max_headers as usize {
             return Err(Violation::TooManyHeaders);
         }
         let (name, value) = field(&head, line)?;

@@ -82,8 +82,8 @@ pub(crate) struct Http1Settings {
 impl Http1Settings {
     /// What a request's chunked body may hold.
     fn chunk_limits(&self) -> ChunkLimits {
-        let HeadLimits { max_head_bytes, max_headers, .. } = self.head;
-        ChunkLimits { line: max_head_bytes, trailer_bytes: max_head_bytes, trailers: max_headers }
+        let (bytes, fields) = (self.head.max_head_bytes as usize, self.head.max_headers as usize);
+        ChunkLimits { line: bytes, trailer_bytes: bytes, trailers: fields }
     }
 }
 

@@ -340,7 +340,7 @@ fn drive(mut pieces: VecDeque<Vec<u8>>) -> Result<(Vec<Request>, Option<Violatio
         };
         if wants_more {
             // Waiting for more of a head or framing line: never more than its limit and one read.
-            let bound = LIMITS.max_head_bytes + MAX_PIECE;
+            let bound = LIMITS.max_head_bytes as usize + MAX_PIECE;
             ensure(buf.len() <= bound, || format!("{} bytes buffered waiting for more", buf.len()))?;
             let Some(piece) = pieces.pop_front() else { return Ok((requests, None)) };
             buf.extend_from_slice(&piece);

@@ -107,9 +107,9 @@ fn http1_settings(config: &ListenerConfig) -> Option<Http1Settings> {
         idle_timeout: config.idle_timeout.0,
         head_timeout: config.header_read_timeout.0,
         head: HeadLimits {
-            max_head_bytes: config.max_head_size.0 as usize,
-            max_headers: config.max_headers,
-            max_uri_len: config.max_uri_length.0 as usize,
+            max_head_bytes: config.max_head_size.0 as u32,
+            max_headers: config.max_headers as u32,
+            max_uri_len: config.max_uri_length.0 as u32,
         },
         h2c,
     })
