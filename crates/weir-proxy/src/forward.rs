@@ -173,6 +173,10 @@ thread_local! {
 }
 
 /// 128 random bits as 32 hex digits, from a per-thread generator seeded by the OS.
+///
+/// The digits are the buffer's owner (one allocation, shared as they are): the id is cloned into
+/// the upstream request, the response and the access log, and a copied buffer would be allocated
+/// again, shared, on its first clone.
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
@@ -181,7 +185,7 @@ pub fn new_request_id() -> HeaderValue {
         out[i * 2] = HEX[usize::from(byte >> 4)];
         out[i * 2 + 1] = HEX[usize::from(byte & 0xf)];
     }
-    HeaderValue::from_bytes(&out).expect("hex digits are a valid header value")
+    HeaderValue::from_maybe_shared(Bytes::from_owner(out)).expect("hex digits are a valid header value")
 }
 
 /// splitmix64: fast, well mixed; ids need to be unique, not secret.

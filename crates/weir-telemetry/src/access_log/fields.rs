@@ -60,7 +60,7 @@ impl Field {
     ];
 
     /// The JSON key, also the name used in the configuration.
-    pub fn key(self) -> &'static str {
+    pub const fn key(self) -> &'static str {
         match self {
             Field::Time => "time",
             Field::RequestId => "request_id",

@@ -110,11 +110,32 @@ fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
     out.extend_from_slice(&digits[..width]);
 }
 
+/// A quoted RFC 3339 timestamp with milliseconds, as [`push_time`] writes it.
+type TimeText = [u8; 26];
+
+thread_local! {
+    /// The last second this thread wrote a time in, and its text: lines come many a second, and
+    /// only the milliseconds differ between them.
+    static LAST_SECOND: std::cell::Cell<(u64, TimeText)> = const { std::cell::Cell::new((u64::MAX, [0; 26])) };
+}
+
 /// Appends a time as a quoted RFC 3339 UTC timestamp with milliseconds: `"2026-11-22T19:14:13.123Z"`.
-/// The digits are set in a fixed template on the stack, and the template is appended in one copy.
+/// The date and time of day are formatted once a second per thread; each line sets its
+/// milliseconds in a copy and appends it in one go.
 pub fn push_time(out: &mut Vec<u8>, time: SystemTime) {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
+    let (last, mut text) = LAST_SECOND.get();
+    if last != seconds {
+        text = second_text(seconds);
+        LAST_SECOND.set((seconds, text));
+    }
+    set_digits(&mut text[21..24], u64::from(since_epoch.subsec_millis()));
+    out.extend_from_slice(&text);
+}
+
+/// The text of a whole second since the epoch, its milliseconds zero.
+fn second_text(seconds: u64) -> TimeText {
     let (year, month, day) = civil_date(seconds / 86_400);
     let in_day = seconds % 86_400;
     let mut text = *b"\"0000-00-00T00:00:00.000Z\"";
@@ -124,8 +145,7 @@ pub fn push_time(out: &mut Vec<u8>, time: SystemTime) {
     set_digits(&mut text[12..14], in_day / 3600);
     set_digits(&mut text[15..17], in_day / 60 % 60);
     set_digits(&mut text[18..20], in_day % 60);
-    set_digits(&mut text[21..24], u64::from(since_epoch.subsec_millis()));
-    out.extend_from_slice(&text);
+    text
 }
 
 /// Writes `value`'s last `digits.len()` decimal digits into `digits`, zero-padded.
@@ -260,6 +280,19 @@ mod tests {
             push_time(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
             assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn a_second_formatted_once_serves_its_milliseconds_and_the_next_second_is_formatted_anew() {
+        let text = |millis: u64| {
+            let mut out = Vec::new();
+            push_time(&mut out, UNIX_EPOCH + Duration::from_millis(millis));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(1_795_374_853_007), "\"2026-11-22T19:14:13.007Z\"");
+        assert_eq!(text(1_795_374_853_999), "\"2026-11-22T19:14:13.999Z\"");
+        assert_eq!(text(1_795_374_854_000), "\"2026-11-22T19:14:14.000Z\"");
+        assert_eq!(text(1_795_374_853_500), "\"2026-11-22T19:14:13.500Z\"", "an earlier second, too");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! it becomes one JSON object on one line.
 
 use std::net::SocketAddr;
-use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
@@ -129,9 +128,36 @@ impl LineFormat {
     }
 }
 
-/// Each field's key as it is written after an earlier one: `,"key":`.
-static JSON_KEYS: LazyLock<[String; Field::ALL.len()]> =
-    LazyLock::new(|| Field::ALL.map(|field| format!(",\"{}\":", field.key())));
+/// Room for the longest key as written after an earlier one (`,"tls_client_spiffe_id":`).
+const KEY_ROOM: usize = 24;
+
+/// Each field's key as it is written after an earlier one, `,"key":`, at the front of a fixed-size
+/// array, with its length. A key is written by appending the whole array (a few moves, no copy
+/// call) and keeping its length.
+static JSON_KEYS: [([u8; KEY_ROOM], usize); Field::ALL.len()] = json_keys();
+
+const fn json_keys() -> [([u8; KEY_ROOM], usize); Field::ALL.len()] {
+    let mut keys = [([0; KEY_ROOM], 0); Field::ALL.len()];
+    let mut i = 0;
+    while i < Field::ALL.len() {
+        let name = Field::ALL[i].key().as_bytes();
+        let len = name.len() + 4;
+        assert!(len <= KEY_ROOM, "a field's key does not fit KEY_ROOM");
+        let key = &mut keys[i].0;
+        key[0] = b',';
+        key[1] = b'"';
+        let mut j = 0;
+        while j < name.len() {
+            key[2 + j] = name[j];
+            j += 1;
+        }
+        key[len - 2] = b'"';
+        key[len - 1] = b':';
+        keys[i].1 = len;
+        i += 1;
+    }
+    keys
+}
 
 /// A line being written: tracks the comma between members.
 struct Line<'a> {
@@ -146,10 +172,14 @@ impl Line<'_> {
         if !self.fields.contains(field) {
             return false;
         }
-        // `,"key":` made once per field; the first key goes without its comma.
-        let key = JSON_KEYS[field as usize].as_bytes();
-        self.out.extend_from_slice(if self.first { &key[1..] } else { key });
-        self.first = false;
+        let (key, len) = &JSON_KEYS[field as usize];
+        let start = self.out.len();
+        self.out.extend_from_slice(key);
+        self.out.truncate(start + len);
+        if std::mem::take(&mut self.first) {
+            // The first key goes without its comma.
+            self.out.remove(start);
+        }
         true
     }
 
