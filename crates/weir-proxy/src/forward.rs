@@ -18,28 +18,56 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Who is at the other end of a client connection, worked out once per connection.
+///
+/// Every connection keeps one, so the text its forwarding headers need is one buffer: this hop's
+/// `Forwarded` element, `for=<ip>;proto=http`, whose IP part is `X-Forwarded-For`'s value.
 pub struct Peer {
     pub addr: SocketAddr,
     /// The peer is a trusted proxy, so its forwarding headers are believed.
     pub trusted: bool,
-    ip: HeaderValue,
-    /// `for=<ip>;proto=http`, this hop's `Forwarded` element without a host.
-    forwarded: HeaderValue,
+    /// Where the IP's text sits in `forwarded`.
+    ip: (u8, u8),
+    /// `for=<ip>;proto=http` (`for="[<ip>]";proto=http` for IPv6), this hop's `Forwarded` element
+    /// without a host.
+    forwarded: Bytes,
 }
 
 impl Peer {
     pub fn new(addr: SocketAddr, trusted_proxies: &[Cidr]) -> Self {
         let ip = addr.ip().to_canonical();
-        let forwarded = match ip {
-            IpAddr::V4(v4) => format!("for={v4};proto=http"),
-            IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
+        let text = ip.to_string();
+        let (forwarded, start) = match ip {
+            IpAddr::V4(_) => (format!("for={text};proto=http"), 4),
+            IpAddr::V6(_) => (format!("for=\"[{text}]\";proto=http"), 6),
         };
         Peer {
             addr,
             trusted: trusted_proxies.iter().any(|net| net.contains(ip)),
-            ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
-            forwarded: HeaderValue::from_str(&forwarded).expect("a Forwarded element is a valid header value"),
+            // An IP's text is at most 39 bytes, and sits near the front.
+            ip: (start as u8, (start + text.len()) as u8),
+            forwarded: Bytes::from(forwarded),
         }
+    }
+
+    /// The peer's IP, as `X-Forwarded-For` gives it.
+    fn ip(&self) -> HeaderValue {
+        let (start, end) = self.ip;
+        let text = self.forwarded.slice(usize::from(start)..usize::from(end));
+        HeaderValue::from_maybe_shared(text).expect("an IP address is a valid header value")
+    }
+
+    /// This hop's `Forwarded` element without a host.
+    fn forwarded(&self) -> HeaderValue {
+        HeaderValue::from_maybe_shared(self.forwarded.clone()).expect("a Forwarded element is a valid header value")
+    }
+
+    fn forwarded_text(&self) -> &str {
+        std::str::from_utf8(&self.forwarded).unwrap_or_default()
+    }
+
+    fn ip_text(&self) -> &str {
+        let (start, end) = self.ip;
+        self.forwarded_text().get(usize::from(start)..usize::from(end)).unwrap_or_default()
     }
 }
 
@@ -105,8 +133,8 @@ fn remove_listed(headers: &mut HeaderMap, connection: &HeaderValue) {
 pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>) {
     let chain = |headers: &HeaderMap, name: &HeaderName| if peer.trusted { joined(headers, name) } else { None };
     let xff = match chain(headers, &X_FORWARDED_FOR) {
-        Some(chain) => concat_value(&[&chain, ", ", peer.ip.to_str().unwrap_or_default()]),
-        None => Some(peer.ip.clone()),
+        Some(chain) => concat_value(&[&chain, ", ", peer.ip_text()]),
+        None => Some(peer.ip()),
     };
     if let Some(xff) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), xff);
@@ -120,10 +148,10 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &Peer, host: Option
             None => headers.remove(&X_FORWARDED_HOST),
         };
     }
-    let element = peer.forwarded.to_str().unwrap_or_default();
+    let element = peer.forwarded_text();
     let host = host.and_then(|h| h.to_str().ok());
     let forwarded = match (chain(headers, &FORWARDED), host) {
-        (None, None) => Some(peer.forwarded.clone()),
+        (None, None) => Some(peer.forwarded()),
         (None, Some(host)) => concat_value(&[element, ";host=\"", host, "\""]),
         (Some(chain), None) => concat_value(&[&chain, ", ", element]),
         (Some(chain), Some(host)) => concat_value(&[&chain, ", ", element, ";host=\"", host, "\""]),
@@ -279,6 +307,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         add_forwarding_headers(&mut headers, &peer("[2001:db8::1]:80", &[]), None);
         assert_eq!(headers[FORWARDED], "for=\"[2001:db8::1]\";proto=http");
+        assert_eq!(headers[&X_FORWARDED_FOR], "2001:db8::1");
+        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
+        let longest = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:80";
+        add_forwarding_headers(&mut headers, &peer(longest, &["::/0"]), None);
+        assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.1, ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe");
     }
 
     #[test]
