@@ -194,6 +194,7 @@ where
     <Svc::Body as Body>::Error: Into<BoxError>,
 {
     let asked = Asked::of(&head);
+    let refused = head.refused.is_some();
     let (request, mut feed, switch) = into_request(head, &mut io.read, settings.chunk_limits());
     async move {
         let answer = {
@@ -202,7 +203,12 @@ where
             with_body(io, &mut feed, Watch::ClientClose, |cx, _| answer.as_mut().poll(cx)).await
         };
         let Some(Ok(response)) = answer else { return After::Reset };
-        respond(io, response, feed, switch, asked, drain, settings).await
+        match respond(io, response, feed, switch, asked, drain, settings).await {
+            // The client of a refused head may still be sending: what it sends is read and thrown
+            // away, so the refusal is not lost to a reset.
+            After::Close { linger } => After::Close { linger: linger || refused },
+            after => after,
+        }
     }
 }
 
@@ -247,7 +253,8 @@ where
             tracing::debug!(%error, "response not sent whole; connection closed");
             return After::Reset;
         }
-        let body_unread = feed.as_ref().is_some_and(|feed| feed.state() == FeedState::Open);
+        // Unread, or failed part-way (its framing broken, say): the client may still be sending it.
+        let body_unread = feed.as_ref().is_some_and(|feed| feed.state() != FeedState::Complete);
         if keep_alive && !drain.is_cancelled() && body_finished(io, feed, settings).await {
             After::KeepAlive
         } else {

@@ -733,3 +733,26 @@ async fn a_websocket_upgrade_answered_without_switching_closes_the_connection() 
     assert_eq!(body, b"ok");
     assert!(pending.is_empty() && closes(&mut stream).await);
 }
+
+/// A connection closed with unread bytes is reset, and a reset can destroy the answer before the
+/// client reads it: after a refusal the connection reads on and throws away what the client sends,
+/// until the client is done.
+#[tokio::test]
+async fn a_refused_client_that_keeps_sending_is_read_until_it_is_done() {
+    let addr = start(TestService::default(), CancellationToken::new()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The bad head and what follows it go out together: the server has unread bytes when it is
+    // done with the head.
+    let bad = [b"GET / HTTP/1.1\r\nhost: t\r\nbad name: x\r\n\r\n".as_slice(), &[b'x'; 64 * 1024]].concat();
+    stream.write_all(&bad).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 ") && answer.ends_with("invalid_header_name"), "{answer}");
+    // The server has closed its side and still reads: more bytes are taken, not reset.
+    for _ in 0..8 {
+        stream.write_all(&[b'x'; 4096]).await.expect("still read, not reset");
+        tokio::task::yield_now().await;
+    }
+    stream.shutdown().await.unwrap();
+}
