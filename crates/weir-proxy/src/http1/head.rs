@@ -100,23 +100,21 @@ fn parse_inner(buf: &mut BytesMut, limits: &HeadLimits, progress: &mut Progress)
             return Ok(None);
         }
     }
-    if progress.is_fresh() {
-        let limit = (limits.max_head_bytes as usize).saturating_sub(progress.skipped);
-        if let Some((length, fields)) = find_end(buf, limit)? {
-            *progress = Progress::default();
-            return build(buf.split_to(length).freeze(), fields, limits).map(Some);
-        }
-    }
-    // A head that did not come whole: its whole lines are checked as they come, so a bad one is
-    // refused at once rather than when the head ends, and none is scanned twice.
     let limit = (limits.max_head_bytes as usize).saturating_sub(progress.skipped);
-    if let Some(length) = check_lines(buf, limits, limit, progress)? {
-        let fields = progress.fields;
-        *progress = Progress::default();
-        return build(buf.split_to(length).freeze(), fields, limits).map(Some);
-    }
-    // Even one more byte would make the head too long.
-    if buf.len() >= limit { Err(Violation::HeadTooLarge) } else { Ok(None) }
+    let whole = if progress.is_fresh() { find_end(buf, limit)? } else { None };
+    let (length, fields) = match whole {
+        Some(found) => found,
+        // A head that did not come whole: its whole lines are checked as they come, so a bad one
+        // is refused at once rather than when the head ends, and none is scanned twice.
+        None => match check_lines(buf, limits, limit, progress)? {
+            Some(length) => (length, progress.fields),
+            // Even one more byte would make the head too long.
+            None if buf.len() >= limit => return Err(Violation::HeadTooLarge),
+            None => return Ok(None),
+        },
+    };
+    *progress = Progress::default();
+    build(buf.split_to(length).freeze(), fields, limits).map(Some)
 }
 
 /// Drops the empty lines a client may send before a request line (RFC 9112 section 2.2).
