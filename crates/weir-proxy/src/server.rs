@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::closing::{self, Drain, Watch};
 use crate::forward::Peer;
 use crate::framing::Refused;
 use crate::handler::{ConnContext, FaultReset, serve_request};
-use crate::http1::{self, ClientStream, ConnIo, Ended, Http1Settings};
+use crate::http1::{self, ClientStream, ConnIo};
 use crate::inherited::InheritedSockets;
 use crate::listeners::{AcceptContext, BindError, ListenerId, ListenerSet, ListenerSettings, adopt_or_bind};
 use crate::reload::ReloadState;
@@ -421,27 +422,44 @@ where
     };
     let dispatch = Arc::new(Dispatch { gateway, conn, listener: listener.clone() });
     // The connection's future keeps `dispatch`, which has the listener: not `listener` beside it.
-    let http1 = match (alpn_h2, listener.http1) {
-        (Some(true), _) | (_, None) => None,
-        // ALPN settled HTTP/1.1: no HTTP/2 preface is looked for.
-        (Some(false), Some(settings)) => Some(Http1Settings { h2c: false, ..settings }),
-        (None, Some(settings)) => Some(settings),
+    // HTTP/1.1 unless ALPN settled h2 or the listener serves only h2c; the HTTP/2 preface is looked
+    // for unless ALPN settled HTTP/1.1.
+    let mut start = match (alpn_h2, &listener.http1) {
+        (Some(true), _) | (_, None) => Start::Http2(stream),
+        (alpn, Some(settings)) => Start::Http1 { io: ConnIo::new(stream), h2c: alpn.is_none() && settings.h2c },
     };
+    drop(listener);
     async move {
-        let stopping = held.watch.stopping().clone();
-        match http1 {
-            // Boxed: an HTTP/2 connection's future is several times an HTTP/1.1 one's.
-            None => Box::pin(serve_http2(stream, dispatch, stopping)).await,
-            Some(settings) => {
-                let ended = http1::serve(ConnIo::new(stream), settings, stopping.clone(), dispatch.clone()).await;
-                if let Ended::Http2(stream) = ended {
-                    let stream = *stream;
-                    Box::pin(serve_http2(stream, dispatch, stopping)).await;
-                }
+        // The connection stays where it is (in this future) and is lent to the HTTP/1.1 server, as
+        // are the settings: an idle connection's task keeps one copy of each, and nothing else
+        // that lives past the HTTP/1.1 service is held meanwhile.
+        let ended = match (&mut start, &dispatch.listener.http1) {
+            (Start::Http1 { io, h2c }, Some(settings)) => {
+                let stopping = held.watch.stopping().clone();
+                Some(http1::serve(io, settings, *h2c, stopping, dispatch.clone()).await)
             }
+            _ => None,
+        };
+        let stopping = held.watch.stopping().clone();
+        // Boxed: an HTTP/2 connection's future is several times an HTTP/1.1 one's. Made before it is
+        // awaited, so nothing of `start` stays in this future beside it.
+        let http2: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = match start {
+            Start::Http1 { io, .. } => ended
+                .and_then(|ended| http1::hand_over(io, ended))
+                .map(|rewound| Box::pin(serve_http2(rewound, dispatch, stopping)) as Pin<Box<_>>),
+            Start::Http2(stream) => Some(Box::pin(serve_http2(stream, dispatch, stopping))),
+        };
+        if let Some(http2) = http2 {
+            http2.await;
         }
         drop(held);
     }
+}
+
+/// How a connection starts: HTTP/1.1 (perhaps becoming HTTP/2 on a preface), or HTTP/2.
+enum Start<S> {
+    Http1 { io: ConnIo<S>, h2c: bool },
+    Http2(S),
 }
 
 /// Serves HTTP/2 on a connection until it closes; a drain sends GOAWAY and lets open streams finish.

@@ -75,7 +75,8 @@ pub(crate) struct Http1Settings {
     /// What a request head may hold; the byte and field limits also bound a chunked body's
     /// chunk-size lines and trailer section.
     pub(crate) head: HeadLimits,
-    /// A connection that opens with the HTTP/2 preface is handed to the HTTP/2 server.
+    /// A connection that opens with the HTTP/2 preface is handed to the HTTP/2 server (unless
+    /// ALPN settled HTTP/1.1).
     pub(crate) h2c: bool,
 }
 
@@ -87,13 +88,28 @@ impl Http1Settings {
     }
 }
 
-/// How a connection's HTTP/1.1 service ended.
-pub(crate) enum Ended<S> {
-    /// The connection is closed, or handed to a tunnel.
+/// How a connection's HTTP/1.1 service ended: what [`hand_over`] does with the connection.
+pub(crate) enum Ended {
+    /// The connection is done.
     Closed,
-    /// The client opened with the HTTP/2 preface: the stream, with what was read of it (boxed, so
-    /// the result does not take room in every connection's future).
-    Http2(Box<Rewound<S>>),
+    /// The client opened with the HTTP/2 preface.
+    Http2,
+    /// A `101` is out: the connection goes to whoever asked for the switch.
+    Switch(oneshot::Sender<Switched>),
+}
+
+/// Hands a connection on as its HTTP/1.1 service ended: to a protocol switch (then `None`), or,
+/// after an HTTP/2 preface, back to the caller with what was read of it.
+pub(crate) fn hand_over<S: ClientStream + 'static>(io: ConnIo<S>, ended: Ended) -> Option<Rewound<S>> {
+    match ended {
+        Ended::Closed => None,
+        Ended::Http2 => Some(io.into_rewound()),
+        Ended::Switch(switch) => {
+            let (stream, read) = io.into_parts();
+            let _ = switch.send(Rewound::new(Box::new(stream), read));
+            None
+        }
+    }
 }
 
 /// What the gateway answers a request with; `Err` resets the connection (an injected fault).
@@ -108,19 +124,22 @@ pub(crate) trait Service {
     fn call(&self, request: Request<ClientBody>) -> impl Future<Output = Answer<Self::Body>> + Send;
 }
 
-/// Serves requests on a connection until either side closes it or a drain ends it.
+/// Serves requests on a connection until either side closes it or a drain ends it; `h2c`: a
+/// connection that opens with the HTTP/2 preface is handed back for HTTP/2 ([`hand_over`]).
 ///
-/// Not an `async fn`: the connection is moved into the future once, not copied beside itself.
+/// Not an `async fn`, and the connection and settings are borrowed: an idle connection's task
+/// holds this future, and what it is given is not copied into it beside its owner's.
 #[allow(clippy::manual_async_fn)]
-pub(crate) fn serve<S, Svc>(
-    mut io: ConnIo<S>,
-    settings: Http1Settings,
+pub(crate) fn serve<'a, S, Svc>(
+    io: &'a mut ConnIo<S>,
+    settings: &'a Http1Settings,
+    h2c: bool,
     drain: CancellationToken,
     service: Svc,
-) -> impl Future<Output = Ended<S>>
+) -> impl Future<Output = Ended> + 'a
 where
     S: ClientStream + 'static,
-    Svc: Service,
+    Svc: Service + 'a,
     <Svc::Body as Body>::Error: Into<BoxError>,
 {
     async move {
@@ -131,27 +150,23 @@ where
         let mut idle = std::pin::pin!(tokio::time::sleep(settings.idle_timeout));
         let mut drained = std::pin::pin!(drain.cancelled());
         loop {
-            let head = match read_head(&mut io, &settings, idle.as_mut(), drained.as_mut(), first).await {
+            let head = match read_head(io, settings, idle.as_mut(), drained.as_mut(), first, h2c).await {
                 Arrived::Head(head) => head,
                 Arrived::Refused(violation) => refused_head(violation),
-                Arrived::Http2 => return Ended::Http2(Box::new(io.into_rewound())),
+                Arrived::Http2 => return Ended::Http2,
                 Arrived::Nothing => break,
             };
             first = false;
             // Boxed: a request's future holds the gateway's and the response body, and the
             // connection's own stays small while it waits for the next request.
-            match Box::pin(exchange(&mut io, head, &service, &drain, &settings)).await {
+            match Box::pin(exchange(io, head, &service, &drain, settings)).await {
                 After::KeepAlive => io.release_idle(),
                 After::Close { linger: body_unread } => {
                     linger = body_unread;
                     break;
                 }
                 After::Reset => return Ended::Closed,
-                After::Switch(switch) => {
-                    let (stream, read) = io.into_parts();
-                    let _ = switch.send(Rewound::new(Box::new(stream), read));
-                    return Ended::Closed;
-                }
+                After::Switch(switch) => return Ended::Switch(switch),
             }
         }
         // Boxed: once per connection, and inline its future would be the largest thing the
@@ -319,9 +334,10 @@ fn read_head<'a, S: ClientStream>(
     mut idle: Pin<&'a mut Sleep>,
     mut drained: Pin<&'a mut WaitForCancellationFuture<'_>>,
     first: bool,
+    h2c: bool,
 ) -> impl Future<Output = Arrived> + 'a {
-    let mut wait = HeadWait { progress: Progress::default(), idle_since: None, head_begun: false };
-    poll_fn(move |cx| wait.poll(cx, io, settings, idle.as_mut(), drained.as_mut(), first))
+    let mut wait = HeadWait { progress: Progress::default(), idle_since: None, head_begun: false, first, h2c };
+    poll_fn(move |cx| wait.poll(cx, io, settings, idle.as_mut(), drained.as_mut()))
 }
 
 /// What [`read_head`] keeps between polls.
@@ -332,6 +348,10 @@ struct HeadWait {
     idle_since: Option<Instant>,
     /// The head's deadline is set on the connection's timer.
     head_begun: bool,
+    /// The connection's first request: its first byte has at most the head timeout to come.
+    first: bool,
+    /// An HTTP/2 preface at the start of the connection hands it to HTTP/2.
+    h2c: bool,
 }
 
 impl HeadWait {
@@ -342,11 +362,11 @@ impl HeadWait {
         settings: &Http1Settings,
         mut idle: Pin<&mut Sleep>,
         drained: Pin<&mut WaitForCancellationFuture<'_>>,
-        first: bool,
     ) -> Poll<Arrived> {
+        let (first, h2c) = (self.first, self.h2c);
         loop {
             if !io.read.is_empty() {
-                if first && settings.h2c && H2_PREFACE.starts_with(&io.read[..io.read.len().min(H2_PREFACE.len())]) {
+                if first && h2c && H2_PREFACE.starts_with(&io.read[..io.read.len().min(H2_PREFACE.len())]) {
                     if io.read.len() >= H2_PREFACE.len() {
                         return Poll::Ready(Arrived::Http2);
                     }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{Answer, ClientSwitch, ConnIo, HeadLimits, Http1Settings, Service, serve};
+use super::{Answer, ClientSwitch, ConnIo, HeadLimits, Http1Settings, Service, hand_over, serve};
 use crate::client_body::ClientBody;
 use crate::framing::{Refused, Violation};
 
@@ -196,7 +196,12 @@ async fn start_with(service: TestService, drain: CancellationToken, settings: Ht
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(ConnIo::new(stream), settings, drain.clone(), service.clone()));
+            let (drain, service) = (drain.clone(), service.clone());
+            tokio::spawn(async move {
+                let mut io = ConnIo::new(stream);
+                let ended = serve(&mut io, &settings, settings.h2c, drain, service).await;
+                hand_over(io, ended);
+            });
         }
     });
     addr
@@ -609,8 +614,9 @@ async fn the_http2_preface_is_handed_back_when_h2c_is_served() {
     let (server, _) = listener.accept().await.unwrap();
     client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nframes").await.unwrap();
     let settings = Http1Settings { h2c: true, ..SETTINGS };
-    let ended = serve(ConnIo::new(server), settings, CancellationToken::new(), TestService::default()).await;
-    let super::Ended::Http2(mut rewound) = ended else { panic!("the preface was not handed back") };
+    let mut io = ConnIo::new(server);
+    let ended = serve(&mut io, &settings, true, CancellationToken::new(), TestService::default()).await;
+    let Some(mut rewound) = hand_over(io, ended) else { panic!("the preface was not handed back") };
     let mut read = vec![0u8; 30];
     let n = rewound.read(&mut read).await.unwrap();
     assert!(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nframes".starts_with(&read[..n]) && n >= 16, "{:?}", &read[..n]);
