@@ -421,13 +421,13 @@ where
         tls: tls.map(Arc::new),
     };
     let dispatch = Arc::new(Dispatch { gateway, conn, listener: listener.clone() });
-    // The connection's future keeps `dispatch`, which has the listener: not `listener` beside it.
     // HTTP/1.1 unless ALPN settled h2 or the listener serves only h2c; the HTTP/2 preface is looked
     // for unless ALPN settled HTTP/1.1.
     let mut start = match (alpn_h2, &listener.http1) {
         (Some(true), _) | (_, None) => Start::Http2(stream),
         (alpn, Some(settings)) => Start::Http1 { io: ConnIo::new(stream), h2c: alpn.is_none() && settings.h2c },
     };
+    // The connection's future keeps `dispatch`, which has the listener: not `listener` beside it.
     drop(listener);
     async move {
         // The connection stays where it is (in this future) and is lent to the HTTP/1.1 server, as
