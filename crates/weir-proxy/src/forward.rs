@@ -53,8 +53,7 @@ impl Peer {
 
     /// The peer's IP, as `X-Forwarded-For` gives it.
     fn ip(&self) -> HeaderValue {
-        let (start, end) = self.ip;
-        let text = self.forwarded.slice(usize::from(start)..usize::from(end));
+        let text = self.forwarded.slice(self.ip_range());
         HeaderValue::from_maybe_shared(text).expect("an IP address is a valid header value")
     }
 
@@ -68,8 +67,11 @@ impl Peer {
     }
 
     fn ip_text(&self) -> &str {
-        let (start, end) = self.ip;
-        self.forwarded_text().get(usize::from(start)..usize::from(end)).unwrap_or_default()
+        self.forwarded_text().get(self.ip_range()).unwrap_or_default()
+    }
+
+    fn ip_range(&self) -> std::ops::Range<usize> {
+        usize::from(self.ip.0)..usize::from(self.ip.1)
     }
 }
 
