@@ -234,6 +234,10 @@ pub struct Listener {
     /// A keep-alive connection with no request in flight is closed after this time.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// A cleartext HTTP/1.1 connection idle this long waits for its next request in the listener's
+    /// shared poller, holding no task and no buffer; zero: never.
+    #[serde(default = "default_idle_park_after")]
+    pub idle_park_after: Duration,
     /// Largest request head (request line and headers).
     #[serde(default = "default_max_head_size")]
     pub max_head_size: ByteSize,
@@ -266,6 +270,9 @@ fn default_header_read_timeout() -> Duration {
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn default_idle_park_after() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_max_head_size() -> ByteSize {
     ByteSize(16 * 1024)

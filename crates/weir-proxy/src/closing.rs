@@ -48,6 +48,11 @@ impl Drain {
         Watch { inner: self.inner.clone() }
     }
 
+    /// Cancelled when connections should finish.
+    pub(crate) fn stopping(&self) -> &CancellationToken {
+        &self.inner.stop
+    }
+
     /// Connections open now.
     pub(crate) fn count(&self) -> usize {
         self.inner.open.load(Ordering::Acquire)

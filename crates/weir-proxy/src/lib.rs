@@ -26,6 +26,7 @@ pub mod http1;
 pub mod http2;
 pub mod inherited;
 pub mod listeners;
+pub(crate) mod parking;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;

@@ -26,6 +26,7 @@ use crate::handler::{ConnContext, FaultReset, serve_request};
 use crate::http1::{self, ClientStream, ConnIo};
 use crate::inherited::InheritedSockets;
 use crate::listeners::{AcceptContext, BindError, ListenerId, ListenerSet, ListenerSettings, adopt_or_bind};
+use crate::parking::Parking;
 use crate::reload::ReloadState;
 use crate::reload::registry::ClusterRegistry;
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -337,6 +338,7 @@ impl Acceptor {
         listener: Arc<ListenerSettings>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let parking = self.start_parking(&listener);
         loop {
             let permit = tokio::select! {
                 permit = listener.connections.clone().acquire_owned() => permit,
@@ -348,7 +350,7 @@ impl Acceptor {
                 _ = stop.changed() => break,
             };
             match accepted {
-                Ok((stream, peer)) => self.spawn_connection(&listener, stream, peer, permit),
+                Ok((stream, peer)) => self.spawn_connection(&listener, stream, peer, permit, &parking),
                 Err(error) => {
                     tracing::warn!(listener = %listener.name(), %error, "accept failed");
                     // Out of file descriptors and the like: give the process a moment.
@@ -359,6 +361,14 @@ impl Acceptor {
         tracing::debug!(listener = %listener.name(), "accept loop ended");
     }
 
+    /// Where the listener's idle connections are parked, when they are.
+    fn start_parking(&self, listener: &ListenerSettings) -> Option<Parking<Idle>> {
+        listener.http1.as_ref()?.park_after?;
+        let started = Parking::start(resume, self.drain.stopping().clone(), listener.metrics.clone());
+        let warn = |error: &std::io::Error| tracing::warn!(listener = %listener.name(), %error, "idle connections cannot be parked");
+        started.inspect_err(warn).ok()
+    }
+
     /// Serves an accepted connection in its own task, holding its place under the connection cap.
     fn spawn_connection(
         &self,
@@ -366,13 +376,15 @@ impl Acceptor {
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         permit: tokio::sync::OwnedSemaphorePermit,
+        parking: &Option<Parking<Idle>>,
     ) {
         let _ = stream.set_nodelay(true);
         let held = Held { _permit: permit, _open: listener.metrics.connection_opened(), watch: self.drain.watch() };
         let (gateway, listener) = (self.gateway.clone(), listener.clone());
         match listener.tls.clone() {
             None => {
-                tokio::spawn(serve_connection(gateway, listener, stream, peer, None, held));
+                let parking = parking.clone();
+                tokio::spawn(serve_connection(gateway, listener, stream, peer, None, held, parking));
             }
             // The handshake runs in the connection's task, never in the accept loop; the watch held
             // meanwhile makes a drain wait for it. A task of its own type: a TLS connection's
@@ -380,7 +392,7 @@ impl Acceptor {
             Some(tls) => {
                 tokio::spawn(async move {
                     if let Some((stream, info)) = crate::tls::handshake::handshake(&tls, stream).await {
-                        serve_connection(gateway, listener, stream, peer, Some(info), held).await;
+                        serve_connection(gateway, listener, stream, peer, Some(info), held, None).await;
                     }
                 });
             }
@@ -396,11 +408,21 @@ struct Held {
     watch: Watch,
 }
 
+/// An idle connection's state while it is parked: what it is served with and what it holds.
+struct Idle {
+    dispatch: Arc<Dispatch>,
+    held: Held,
+}
+
+/// Serves a parked connection the client sent something on (or closed), in a task of its own again.
+fn resume(stream: tokio::net::TcpStream, idle: Idle) {
+    let start = Start::Http1 { io: ConnIo::new(stream), h2c: false };
+    tokio::spawn(connection(idle.dispatch, start, idle.held));
+}
+
 /// Serves one client connection until it closes: HTTP/1.1, or HTTP/2 (h2 agreed through ALPN, h2c,
-/// or a preface where HTTP/1.1 was expected), both by weir's own servers.
-///
-/// Not an `async fn`: what is set up here is not kept in the connection's future beside the copies
-/// the future makes of it, so an idle connection's task stays small.
+/// or a preface where HTTP/1.1 was expected), both by weir's own servers. `parking`: where it goes
+/// while it waits long for a request.
 fn serve_connection<S>(
     gateway: Arc<Gateway>,
     listener: Arc<ListenerSettings>,
@@ -408,6 +430,7 @@ fn serve_connection<S>(
     peer: SocketAddr,
     tls: Option<TlsInfo>,
     held: Held,
+    parking: Option<Parking<Idle>>,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     S: ClientStream + 'static,
@@ -420,15 +443,28 @@ where
         protocol: std::sync::OnceLock::new(),
         tls: tls.map(Arc::new),
     };
-    let dispatch = Arc::new(Dispatch { gateway, conn, listener: listener.clone() });
+    let dispatch = Arc::new(Dispatch { gateway, conn, listener: listener.clone(), parking });
     // HTTP/1.1 unless ALPN settled h2 or the listener serves only h2c; the HTTP/2 preface is looked
     // for unless ALPN settled HTTP/1.1.
-    let mut start = match (alpn_h2, &listener.http1) {
+    let start = match (alpn_h2, &listener.http1) {
         (Some(true), _) | (_, None) => Start::Http2(stream),
         (alpn, Some(settings)) => Start::Http1 { io: ConnIo::new(stream), h2c: alpn.is_none() && settings.h2c },
     };
     // The connection's future keeps `dispatch`, which has the listener: not `listener` beside it.
     drop(listener);
+    connection(dispatch, start, held)
+}
+
+/// A connection's task: its service from `start` to its close, or until it is parked.
+///
+/// Not an `async fn`, nor is [`serve_connection`]: what is set up there is not kept in the
+/// connection's future beside the copies the future makes of it, so an idle connection's task
+/// stays small.
+#[allow(clippy::manual_async_fn)]
+fn connection<S>(dispatch: Arc<Dispatch>, mut start: Start<S>, held: Held) -> impl Future<Output = ()> + Send + 'static
+where
+    S: ClientStream + 'static,
+{
     async move {
         // The connection stays where it is (in this future) and is lent to the HTTP/1.1 server, as
         // are the settings: an idle connection's task keeps one copy of each, and nothing else
@@ -444,6 +480,10 @@ where
         // Boxed: an HTTP/2 connection's future is several times an HTTP/1.1 one's. Made before it is
         // awaited, so nothing of `start` stays in this future beside it.
         let http2: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = match start {
+            Start::Http1 { io, .. } if matches!(ended, Some(http1::Ended::Park)) => {
+                park(io, dispatch, held);
+                return;
+            }
             Start::Http1 { io, .. } => ended
                 .and_then(|ended| http1::hand_over(io, ended))
                 .map(|rewound| Box::pin(serve_http2(rewound, dispatch, stopping)) as Pin<Box<_>>),
@@ -454,6 +494,22 @@ where
         }
         drop(held);
     }
+}
+
+/// Hands an idle HTTP/1.1 connection to its listener's parking, for the rest of its idle timeout.
+/// Only a cleartext connection is handed back for it (a TLS one has no parking).
+fn park<S: 'static>(io: ConnIo<S>, dispatch: Arc<Dispatch>, held: Held) {
+    let (stream, _) = io.into_parts();
+    let (Some(parking), Some(settings)) = (dispatch.parking.clone(), dispatch.listener.http1) else { return };
+    let Some(stream) = plain_tcp(stream) else { return };
+    let rest = settings.idle_timeout.saturating_sub(settings.park_after.unwrap_or_default());
+    parking.park(stream, Idle { dispatch, held }, tokio::time::Instant::now() + rest);
+}
+
+/// The connection's stream as the TCP stream it is on a cleartext listener.
+fn plain_tcp<S: 'static>(stream: S) -> Option<tokio::net::TcpStream> {
+    let mut stream = Some(stream);
+    (&mut stream as &mut dyn std::any::Any).downcast_mut::<Option<tokio::net::TcpStream>>()?.take()
 }
 
 /// How a connection starts: HTTP/1.1 (perhaps becoming HTTP/2 on a preface), or HTTP/2.
@@ -474,6 +530,8 @@ struct Dispatch {
     conn: ConnContext,
     /// The listener's settings, for its metrics (shared, not copied: each connection has a `Dispatch`).
     listener: Arc<ListenerSettings>,
+    /// Where the connection waits for a request once it has waited long, when it may.
+    parking: Option<Parking<Idle>>,
 }
 
 impl Dispatch {

@@ -89,6 +89,7 @@ pub struct Metrics {
     durations: Family<RouteLabel, DurationHistogram>,
     route_families: RouteFamilies,
     connections_open: Family<ListenerLabel, Gauge>,
+    connections_parked: Family<ListenerLabel, Gauge>,
     connections: Family<ListenerLabel, Counter>,
     rate_limits: ratelimit::RateLimitFamilies,
     upstreams: Arc<upstreams::UpstreamCollector>,
@@ -126,6 +127,12 @@ impl Metrics {
         let route_families = RouteFamilies::register(&mut registry);
         let connections_open = Family::default();
         registry.register("connections_open", "Client connections open, by listener", connections_open.clone());
+        let connections_parked = Family::default();
+        registry.register(
+            "connections_parked",
+            "Idle client connections waiting in their listener's shared poller, by listener",
+            connections_parked.clone(),
+        );
         let connections = Family::default();
         registry.register("connections", "Client connections accepted, by listener", connections.clone());
         let http_connections = Family::default();
@@ -171,6 +178,7 @@ impl Metrics {
             durations,
             route_families,
             connections_open,
+            connections_parked,
             connections,
             http_connections,
             http_connections_open,
@@ -216,6 +224,7 @@ impl Metrics {
         });
         ListenerMetrics {
             open: self.connections_open.get_or_create(&label).clone(),
+            parked: self.connections_parked.get_or_create(&label).clone(),
             accepted: self.connections.get_or_create(&label).clone(),
             protocols: Arc::new(protocols),
             name: listener.into(),
@@ -285,6 +294,7 @@ impl Metrics {
 #[derive(Clone)]
 pub struct ListenerMetrics {
     open: Gauge,
+    parked: Gauge,
     accepted: Counter,
     protocols: Arc<[(Counter, Gauge); 2]>,
     name: Arc<str>,
@@ -297,6 +307,11 @@ impl ListenerMetrics {
         self.accepted.inc();
         self.open.inc();
         OpenConnection { open: self.open.clone() }
+    }
+
+    /// Counts idle connections parked (`change` above 0) or taken out of parking (below 0).
+    pub fn parked(&self, change: i64) {
+        self.parked.inc_by(change);
     }
 
     /// Counts a connection by the protocol its first request used; the guard counts it closed.

@@ -78,6 +78,9 @@ pub(crate) struct Http1Settings {
     /// A connection that opens with the HTTP/2 preface is handed to the HTTP/2 server (unless
     /// ALPN settled HTTP/1.1).
     pub(crate) h2c: bool,
+    /// A connection that has served a request and waited this long for the next is handed back to
+    /// be parked ([`Ended::Park`]); shorter than `idle_timeout`, which then runs on in the parking.
+    pub(crate) park_after: Option<Duration>,
 }
 
 impl Http1Settings {
@@ -96,13 +99,16 @@ pub(crate) enum Ended {
     Http2,
     /// A `101` is out: the connection goes to whoever asked for the switch.
     Switch(oneshot::Sender<Switched>),
+    /// The connection has waited `park_after` for its next request, with nothing buffered: it is
+    /// the caller's to park.
+    Park,
 }
 
 /// Hands a connection on as its HTTP/1.1 service ended: to a protocol switch (then `None`), or,
 /// after an HTTP/2 preface, back to the caller with what was read of it.
 pub(crate) fn hand_over<S: ClientStream + 'static>(io: ConnIo<S>, ended: Ended) -> Option<Rewound<S>> {
     match ended {
-        Ended::Closed => None,
+        Ended::Closed | Ended::Park => None,
         Ended::Http2 => Some(io.into_rewound()),
         Ended::Switch(switch) => {
             let (stream, read) = io.into_parts();
@@ -154,6 +160,7 @@ where
                 Arrived::Head(head) => head,
                 Arrived::Refused(violation) => refused_head(violation),
                 Arrived::Http2 => return Ended::Http2,
+                Arrived::Park => return Ended::Park,
                 Arrived::Nothing => break,
             };
             first = false;
@@ -287,10 +294,12 @@ enum Arrived {
     Http2,
     /// The client closed, went idle too long, or a drain began before a request started.
     Nothing,
+    /// The connection has waited long enough to be parked.
+    Park,
 }
 
-/// Ready when a connection's wait for its next request, begun at `since`, has lasted `wait`, or a
-/// drain has begun.
+/// Ready when a connection's wait for its next request, begun at `since`, has lasted `wait`
+/// (`false`), or a drain has begun (`true`).
 ///
 /// The timer and the drain's watch live as long as the connection (`serve` pins them), so a busy
 /// keep-alive connection neither arms a timer nor joins the drain's waiters per request. The timer
@@ -302,9 +311,9 @@ fn poll_idle_end(
     drained: Pin<&mut WaitForCancellationFuture<'_>>,
     since: Instant,
     wait: Duration,
-) -> Poll<()> {
+) -> Poll<bool> {
     if drained.poll(cx).is_ready() {
-        return Poll::Ready(());
+        return Poll::Ready(true);
     }
     let Some(due) = since.checked_add(wait) else { return Poll::Pending };
     if idle.deadline() > due {
@@ -313,7 +322,7 @@ fn poll_idle_end(
     loop {
         ready!(idle.as_mut().poll(cx));
         if idle.deadline() >= due {
-            return Poll::Ready(());
+            return Poll::Ready(false);
         }
         idle.as_mut().reset(due);
     }
@@ -324,7 +333,8 @@ fn poll_idle_end(
 /// A connection waits for the first byte of a request for the idle timeout (on a new connection,
 /// at most the head timeout: a connection that never sends a byte is closed without a word), and
 /// for the rest of the head for the head timeout from when it first had to wait for more of it (a
-/// slower head is refused). The connection's one timer serves both.
+/// slower head is refused). The connection's one timer serves both. A connection that has served a
+/// request is handed back to be parked after `park_after`, when that is set.
 ///
 /// Not an `async fn`: its future is what an idle connection's task holds, and a poll function
 /// over a small state keeps it small (an `async fn` keeps its arguments twice).
@@ -394,10 +404,13 @@ impl HeadWait {
                 }
                 Poll::Pending => {
                     let since = *self.idle_since.get_or_insert_with(Instant::now);
-                    let wait =
-                        if first { settings.idle_timeout.min(settings.head_timeout) } else { settings.idle_timeout };
-                    ready!(poll_idle_end(cx, idle.as_mut(), drained, since, wait));
-                    return Poll::Ready(Arrived::Nothing);
+                    let (wait, then) = match settings.park_after {
+                        Some(park_after) if !first => (park_after, Arrived::Park),
+                        _ if first => (settings.idle_timeout.min(settings.head_timeout), Arrived::Nothing),
+                        _ => (settings.idle_timeout, Arrived::Nothing),
+                    };
+                    let drained = ready!(poll_idle_end(cx, idle.as_mut(), drained, since, wait));
+                    return Poll::Ready(if drained { Arrived::Nothing } else { then });
                 }
             };
             if !matches!(filled, Ok(n) if n > 0) {
@@ -529,7 +542,7 @@ async fn body_finished<S: ClientStream>(io: &mut ConnIo<S>, feed: Option<Feed>, 
 }
 
 impl<S> ConnIo<S> {
-    fn into_parts(self) -> (S, bytes::BytesMut) {
+    pub(crate) fn into_parts(self) -> (S, bytes::BytesMut) {
         (self.stream, self.read)
     }
 

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{Answer, ClientSwitch, ConnIo, HeadLimits, Http1Settings, Service, hand_over, serve};
+use super::{Answer, ClientSwitch, ConnIo, Ended, HeadLimits, Http1Settings, Service, hand_over, serve};
 use crate::client_body::ClientBody;
 use crate::framing::{Refused, Violation};
 
@@ -184,6 +184,7 @@ const SETTINGS: Http1Settings = Http1Settings {
     head_timeout: Duration::from_secs(60),
     head: HeadLimits { max_head_bytes: 64 * 1024, max_headers: 100, max_uri_len: 8 * 1024 },
     h2c: false,
+    park_after: None,
 };
 
 /// A server on a fresh port serving connections with `service`; `drain` stops them.
@@ -486,6 +487,48 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let waited = tokio::time::Instant::now();
     assert!(closes(&mut stream).await);
     assert!(waited.elapsed() >= Duration::from_secs(5));
+}
+
+/// Serves one connection accepted on a fresh port; returns the client's end and how the service
+/// ended, whether the connection had nothing buffered then, and when.
+async fn serve_one(
+    settings: Http1Settings,
+) -> (TcpStream, tokio::task::JoinHandle<(Ended, bool, tokio::time::Instant)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let served = tokio::spawn(async move {
+        let mut io = ConnIo::new(stream);
+        let ended = serve(&mut io, &settings, false, CancellationToken::new(), TestService::default()).await;
+        (ended, io.read.is_empty(), tokio::time::Instant::now())
+    });
+    (client, served)
+}
+
+const PARKING: Http1Settings =
+    Http1Settings { idle_timeout: Duration::from_secs(5), park_after: Some(Duration::from_secs(2)), ..SETTINGS };
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_idle_for_park_after_is_handed_back_to_be_parked() {
+    let (mut client, served) = serve_one(PARKING).await;
+    client.write_all(b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
+    read_response(&mut client, &mut Vec::new(), false).await;
+    let answered = tokio::time::Instant::now();
+    let (ended, nothing_buffered, at) = served.await.unwrap();
+    assert!(matches!(ended, Ended::Park) && nothing_buffered);
+    let idle = at - answered;
+    assert!(idle >= Duration::from_secs(2) && idle < Duration::from_secs(3), "parked after {idle:?} idle");
+}
+
+/// A new connection has not shown it speaks HTTP/1.1: it waits for its first request as ever.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_has_sent_no_request_is_not_parked() {
+    let (mut client, served) = serve_one(PARKING).await;
+    let opened = tokio::time::Instant::now();
+    assert!(closes(&mut client).await);
+    let (ended, _, at) = served.await.unwrap();
+    assert!(matches!(ended, Ended::Closed));
+    assert!(at - opened >= Duration::from_secs(5), "closed after {:?}", at - opened);
 }
 
 /// The connection's one idle timer, set when it began, is moved to the end of each later wait.

@@ -112,7 +112,16 @@ fn http1_settings(config: &ListenerConfig) -> Option<Http1Settings> {
             max_uri_len: config.max_uri_length.0 as u32,
         },
         h2c,
+        park_after: park_after(config),
     })
+}
+
+/// How long a cleartext HTTP/1.1 connection waits for its next request before it is parked: never
+/// on a TLS listener (its session state would go to the parking with it), nor when the idle timeout
+/// comes first.
+fn park_after(config: &ListenerConfig) -> Option<std::time::Duration> {
+    let after = config.idle_park_after.0;
+    (config.tls.is_none() && !after.is_zero() && after < config.idle_timeout.0).then_some(after)
 }
 
 /// HTTP/2 service: a request's header list is bounded like an HTTP/1.1 head, in bytes and fields.
@@ -122,5 +131,27 @@ fn http2_settings(config: &ListenerConfig) -> Http2Settings {
         max_concurrent_streams: 256,
         idle_timeout: config.idle_timeout.0,
         preface_timeout: config.header_read_timeout.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(extra: &str) -> ListenerConfig {
+        let text = format!("listeners: [{{ name: l, address: \"127.0.0.1:0\", {extra} }}]\nroutes: []\n");
+        let config = weir_config::parse_str(&text, weir_config::Format::Yaml, "test").unwrap();
+        config.listeners[0].clone()
+    }
+
+    #[test]
+    fn idle_connections_are_parked_on_cleartext_listeners_before_their_idle_timeout() {
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(park_after(&listener("idle_timeout: 1m")), Some(secs(1)), "the default");
+        assert_eq!(park_after(&listener("idle_park_after: 5s")), Some(secs(5)));
+        assert_eq!(park_after(&listener("idle_park_after: 0s")), None, "zero: never");
+        assert_eq!(park_after(&listener("idle_timeout: 1s")), None, "the idle timeout comes first");
+        let tls = "tls: { certificates: [{ cert: /weir/cert.pem, key: /weir/key.pem }] }";
+        assert_eq!(park_after(&listener(tls)), None, "TLS connections are not parked");
     }
 }
