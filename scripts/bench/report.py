@@ -35,7 +35,7 @@ SCENARIOS = {
     "rate_limit_local": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one local rate-limit rule "
     "keyed by client address, never reached (weir-rate-limit-local.yaml). Compare its ratios with small_get's.",
     "rate_limit_redis": "GET / (13-byte body), 64 connections, wrk -t1; weir applies one global rate-limit rule "
-    "decided on a local redis-server, never reached (weir-rate-limit-redis.yaml): one round trip per request. "
+    "decided on a local redis-server, never reached (weir-rate-limit-redis.yaml): every request waits for a Redis round trip (the decisions written together go as one call). "
     "Compare with small_get's.",
     "rate_limit_redis_lease": "GET / (13-byte body), 64 connections, wrk -t1; the same global rule with `lease: 100` "
     "(weir-rate-limit-redis.yaml, second listener): one round trip per 100 requests. Compare with small_get's.",

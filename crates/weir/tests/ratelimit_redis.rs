@@ -169,6 +169,33 @@ async fn buckets_live_in_redis_and_survive_a_flushed_script_cache() {
     assert!(metrics(&first).await.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"shared\"} 0"));
 }
 
+/// Concurrent requests for one key are decided together on Redis (one call for those sent at
+/// once) and exactly as one after another: the burst, and not one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_one_key_admit_exactly_the_burst() {
+    let redis = RedisServer::start().await;
+    let mock = MockUpstream::start("app").await;
+    let text = config(&mock, &redis, "{ name: shared, key: route, rate: 1/h, burst: 10, mode: global }");
+    let gateway = Arc::new(TestGateway::start(&text).await);
+    for round in 0..2 {
+        let requests: Vec<_> = (0..40)
+            .map(|_| {
+                let gateway = gateway.clone();
+                tokio::spawn(async move { status(&gateway).await })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for request in requests {
+            statuses.push(request.await.unwrap());
+        }
+        let allowed = statuses.iter().filter(|&&status| status == 200).count();
+        assert!(statuses.iter().all(|&status| status == 200 || status == 429), "{statuses:?}");
+        assert_eq!(allowed, if round == 0 { 10 } else { 0 }, "round {round}: {statuses:?}");
+    }
+    let text = metrics(&gateway).await;
+    assert!(text.contains("weir_ratelimit_redis_errors_total{scope=\"api\",rule=\"shared\"} 0"), "{text}");
+}
+
 /// Round trips a gateway made to Redis for the rule `shared` on the route `api`.
 async fn round_trips(gateway: &TestGateway) -> u64 {
     let text = metrics(gateway).await;

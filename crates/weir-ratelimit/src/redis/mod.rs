@@ -1,7 +1,8 @@
 //! Global limits through Redis: a GCRA decision is one `EVALSHA` of a small Lua script, atomic on
 //! the server and timed by the server's clock, so every weir instance sharing the Redis shares one
-//! bucket per key. Many decisions share one pipelined connection ([`link`]); a broken connection
-//! is replaced in the background while decisions fall back as their rule says.
+//! bucket per key. Many decisions share one pipelined connection ([`link`]), and the decisions for
+//! one key that are sent together go as one call; a broken connection is replaced in the background
+//! while decisions fall back as their rule says.
 
 mod cluster;
 mod link;
@@ -16,7 +17,7 @@ use tokio::sync::Notify;
 
 use crate::gcra::{Decision, Quota};
 pub use cluster::ClusterClient;
-use link::Link;
+use link::{Ask, Link, Share};
 use resp::Reply;
 
 const SCRIPT: &str = include_str!("gcra.lua");
@@ -68,7 +69,7 @@ pub struct RedisClient {
 /// A live link and the SHA1 Redis gave the script on it.
 struct Connected {
     link: Link,
-    sha: Vec<u8>,
+    sha: Arc<[u8]>,
 }
 
 impl RedisClient {
@@ -88,6 +89,22 @@ impl RedisClient {
     /// at once (a lease). The caller bounds the wait with its own timeout.
     pub async fn decide(self: &Arc<Self>, key: &[u8], quota: &Quota, wanted: u32) -> Result<Granted, RedisError> {
         let connected = self.connected().await?;
+        if wanted <= 1 {
+            let ask = Ask {
+                sha: connected.sha.clone(),
+                key: key.to_vec(),
+                interval: quota.interval(),
+                tolerance: quota.tolerance(),
+            };
+            return match connected.link.decide(ask).await? {
+                // The script cache was flushed: this request is decided alone, with the script itself.
+                (Reply::Error(message), _) if message.starts_with("NOSCRIPT") => {
+                    let reply = self.evaluate(&connected, key, quota, 1).await?;
+                    decision(reply)
+                }
+                (reply, share) => shared_decision(reply, share, quota),
+            };
+        }
         let mut digits = [resp::Decimal::default(), resp::Decimal::default(), resp::Decimal::default()];
         let [interval, tolerance, wanted_digits] = &mut digits;
         let args = [
@@ -98,15 +115,33 @@ impl RedisClient {
         let mut command = Vec::with_capacity(128 + key.len());
         resp::write_command(&mut command, &[b"EVALSHA", &connected.sha, b"1", key, args[0], args[1], args[2]]);
         let reply = match connected.link.call(command).await? {
+            // The script cache was flushed or a replica took over: send the script itself.
             Reply::Error(message) if message.starts_with("NOSCRIPT") => {
-                // The script cache was flushed or a replica took over: send the script itself.
-                let mut command = Vec::with_capacity(SCRIPT.len() + 128 + key.len());
-                resp::write_command(&mut command, &[b"EVAL", SCRIPT.as_bytes(), b"1", key, args[0], args[1], args[2]]);
-                connected.link.call(command).await?
+                self.evaluate(&connected, key, quota, wanted).await?
             }
             reply => reply,
         };
         decision(reply)
+    }
+
+    /// Runs the script itself (not by its SHA1) for `key`, taking up to `wanted` requests' worth.
+    async fn evaluate(
+        &self,
+        connected: &Connected,
+        key: &[u8],
+        quota: &Quota,
+        wanted: u32,
+    ) -> Result<Reply, RedisError> {
+        let mut digits = [resp::Decimal::default(), resp::Decimal::default(), resp::Decimal::default()];
+        let [interval, tolerance, wanted_digits] = &mut digits;
+        let args = [
+            interval.of(quota.interval()),
+            tolerance.of(quota.tolerance()),
+            wanted_digits.of(u64::from(wanted.max(1))),
+        ];
+        let mut command = Vec::with_capacity(SCRIPT.len() + 128 + key.len());
+        resp::write_command(&mut command, &[b"EVAL", SCRIPT.as_bytes(), b"1", key, args[0], args[1], args[2]]);
+        connected.link.call(command).await
     }
 
     /// Whether a live connection is held now (for operators: the admin API's `/ratelimits`).
@@ -175,7 +210,7 @@ impl RedisClient {
         resp::write_command(&mut command, &[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
         let reply = tokio::time::timeout(timeout, link.call(command)).await.map_err(|_| RedisError::Timeout)??;
         match reply {
-            Reply::Bulk(Some(sha)) => Ok(Connected { link, sha }),
+            Reply::Bulk(Some(sha)) => Ok(Connected { link, sha: sha.into() }),
             Reply::Error(message) => Err(RedisError::Refused(message)),
             _ => Err(RedisError::Protocol),
         }
@@ -188,6 +223,33 @@ impl RedisClient {
 pub struct Granted {
     pub decision: Decision,
     pub count: u32,
+}
+
+/// One request's decision from a call that decided `share.of` requests for its key together, as
+/// the script would have decided them one after another: the first `granted` callers are allowed,
+/// each with what was left after its own, and the rest refused until one more fits.
+fn shared_decision(reply: Reply, share: Share, quota: &Quota) -> Result<Granted, RedisError> {
+    let all = decision(reply)?;
+    if share.of <= 1 {
+        return Ok(all);
+    }
+    let (granted, index) = (all.count, share.index);
+    let decision = if index < granted {
+        // Requests taken after this one.
+        let after = u64::from(granted - 1 - index);
+        Decision {
+            allowed: true,
+            remaining: all.decision.remaining.saturating_add(after as u32),
+            retry_after: 0,
+            reset_after: all.decision.reset_after.saturating_sub(after * quota.interval()),
+        }
+    } else if granted == 0 {
+        all.decision
+    } else {
+        let wait = (all.decision.reset_after + quota.interval()).saturating_sub(quota.tolerance());
+        Decision { allowed: false, remaining: 0, retry_after: wait.max(1), reset_after: all.decision.reset_after }
+    };
+    Ok(Granted { decision, count: u32::from(decision.allowed) })
 }
 
 /// Reads the script's `{granted, remaining, retry_after_us, reset_after_us}`.
@@ -245,6 +307,52 @@ impl RedisBackend {
         match self {
             RedisBackend::Node(client) => client.decide(key, quota, wanted).await,
             RedisBackend::Cluster(cluster) => cluster.decide(key, quota, wanted).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gcra;
+
+    /// What `gcra.lua` answers, in its units (microseconds), for a key whose TAT is `tat` at `now`
+    /// taking up to `wanted`.
+    fn script(tat: u64, now: u64, interval: u64, tolerance: u64, wanted: u64) -> Reply {
+        let tat = tat.max(now);
+        let ahead = tat + interval - now;
+        let numbers = if ahead > tolerance {
+            [0, 0, ahead - tolerance, tat - now]
+        } else {
+            let granted = wanted.min((tolerance - (tat - now)) / interval).max(1);
+            let ahead = tat + granted * interval - now;
+            [granted, (tolerance - ahead) / interval, 0, ahead]
+        };
+        Reply::Array(Some(numbers.iter().map(|&n| Reply::Integer(n as i64)).collect()))
+    }
+
+    /// Each share of a gathered call is decided as the requests one after another would have been.
+    #[test]
+    fn a_shared_call_decides_each_request_as_one_after_another() {
+        // Microseconds here, nanoseconds in `Quota` and decisions.
+        let (interval, burst) = (250u64, 8u32);
+        let quota = Quota::new(4, 1_000_000, burst);
+        assert_eq!(quota.interval(), interval * 1000);
+        for tat_ahead in [0, 1, 249, 250, 1000, 1999, 2000, 2001, 5000] {
+            for wanted in [2u32, 3, 7, 8, 12] {
+                let now = 1_000_000u64;
+                let tat = now + tat_ahead;
+                let reply = script(tat, now, interval, interval * u64::from(burst), u64::from(wanted));
+                let mut sequential_tat = tat * 1000;
+                for index in 0..wanted {
+                    let (expected, next) = gcra::decide(sequential_tat, now * 1000, &quota);
+                    sequential_tat = next;
+                    let share = Share { index, of: wanted };
+                    let got = shared_decision(reply.clone(), share, &quota).unwrap();
+                    assert_eq!(got.decision, expected, "TAT {tat_ahead} us ahead, {wanted} wanted, request {index}");
+                    assert_eq!(got.count, u32::from(expected.allowed));
+                }
+            }
         }
     }
 }
