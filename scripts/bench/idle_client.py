@@ -28,17 +28,19 @@ def rss_kib(pid):
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-async def settled_rss(pid, interval, tries=20):
-    """RSS once two readings an interval apart agree: allocators and the kernel take a moment to
-    account for a burst of connections, and a reading mid-burst would undercount."""
-    previous = rss_kib(pid)
+async def settled_rss(pid, interval, tries=20, agreeing=3):
+    """RSS once `agreeing` readings an interval apart agree: allocators and the kernel take a moment
+    to account for a burst of connections, and a reading mid-burst would undercount. Three, not two:
+    a proxy may settle its idle connections into a smaller form a moment after they go idle (weir
+    parks them after a second), and two readings can meet on the way down."""
+    readings = [rss_kib(pid)]
     for _ in range(tries):
         await asyncio.sleep(interval)
-        current = rss_kib(pid)
-        if abs(current - previous) <= max(64, previous // 200):
-            return current, True
-        previous = current
-    return previous, False
+        readings.append(rss_kib(pid))
+        recent = readings[-agreeing:]
+        if len(recent) == agreeing and max(recent) - min(recent) <= max(64, recent[0] // 200):
+            return recent[-1], True
+    return readings[-1], False
 
 
 def raise_nofile(needed):
