@@ -31,13 +31,17 @@ fn gauges(gateway: &TestGateway) -> (i64, i64) {
 }
 
 async fn until_parked(gateway: &TestGateway, count: i64) {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        while gauges(gateway).0 != count {
+    until(gateway, &format!("{count} parked"), |(parked, _)| parked == count).await;
+}
+
+/// Waits until the gauges (parked, open) satisfy `done`.
+async fn until(gateway: &TestGateway, what: &str, done: impl Fn((i64, i64)) -> bool) {
+    let wait = async {
+        while !done(gauges(gateway)) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("never {count} parked: {:?}", gauges(gateway)));
+    };
+    tokio::time::timeout(TEST_TIMEOUT, wait).await.unwrap_or_else(|_| panic!("never {what}: {:?}", gauges(gateway)));
 }
 
 /// Sends a GET and reads its whole answer (`up`, length-framed).
@@ -58,14 +62,7 @@ async fn a_parked_connection_is_served_again_and_parked_again() {
     }
     // Its client's close is seen while it is parked.
     drop(stream);
-    until_parked(&gateway, 0).await;
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        while gauges(&gateway).1 != 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the connection closed by its client was left open");
+    until(&gateway, "closed by its client", |gauges| gauges == (0, 0)).await;
 }
 
 #[tokio::test]

@@ -214,10 +214,8 @@ fn encode(
         }
     }
     for (ask, callers) in calls.drain(..) {
-        let mut digits = [resp::Decimal::default(), resp::Decimal::default(), resp::Decimal::default()];
-        let [interval, tolerance, wanted] = &mut digits;
-        let args = [interval.of(ask.interval), tolerance.of(ask.tolerance), wanted.of(u64::from(callers.count()))];
-        resp::write_command(out, &[b"EVALSHA", &ask.sha, b"1", &ask.key, args[0], args[1], args[2]]);
+        let wanted = callers.count();
+        super::write_script_call(out, b"EVALSHA", &ask.sha, &ask.key, ask.interval, ask.tolerance, wanted);
         waiting.push_back((now, callers));
     }
 }

@@ -105,15 +105,9 @@ impl RedisClient {
                 (reply, share) => shared_decision(reply, share, quota),
             };
         }
-        let mut digits = [resp::Decimal::default(), resp::Decimal::default(), resp::Decimal::default()];
-        let [interval, tolerance, wanted_digits] = &mut digits;
-        let args = [
-            interval.of(quota.interval()),
-            tolerance.of(quota.tolerance()),
-            wanted_digits.of(u64::from(wanted.max(1))),
-        ];
         let mut command = Vec::with_capacity(128 + key.len());
-        resp::write_command(&mut command, &[b"EVALSHA", &connected.sha, b"1", key, args[0], args[1], args[2]]);
+        let (interval, tolerance) = (quota.interval(), quota.tolerance());
+        write_script_call(&mut command, b"EVALSHA", &connected.sha, key, interval, tolerance, wanted);
         let reply = match connected.link.call(command).await? {
             // The script cache was flushed or a replica took over: send the script itself.
             Reply::Error(message) if message.starts_with("NOSCRIPT") => {
@@ -132,15 +126,9 @@ impl RedisClient {
         quota: &Quota,
         wanted: u32,
     ) -> Result<Reply, RedisError> {
-        let mut digits = [resp::Decimal::default(), resp::Decimal::default(), resp::Decimal::default()];
-        let [interval, tolerance, wanted_digits] = &mut digits;
-        let args = [
-            interval.of(quota.interval()),
-            tolerance.of(quota.tolerance()),
-            wanted_digits.of(u64::from(wanted.max(1))),
-        ];
         let mut command = Vec::with_capacity(SCRIPT.len() + 128 + key.len());
-        resp::write_command(&mut command, &[b"EVAL", SCRIPT.as_bytes(), b"1", key, args[0], args[1], args[2]]);
+        let (interval, tolerance) = (quota.interval(), quota.tolerance());
+        write_script_call(&mut command, b"EVAL", SCRIPT.as_bytes(), key, interval, tolerance, wanted);
         connected.link.call(command).await
     }
 
@@ -215,6 +203,24 @@ impl RedisClient {
             _ => Err(RedisError::Protocol),
         }
     }
+}
+
+/// Appends a call of the GCRA script (`EVALSHA` with its SHA1, or `EVAL` with its text) for `key`,
+/// with the quota's interval and tolerance in nanoseconds, taking up to `wanted` requests' worth.
+fn write_script_call(
+    out: &mut Vec<u8>,
+    verb: &[u8],
+    script: &[u8],
+    key: &[u8],
+    interval: u64,
+    tolerance: u64,
+    wanted: u32,
+) {
+    let mut digits = [resp::Decimal::default(), resp::Decimal::default(), resp::Decimal::default()];
+    let [interval_digits, tolerance_digits, wanted_digits] = &mut digits;
+    let args =
+        [interval_digits.of(interval), tolerance_digits.of(tolerance), wanted_digits.of(u64::from(wanted.max(1)))];
+    resp::write_command(out, &[verb, script, b"1", key, args[0], args[1], args[2]]);
 }
 
 /// A global decision: what it says of the request, and how many requests' worth of the key's
