@@ -49,12 +49,20 @@ async fn exchange(stream: &mut TcpStream) -> String {
     exchange_rest(stream, GET).await
 }
 
-#[tokio::test]
-async fn a_parked_connection_is_served_again_and_parked_again() {
-    let gateway = TestGateway::start(&config("idle_timeout: 1h, idle_park_after: 50ms")).await;
+/// A gateway on `listener` settings and a connection to it that has had one answer and is parked
+/// now; and when the answer was read.
+async fn parked_connection(listener: &str) -> (TestGateway, TcpStream, Instant) {
+    let gateway = TestGateway::start(&config(listener)).await;
     let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
     assert!(exchange(&mut stream).await.starts_with(ANSWER));
+    let answered = Instant::now();
     until_parked(&gateway, 1).await;
+    (gateway, stream, answered)
+}
+
+#[tokio::test]
+async fn a_parked_connection_is_served_again_and_parked_again() {
+    let (gateway, mut stream, _) = parked_connection("idle_timeout: 1h, idle_park_after: 50ms").await;
     assert_eq!(gauges(&gateway), (1, 1), "parked and still open");
     for _ in 0..3 {
         assert!(exchange(&mut stream).await.starts_with(ANSWER));
@@ -67,10 +75,7 @@ async fn a_parked_connection_is_served_again_and_parked_again() {
 
 #[tokio::test]
 async fn a_pipelined_request_in_pieces_across_the_parking_is_served_whole() {
-    let gateway = TestGateway::start(&config("idle_timeout: 1h, idle_park_after: 50ms")).await;
-    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
-    assert!(exchange(&mut stream).await.starts_with(ANSWER));
-    until_parked(&gateway, 1).await;
+    let (gateway, mut stream, _) = parked_connection("idle_timeout: 1h, idle_park_after: 50ms").await;
     // The first piece wakes it; the rest comes later into its new task.
     stream.write_all(&GET[..5]).await.unwrap();
     until_parked(&gateway, 0).await;
@@ -93,11 +98,7 @@ async fn exchange_rest(stream: &mut TcpStream, rest: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_parked_connection_is_closed_at_its_idle_timeout() {
-    let gateway = TestGateway::start(&config("idle_timeout: 1s, idle_park_after: 50ms")).await;
-    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
-    assert!(exchange(&mut stream).await.starts_with(ANSWER));
-    let answered = Instant::now();
-    until_parked(&gateway, 1).await;
+    let (gateway, mut stream, answered) = parked_connection("idle_timeout: 1s, idle_park_after: 50ms").await;
     let mut rest = Vec::new();
     tokio::time::timeout(TEST_TIMEOUT, stream.read_to_end(&mut rest)).await.unwrap().unwrap();
     assert!(rest.is_empty());
