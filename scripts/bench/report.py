@@ -48,9 +48,10 @@ SCENARIOS = {
     "ticket), sending GET / and reading the answer. req/s is connections per wall-clock second (counted "
     "in whole seconds by s_time); there is no latency.",
 }
-TARGETS = ["weir", "weir_plain", "nginx", "haproxy", "backend"]
+TARGETS = ["weir", "weir_plain", "nginx", "haproxy", "passthrough", "backend"]
 PEERS = ["nginx", "haproxy"]
-LABELS = {"backend": "backend alone (ceiling)", "weir_plain": "weir (plain config)"}
+LABELS = {"backend": "backend alone (ceiling)", "weir_plain": "weir (plain config)",
+          "passthrough": "pass-through (no HTTP work)"}
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
@@ -214,6 +215,15 @@ def round_ratios(runs, peer, metric, own="weir"):
     return ratios
 
 
+def ratio_row(label, runs, rounds, peer, metric, own="weir"):
+    """One table row: `own` over `peer` in each round (`!` where a run had errors), then the median."""
+    by_round = round_ratios(runs, peer, metric, own)
+    cells = ["n/a" if by_round.get(r, (None,))[0] is None
+             else f"{by_round[r][0]:.2f}{'!' if by_round[r][1] else ''}" for r in rounds]
+    ratios = [ratio for ratio, _ in by_round.values() if ratio is not None]
+    return f"| {label} | " + " | ".join(cells) + f" | {fmt(median_of(ratios))} |"
+
+
 def render_overview(loaded):
     """The medians of weir's per-round ratios for every scenario in one table; details follow."""
     out = ["### Overview", "",
@@ -271,14 +281,11 @@ def render_scenario(name, runs):
         latency = ("p50", "mean") if "mean/sd" in latency_kinds else ("p99", "p99")
         for metric, label in (("rps", "req/s"), latency):
             for peer in (p for p in PEERS if p in runs):
-                by_round = round_ratios(runs, peer, metric)
-                ratios = [ratio for ratio, _ in by_round.values() if ratio is not None]
                 # A ratio built on a run with errors is shown but marked.
-                cells = ["n/a" if by_round.get(r, (None,))[0] is None
-                         else f"{by_round[r][0]:.2f}{'!' if by_round[r][1] else ''}" for r in rounds]
-                out.append(f"| {label} vs {peer} | " + " | ".join(cells) +
-                           f" | {fmt(median_of(ratios))} |")
+                out.append(ratio_row(f"{label} vs {peer}", runs, rounds, peer, metric))
         out.append("")
+    if "passthrough" in runs and any(p in runs for p in PEERS):
+        out += passthrough_ratios(runs, rounds)
     if name == "default_features" and "weir_plain" in runs:
         out += feature_cost(runs, rounds)
     out += cpu_per_request(name, runs, targets)
@@ -325,6 +332,18 @@ def cpu_per_request(name, runs, targets):
             *rows, ""]
 
 
+def passthrough_ratios(runs, rounds):
+    """The pass-through over each peer, round by round: the most any proxy's ratio could be here."""
+    cols = "".join(f" r{r} |" for r in rounds)
+    out = ["The pass-through copies bytes and does no HTTP work, so no proxy can serve more than it on this "
+           "machine: its ratio to a peer is the most any proxy's could be in this scenario.", "",
+           f"| pass-through ÷ peer |{cols} median |", "|---|" + "---:|" * (len(rounds) + 1)]
+    for peer in (p for p in PEERS if p in runs):
+        out.append(ratio_row(f"req/s vs {peer}", runs, rounds, peer, "rps", own="passthrough"))
+    out.append("")
+    return out
+
+
 def feature_cost(runs, rounds):
     """weir with its default features over weir on the plain config, measured back to back."""
     cols = "".join(f" r{r} |" for r in rounds)
@@ -333,11 +352,7 @@ def feature_cost(runs, rounds):
            f"| weir (default features) ÷ weir (plain config) |{cols} median |",
            "|---|" + "---:|" * (len(rounds) + 1)]
     for metric, label in (("rps", "req/s"), ("p99", "p99")):
-        by_round = round_ratios(runs, "weir_plain", metric)
-        cells = ["n/a" if by_round.get(r, (None,))[0] is None
-                 else f"{by_round[r][0]:.2f}{'!' if by_round[r][1] else ''}" for r in rounds]
-        ratios = [ratio for ratio, _ in by_round.values() if ratio is not None]
-        out.append(f"| {label} | " + " | ".join(cells) + f" | {fmt(median_of(ratios))} |")
+        out.append(ratio_row(label, runs, rounds, "weir_plain", metric))
     out.append("")
     return out
 
