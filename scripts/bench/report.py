@@ -27,6 +27,12 @@ SCENARIOS = {
     "default_features": "GET / (13-byte body), 64 connections, wrk -t1; weir runs its production config "
     "(weir-default-features.yaml: request id, metrics with the admin listener, a JSON access log of every "
     "request to a file) against the same peers, which log nothing.",
+    "same_features": "GET / (13-byte body), 64 connections, wrk -t1; every proxy does what weir's default "
+    "features do: weir on weir-default-features.yaml as in default_features, nginx and HAProxy on ports of "
+    "their own that set `X-Forwarded-For/-Proto/-Host` and `Forwarded`, keep or make a request id and send "
+    "it upstream and back, and log a JSON line per request with weir's fields to a file (nginx with a "
+    "64 KiB buffer, as weir writes in batches; HAProxy a line at a time to standard output, the only "
+    "way it writes a file). The same work on all three, so the ratios compare how cheaply each does it.",
     "resilience": "GET / (13-byte body), 64 connections, wrk -t1; weir's route has a retry policy (with its "
     "budget) and a concurrency limit, and its upstream a circuit breaker (weir-resilience.yaml), on a healthy path. Compare its ratios with "
     "small_get's.",
@@ -295,8 +301,9 @@ def render_scenario(name, runs):
 def label_of(scenario, target):
     """A target's name in a scenario's tables: weir's says which configuration it ran."""
     if target != "weir":
-        return LABELS.get(target, target)
-    if scenario == "default_features":
+        label = LABELS.get(target, target)
+        return f"{label} (same features)" if scenario == "same_features" and target in PEERS else label
+    if scenario in ("default_features", "same_features"):
         return "weir (default features)"
     if scenario == "least_request":
         return "weir (least_request)"
