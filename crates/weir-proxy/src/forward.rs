@@ -210,14 +210,38 @@ thread_local! {
 /// the upstream request, the response and the access log, and a copied buffer would be allocated
 /// again, shared, on its first clone.
 pub fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
-    let words = [next_random(), next_random()];
-    for (i, byte) in words.iter().flat_map(|w| w.to_be_bytes()).enumerate() {
-        out[i * 2] = HEX[usize::from(byte >> 4)];
-        out[i * 2 + 1] = HEX[usize::from(byte & 0xf)];
-    }
+    out[..16].copy_from_slice(&hex_digits(next_random()));
+    out[16..].copy_from_slice(&hex_digits(next_random()));
     HeaderValue::from_maybe_shared(Bytes::from_owner(out)).expect("hex digits are a valid header value")
+}
+
+/// `word` as 16 lowercase hex digits, most significant first: every nibble is moved into a byte of
+/// its own and turned into its digit, eight at a time, with no table and no loop.
+fn hex_digits(word: u64) -> [u8; 16] {
+    let high = nibbles_to_bytes((word >> 32) as u32);
+    let low = nibbles_to_bytes(word as u32);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&nibble_digits(high).to_be_bytes());
+    out[8..].copy_from_slice(&nibble_digits(low).to_be_bytes());
+    out
+}
+
+/// The eight nibbles of `half`, each in a byte of its own, in the same order (the lowest nibble in the
+/// lowest byte).
+fn nibbles_to_bytes(half: u32) -> u64 {
+    let mut x = u64::from(half);
+    x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f
+}
+
+/// Each byte of `nibbles` (0 to 15) as its hex digit: `'0'` added, and `'a' - '0' - 10` more for
+/// those of 10 and up (adding 6 carries into the high nibble exactly for them).
+fn nibble_digits(nibbles: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let letters = ((nibbles + 6 * ONES) >> 4) & ONES;
+    nibbles + u64::from(b'0') * ONES + letters * u64::from(b'a' - b'0' - 10)
 }
 
 /// splitmix64: fast, well mixed; ids need to be unique, not secret.
@@ -316,6 +340,14 @@ mod tests {
         let longest = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:80";
         add_forwarding_headers(&mut headers, &peer(longest, &["::/0"]), None);
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.1, ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe");
+    }
+
+    #[test]
+    fn hex_digits_match_the_formatter() {
+        let words = [0, u64::MAX, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210, 0x0a0b_0c0d_0e0f_9a9b];
+        for word in words.into_iter().chain((0..1000).map(|_| next_random())) {
+            assert_eq!(std::str::from_utf8(&hex_digits(word)).unwrap(), format!("{word:016x}"));
+        }
     }
 
     #[test]
