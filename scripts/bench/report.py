@@ -198,6 +198,9 @@ def load_scenario(directory):
         for raw in round_dir.glob("*.cpu"):
             if run := runs.get(raw.stem, {}).get(number):
                 run["cpu"] = parse_cpu(raw.read_text())
+                if run.get("requests") and "proxy" in run["cpu"]:
+                    # The proxy's own CPU per request served, microseconds.
+                    run["proxy_us"] = run["cpu"]["proxy"] * 1e6 / run["requests"]
     return runs
 
 
@@ -234,15 +237,20 @@ def render_overview(loaded):
     """The medians of weir's per-round ratios for every scenario in one table; details follow."""
     out = ["### Overview", "",
            "Median over rounds of weir ÷ peer. req/s above 1: weir served more; p99 below 1: weir's tail "
-           "was shorter. **!**: some run behind the number had errors (see the scenario).", "",
-           "| scenario | req/s vs nginx | req/s vs haproxy | p99 vs nginx | p99 vs haproxy |",
-           "|---|---:|---:|---:|---:|"]
+           "was shorter; CPU below 1: weir's process spent less CPU (user and kernel) per request served "
+           "than the peer's. Where the load generator and the backend bound the throughput, CPU per "
+           "request is the fairer measure of the proxy's own efficiency (Redis's CPU, where weir's path uses "
+           "it, is not counted). **!**: some run behind the "
+           "number had errors (see the scenario).", "",
+           "| scenario | req/s vs nginx | req/s vs haproxy | p99 vs nginx | p99 vs haproxy "
+           "| CPU/req vs nginx | CPU/req vs haproxy |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for name, runs in loaded.items():
         if "weir" not in runs:
             continue
         cells = []
         mean_only = any(run.get("latency") == "mean/sd" for t in runs.values() for run in t.values())
-        for metric in ("rps", "p50" if mean_only else "p99"):
+        for metric in ("rps", "p50" if mean_only else "p99", "proxy_us"):
             for peer in PEERS:
                 if peer not in runs:
                     cells.append("n/a")
